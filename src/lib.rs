@@ -1,0 +1,29 @@
+//! # sparse-attn
+//!
+//! CUDA kernels for sparse attention in long-context LLM inference, with safe Rust launch
+//! functions over [`cudarc`] device buffers, sparsity descriptors that every kernel agrees
+//! on, and a CPU reference that is the oracle for every test.
+//!
+//! | | |
+//! |---|---|
+//! | patterns | block-sparse, vertical-slash (MInference), A-shape (sink + local), top-k tokens |
+//! | dtypes | f16, bf16 in and out; f32 accumulation |
+//! | head_dim | 64, 128 |
+//! | GPUs | sm_80 and later (PTX for sm_80 and sm_90 embedded) |
+//! | layout | BSHD, strides in elements, last dimension contiguous; varlen via `cu_seqlens` |
+//!
+//! Conventions: GQA/MQA needs `heads_q % heads_kv == 0` and never repeats K/V; causal masks
+//! are aligned bottom-right (query `i` sees key `j` iff `j <= i + seq_k - seq_q`); every
+//! index tensor is i32; a row that sees no key gets output 0 and LSE `-inf`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod kernels;
+pub mod mask;
+pub mod pattern;
+pub mod reference;
+pub mod shape;
+
+pub use error::{Error, Result};
+pub use mask::{ElementMask, SparsePattern};
+pub use shape::{AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};

@@ -1,0 +1,169 @@
+//! The element mask: which key each query row of each query head attends.
+//!
+//! Every sparsity descriptor expands to one of these (`SparsePattern::element_mask`), and
+//! the dense masked reference consumes it. It is the common ground on which a sparse
+//! reference, a kernel and a descriptor are compared.
+
+use crate::error::Result;
+use crate::shape::AttnShape;
+
+/// A bit per (batch, query head, query row, key): `[batch, heads_q, seq_q, seq_k]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ElementMask {
+    batch: usize,
+    heads: usize,
+    seq_q: usize,
+    seq_k: usize,
+    words_per_row: usize,
+    bits: Vec<u64>,
+}
+
+impl std::fmt::Debug for ElementMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ElementMask[{} x {} x {} x {}] ({} set)",
+            self.batch,
+            self.heads,
+            self.seq_q,
+            self.seq_k,
+            self.count()
+        )
+    }
+}
+
+impl ElementMask {
+    /// A mask with no key allowed anywhere, sized for the query heads of `shape`.
+    pub fn empty(shape: &AttnShape) -> Self {
+        let words_per_row = shape.seq_k.div_ceil(64);
+        Self {
+            batch: shape.batch,
+            heads: shape.heads_q,
+            seq_q: shape.seq_q,
+            seq_k: shape.seq_k,
+            words_per_row,
+            bits: vec![0; shape.batch * shape.heads_q * shape.seq_q * words_per_row],
+        }
+    }
+
+    /// Dense attention: every key, or the bottom-right causal triangle.
+    pub fn dense(shape: &AttnShape, causal: bool) -> Self {
+        let mut mask = Self::empty(shape);
+        for b in 0..shape.batch {
+            for h in 0..shape.heads_q {
+                for i in 0..shape.seq_q {
+                    mask.set_range(b, h, i, 0, shape.visible_keys(i, causal));
+                }
+            }
+        }
+        mask
+    }
+
+    /// Builds a mask from a predicate, evaluated once per element.
+    pub fn from_fn(shape: &AttnShape, mut allowed: impl FnMut(usize, usize, usize, usize) -> bool) -> Self {
+        let mut mask = Self::empty(shape);
+        for b in 0..shape.batch {
+            for h in 0..shape.heads_q {
+                for i in 0..shape.seq_q {
+                    for j in 0..shape.seq_k {
+                        if allowed(b, h, i, j) {
+                            mask.set(b, h, i, j);
+                        }
+                    }
+                }
+            }
+        }
+        mask
+    }
+
+    pub fn dims(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.seq_q, self.seq_k]
+    }
+
+    fn row_start(&self, b: usize, h: usize, i: usize) -> usize {
+        ((b * self.heads + h) * self.seq_q + i) * self.words_per_row
+    }
+
+    /// Allows key `j` for row `i` of head `h` in batch `b`.
+    pub fn set(&mut self, b: usize, h: usize, i: usize, j: usize) {
+        debug_assert!(j < self.seq_k);
+        let w = self.row_start(b, h, i) + j / 64;
+        self.bits[w] |= 1 << (j % 64);
+    }
+
+    /// Allows keys `start..end` (clipped to `seq_k`).
+    pub fn set_range(&mut self, b: usize, h: usize, i: usize, start: usize, end: usize) {
+        for j in start..end.min(self.seq_k) {
+            self.set(b, h, i, j);
+        }
+    }
+
+    pub fn get(&self, b: usize, h: usize, i: usize, j: usize) -> bool {
+        let w = self.row_start(b, h, i) + j / 64;
+        self.bits[w] >> (j % 64) & 1 == 1
+    }
+
+    /// The allowed keys of one row, ascending.
+    pub fn row_keys(&self, b: usize, h: usize, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let start = self.row_start(b, h, i);
+        let words = &self.bits[start..start + self.words_per_row];
+        words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(w * 64 + bit)
+            })
+        })
+    }
+
+    /// Keeps only the elements also allowed by the bottom-right causal mask.
+    pub fn apply_causal(&mut self, shape: &AttnShape) {
+        for b in 0..self.batch {
+            for h in 0..self.heads {
+                for i in 0..self.seq_q {
+                    let limit = shape.visible_keys(i, true);
+                    let start = self.row_start(b, h, i);
+                    for (w, word) in self.bits[start..start + self.words_per_row].iter_mut().enumerate() {
+                        let lo = w * 64;
+                        if lo >= limit {
+                            *word = 0;
+                        } else if limit - lo < 64 {
+                            *word &= (1u64 << (limit - lo)) - 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of allowed elements.
+    pub fn count(&self) -> usize {
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Fraction of the dense (causal or full) element count that this mask keeps.
+    pub fn density(&self, shape: &AttnShape, causal: bool) -> f64 {
+        let dense: usize = (0..shape.seq_q).map(|i| shape.visible_keys(i, causal)).sum::<usize>()
+            * shape.batch
+            * shape.heads_q;
+        if dense == 0 {
+            return 0.0;
+        }
+        self.count() as f64 / dense as f64
+    }
+}
+
+/// A sparsity descriptor: validated index tensors that say which keys each query row sees.
+pub trait SparsePattern {
+    /// Checks the descriptor against a problem shape: tensor sizes, head counts and every
+    /// index. Entries that the format says to ignore (past a count, or -1) are not errors.
+    fn validate(&self, shape: &AttnShape) -> Result<()>;
+
+    /// The exact set of (row, key) elements that attention under this descriptor computes,
+    /// including the causal mask when `causal` is set. Validates first.
+    fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask>;
+}

@@ -1,0 +1,152 @@
+//! Inputs, outputs and the shared row loop of the CPU reference.
+
+use crate::error::Result;
+use crate::shape::{check_len, AttnDtype, AttnShape};
+
+/// Contiguous BSHD q, k, v widened to f64.
+#[derive(Debug, Clone)]
+pub struct RefInputs {
+    pub shape: AttnShape,
+    pub q: Vec<f64>,
+    pub k: Vec<f64>,
+    pub v: Vec<f64>,
+}
+
+impl RefInputs {
+    /// Widens contiguous BSHD tensors of the kernels' storage type.
+    pub fn new<T: AttnDtype>(shape: AttnShape, q: &[T], k: &[T], v: &[T]) -> Result<Self> {
+        let widen = |x: &[T]| x.iter().map(|e| e.to_f64()).collect::<Vec<_>>();
+        Self::from_f64(shape, widen(q), widen(k), widen(v))
+    }
+
+    /// Takes contiguous BSHD tensors that are already f64.
+    pub fn from_f64(shape: AttnShape, q: Vec<f64>, k: Vec<f64>, v: Vec<f64>) -> Result<Self> {
+        check_len("q", q.len(), &[shape.batch, shape.seq_q, shape.heads_q, shape.head_dim])?;
+        check_len("k", k.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;
+        check_len("v", v.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;
+        Ok(Self { shape, q, k, v })
+    }
+
+    fn q_row(&self, b: usize, i: usize, h: usize) -> &[f64] {
+        let off = self.shape.q_layout().offset(b, i, h);
+        &self.q[off..off + self.shape.head_dim]
+    }
+
+    fn kv_offset(&self, b: usize, j: usize, h_kv: usize) -> usize {
+        self.shape.kv_layout().offset(b, j, h_kv)
+    }
+}
+
+/// Reference results: `out` is contiguous BSHD `[batch, seq_q, heads_q, head_dim]`, `lse`
+/// is `[batch, heads_q, seq_q]` in natural log. A row with no key has output 0 and LSE -inf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefOutput {
+    pub shape: AttnShape,
+    pub out: Vec<f64>,
+    pub lse: Vec<f64>,
+}
+
+impl RefOutput {
+    /// Largest absolute difference of the outputs, and of the finite LSE entries. Two LSEs
+    /// that are both -inf count as equal; one -inf against a finite value counts as infinite.
+    pub fn max_abs_diff(&self, other: &RefOutput) -> (f64, f64) {
+        let out = self.out.iter().zip(&other.out).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let lse = self
+            .lse
+            .iter()
+            .zip(&other.lse)
+            .map(|(&a, &b)| if a == b { 0.0 } else { (a - b).abs() })
+            .fold(0.0, f64::max);
+        (out, lse)
+    }
+}
+
+/// Query rows per unit of parallel work: large enough to amortise a task, small enough to
+/// balance causal rows (whose cost grows with the row index) across threads.
+const ROWS_PER_TASK: usize = 64;
+
+/// Softmax attention where row `i` of query head `h` in batch `b` attends exactly the keys
+/// that `keys(b, h, i, &mut list)` pushes (any order; duplicates would be counted twice, so
+/// callers push each key once). Runs on all CPU cores.
+pub fn attend_rows<F>(inputs: &RefInputs, scale: f64, keys: F) -> RefOutput
+where
+    F: Fn(usize, usize, usize, &mut Vec<usize>) + Sync,
+{
+    let s = inputs.shape;
+    let tasks: Vec<(usize, usize, usize)> = (0..s.batch)
+        .flat_map(|b| (0..s.heads_q).flat_map(move |h| (0..s.seq_q).step_by(ROWS_PER_TASK).map(move |i| (b, h, i))))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tasks.len().max(1));
+
+    let mut out = vec![0.0; s.q_len()];
+    let mut lse = vec![f64::NEG_INFINITY; s.lse_len()];
+    let results: Vec<Vec<(usize, usize, usize, Vec<f64>, f64)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let mut list = Vec::new();
+                    let mut scores = Vec::new();
+                    loop {
+                        let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(b, h, i0)) = tasks.get(t) else { break };
+                        for i in i0..(i0 + ROWS_PER_TASK).min(s.seq_q) {
+                            list.clear();
+                            keys(b, h, i, &mut list);
+                            let (row, row_lse) = attend_one_row(inputs, scale, b, h, i, &list, &mut scores);
+                            done.push((b, h, i, row, row_lse));
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("reference worker panicked")).collect()
+    });
+    let layout = s.q_layout();
+    for (b, h, i, row, row_lse) in results.into_iter().flatten() {
+        let off = layout.offset(b, i, h);
+        out[off..off + s.head_dim].copy_from_slice(&row);
+        lse[(b * s.heads_q + h) * s.seq_q + i] = row_lse;
+    }
+    RefOutput { shape: s, out, lse }
+}
+
+/// Two-pass softmax over the listed keys of one row, in f64.
+fn attend_one_row(
+    inputs: &RefInputs,
+    scale: f64,
+    b: usize,
+    h: usize,
+    i: usize,
+    keys: &[usize],
+    scores: &mut Vec<f64>,
+) -> (Vec<f64>, f64) {
+    let d = inputs.shape.head_dim;
+    let h_kv = inputs.shape.kv_head(h);
+    let q = inputs.q_row(b, i, h);
+    let mut row = vec![0.0; d];
+    if keys.is_empty() {
+        return (row, f64::NEG_INFINITY);
+    }
+    scores.clear();
+    scores.extend(keys.iter().map(|&j| {
+        let off = inputs.kv_offset(b, j, h_kv);
+        scale * q.iter().zip(&inputs.k[off..off + d]).map(|(a, b)| a * b).sum::<f64>()
+    }));
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (&j, score) in keys.iter().zip(scores.iter()) {
+        let p = (score - max).exp();
+        sum += p;
+        let off = inputs.kv_offset(b, j, h_kv);
+        for (acc, v) in row.iter_mut().zip(&inputs.v[off..off + d]) {
+            *acc += p * v;
+        }
+    }
+    for acc in row.iter_mut() {
+        *acc /= sum;
+    }
+    (row, max + sum.ln())
+}

@@ -1,0 +1,12 @@
+//! CPU reference attention: the oracle every kernel is tested against.
+//!
+//! All arithmetic is f64. Inputs are the exact f16/bf16 values the kernels read, widened
+//! once. `attend_rows` is the one softmax-attention loop; the dense masked reference and
+//! every per-pattern sparse reference differ only in which keys they hand it, so comparing
+//! them checks a descriptor's key enumeration against its element mask.
+
+mod core;
+mod dense;
+
+pub use self::core::{attend_rows, RefInputs, RefOutput};
+pub use self::dense::{dense_attention, masked_attention};

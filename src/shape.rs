@@ -1,0 +1,330 @@
+//! Problem shapes, BSHD strides, the varlen form, dtypes and attention options.
+//!
+//! Layout conventions (see DESIGN.md): q is `[batch, seq_q, heads_q, head_dim]`, k and v
+//! are `[batch, seq_k, heads_kv, head_dim]`, strides are counted in elements and the last
+//! dimension is contiguous. Causal masks are aligned bottom-right: query `i` sees key `j`
+//! iff `j <= i + (seq_k - seq_q)`.
+
+use crate::error::{Error, Result};
+
+/// Largest sequence length: index tensors are i32.
+pub const MAX_SEQ: usize = i32::MAX as usize;
+
+/// Sizes of one (batched) attention problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttnShape {
+    pub batch: usize,
+    pub seq_q: usize,
+    pub seq_k: usize,
+    pub heads_q: usize,
+    pub heads_kv: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    /// Validates and builds a shape. Every dimension must be at least 1, sequence
+    /// lengths must fit in i32, and `heads_q` must be a multiple of `heads_kv` (GQA/MQA).
+    pub fn new(
+        batch: usize,
+        seq_q: usize,
+        seq_k: usize,
+        heads_q: usize,
+        heads_kv: usize,
+        head_dim: usize,
+    ) -> Result<Self> {
+        let dims = [
+            ("batch", batch),
+            ("seq_q", seq_q),
+            ("seq_k", seq_k),
+            ("heads_q", heads_q),
+            ("heads_kv", heads_kv),
+            ("head_dim", head_dim),
+        ];
+        for (dim, value) in dims {
+            if value == 0 {
+                return Err(Error::ZeroDimension { dim });
+            }
+            if value > MAX_SEQ {
+                return Err(Error::DimensionTooLarge { dim, value, max: MAX_SEQ });
+            }
+        }
+        if heads_q % heads_kv != 0 {
+            return Err(Error::HeadsNotDivisible { heads_q, heads_kv });
+        }
+        Ok(Self { batch, seq_q, seq_k, heads_q, heads_kv, head_dim })
+    }
+
+    /// Query heads that share one kv head.
+    pub fn group_size(&self) -> usize {
+        self.heads_q / self.heads_kv
+    }
+
+    /// The kv head that query head `head_q` reads.
+    pub fn kv_head(&self, head_q: usize) -> usize {
+        head_q / self.group_size()
+    }
+
+    /// `seq_k - seq_q`: how far the causal diagonal is shifted right (bottom-right alignment).
+    pub fn causal_offset(&self) -> i64 {
+        self.seq_k as i64 - self.seq_q as i64
+    }
+
+    /// Number of keys query row `i` may see: all `seq_k` without causal masking,
+    /// otherwise `clamp(i + seq_k - seq_q + 1, 0, seq_k)`.
+    pub fn visible_keys(&self, i: usize, causal: bool) -> usize {
+        if !causal {
+            return self.seq_k;
+        }
+        (i as i64 + self.causal_offset() + 1).clamp(0, self.seq_k as i64) as usize
+    }
+
+    /// Contiguous BSHD layout of q.
+    pub fn q_layout(&self) -> Bshd {
+        Bshd::contiguous(self.seq_q, self.heads_q, self.head_dim)
+    }
+
+    /// Contiguous BSHD layout of k and v.
+    pub fn kv_layout(&self) -> Bshd {
+        Bshd::contiguous(self.seq_k, self.heads_kv, self.head_dim)
+    }
+
+    /// Elements of a contiguous q (and output) tensor.
+    pub fn q_len(&self) -> usize {
+        self.batch * self.seq_q * self.heads_q * self.head_dim
+    }
+
+    /// Elements of a contiguous k or v tensor.
+    pub fn kv_len(&self) -> usize {
+        self.batch * self.seq_k * self.heads_kv * self.head_dim
+    }
+
+    /// Elements of the LSE tensor `[batch, heads_q, seq_q]`.
+    pub fn lse_len(&self) -> usize {
+        self.batch * self.heads_q * self.seq_q
+    }
+}
+
+/// Strides (in elements) of a BSHD tensor; the last (head_dim) dimension is contiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bshd {
+    pub batch: usize,
+    pub seq: usize,
+    pub head: usize,
+}
+
+impl Bshd {
+    /// Densely packed `[batch, seq, heads, head_dim]`.
+    pub fn contiguous(seq: usize, heads: usize, head_dim: usize) -> Self {
+        Self { batch: seq * heads * head_dim, seq: heads * head_dim, head: head_dim }
+    }
+
+    /// Offset of element `[b, s, h, 0]`.
+    pub fn offset(&self, b: usize, s: usize, h: usize) -> usize {
+        b * self.batch + s * self.seq + h * self.head
+    }
+
+    /// Checks that a buffer of `len` elements holds every element of a
+    /// `[batch, seq, heads, head_dim]` tensor with these strides, and, for outputs, that no
+    /// two elements share an address.
+    pub fn validate(
+        &self,
+        tensor: &'static str,
+        dims: [usize; 4],
+        len: usize,
+        is_output: bool,
+    ) -> Result<()> {
+        let [batch, seq, heads, head_dim] = dims;
+        // Offsets are computed in 64-bit on the device, but keep the host arithmetic exact too.
+        let span = |stride: usize, extent: usize| stride.checked_mul(extent.saturating_sub(1));
+        let overflow = || Error::InvalidStrides { tensor, reason: "addressed range overflows usize".into() };
+        let needed = [span(self.batch, batch), span(self.seq, seq), span(self.head, heads)]
+            .into_iter()
+            .try_fold(head_dim, |acc, s| s.and_then(|s| acc.checked_add(s)))
+            .ok_or_else(overflow)?;
+        if needed > len {
+            return Err(Error::BufferTooSmall { tensor, needed, len });
+        }
+        if is_output {
+            self.check_no_overlap(tensor, [batch, seq, heads], head_dim)?;
+        }
+        Ok(())
+    }
+
+    /// Sorting the three outer dimensions by stride, each stride must step past everything
+    /// the smaller dimensions span; otherwise two output elements would alias.
+    fn check_no_overlap(&self, tensor: &'static str, extents: [usize; 3], head_dim: usize) -> Result<()> {
+        let mut dims: Vec<(usize, usize, &str)> = [
+            (self.batch, extents[0], "batch"),
+            (self.seq, extents[1], "seq"),
+            (self.head, extents[2], "head"),
+        ]
+        .into_iter()
+        .filter(|&(_, extent, _)| extent > 1)
+        .collect();
+        dims.sort_by_key(|&(stride, _, _)| stride);
+        let mut covered = head_dim;
+        for (stride, extent, name) in dims {
+            if stride < covered {
+                return Err(Error::InvalidStrides {
+                    tensor,
+                    reason: format!("{name} stride {stride} is smaller than the {covered} elements it must step over, so output elements overlap"),
+                });
+            }
+            covered = stride * (extent - 1) + covered;
+        }
+        Ok(())
+    }
+}
+
+/// Variable-length batches packed as `[total, heads, head_dim]` with
+/// `cu_seqlens = [0, len_0, len_0 + len_1, ...]` (i32, `batch + 1` entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Varlen {
+    cu_seqlens_q: Vec<i32>,
+    cu_seqlens_k: Vec<i32>,
+}
+
+impl Varlen {
+    /// Validates both prefix-sum arrays: same batch, starting at 0, non-decreasing.
+    pub fn new(cu_seqlens_q: Vec<i32>, cu_seqlens_k: Vec<i32>) -> Result<Self> {
+        check_cu_seqlens("cu_seqlens_q", &cu_seqlens_q)?;
+        check_cu_seqlens("cu_seqlens_k", &cu_seqlens_k)?;
+        if cu_seqlens_q.len() != cu_seqlens_k.len() {
+            return Err(Error::InvalidCuSeqlens {
+                tensor: "cu_seqlens_k",
+                reason: format!(
+                    "has {} entries but cu_seqlens_q has {}; both must be batch + 1",
+                    cu_seqlens_k.len(),
+                    cu_seqlens_q.len()
+                ),
+            });
+        }
+        Ok(Self { cu_seqlens_q, cu_seqlens_k })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.cu_seqlens_q.len() - 1
+    }
+    pub fn cu_seqlens_q(&self) -> &[i32] {
+        &self.cu_seqlens_q
+    }
+    pub fn cu_seqlens_k(&self) -> &[i32] {
+        &self.cu_seqlens_k
+    }
+    /// Packed rows of q (and the output).
+    pub fn total_q(&self) -> usize {
+        *self.cu_seqlens_q.last().unwrap_or(&0) as usize
+    }
+    /// Packed rows of k and v.
+    pub fn total_k(&self) -> usize {
+        *self.cu_seqlens_k.last().unwrap_or(&0) as usize
+    }
+    /// `(seq_q, seq_k)` of sequence `b`.
+    pub fn seqlens(&self, b: usize) -> (usize, usize) {
+        let q = self.cu_seqlens_q[b + 1] - self.cu_seqlens_q[b];
+        let k = self.cu_seqlens_k[b + 1] - self.cu_seqlens_k[b];
+        (q as usize, k as usize)
+    }
+    /// Longest query and key sequence: what grids are sized for.
+    pub fn max_seqlens(&self) -> (usize, usize) {
+        (0..self.batch()).map(|b| self.seqlens(b)).fold((0, 0), |(mq, mk), (q, k)| (mq.max(q), mk.max(k)))
+    }
+}
+
+fn check_cu_seqlens(tensor: &'static str, cu: &[i32]) -> Result<()> {
+    let bad = |reason: String| Err(Error::InvalidCuSeqlens { tensor, reason });
+    if cu.len() < 2 {
+        return bad(format!("needs batch + 1 >= 2 entries, got {}", cu.len()));
+    }
+    if cu[0] != 0 {
+        return bad(format!("must start at 0, starts at {}", cu[0]));
+    }
+    for (b, pair) in cu.windows(2).enumerate() {
+        if pair[1] < pair[0] {
+            return bad(format!("entry {} ({}) is below entry {} ({})", b + 1, pair[1], b, pair[0]));
+        }
+    }
+    Ok(())
+}
+
+/// Element types the kernels read and write; accumulation is always f32 (f64 in the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+}
+
+/// A storage type of q, k, v and the output.
+pub trait AttnDtype: Copy + Send + Sync + bytemuck::Pod + Default + 'static {
+    const DTYPE: DType;
+    fn to_f32(self) -> f32;
+    fn from_f32(x: f32) -> Self;
+    fn to_f64(self) -> f64 {
+        self.to_f32() as f64
+    }
+}
+
+impl AttnDtype for half::f16 {
+    const DTYPE: DType = DType::F16;
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+    fn from_f32(x: f32) -> Self {
+        half::f16::from_f32(x)
+    }
+}
+
+impl AttnDtype for half::bf16 {
+    const DTYPE: DType = DType::BF16;
+    fn to_f32(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+    fn from_f32(x: f32) -> Self {
+        half::bf16::from_f32(x)
+    }
+}
+
+/// Options shared by every attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AttnOptions {
+    /// Bottom-right aligned causal mask.
+    pub causal: bool,
+    /// Multiplies q·k before the softmax; `None` means `1 / sqrt(head_dim)`.
+    pub softmax_scale: Option<f32>,
+    /// Also produce the natural-log LSE, f32 `[batch, heads_q, seq_q]`.
+    pub return_lse: bool,
+}
+
+impl AttnOptions {
+    pub fn causal() -> Self {
+        Self { causal: true, ..Self::default() }
+    }
+
+    /// The scale to use for `head_dim`, validated.
+    pub fn scale(&self, head_dim: usize) -> Result<f32> {
+        match self.softmax_scale {
+            None => Ok(1.0 / (head_dim as f32).sqrt()),
+            Some(value) if value.is_finite() && value > 0.0 => Ok(value),
+            Some(value) => Err(Error::InvalidSoftmaxScale { value }),
+        }
+    }
+}
+
+/// Checks that a host tensor has exactly `dims.product()` elements.
+pub(crate) fn check_len(tensor: &'static str, len: usize, dims: &[usize]) -> Result<()> {
+    let expected: usize = dims.iter().product();
+    if len != expected {
+        let dims = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
+        return Err(Error::WrongLength { tensor, expected, dims, len });
+    }
+    Ok(())
+}
