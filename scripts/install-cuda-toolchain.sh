@@ -31,7 +31,7 @@ command -v gcc >/dev/null || { echo "error: nvcc needs a host gcc, and none is o
 rm -rf "$dest"
 mkdir -p "$dest"
 echo "cuda toolchain: installing ${pins[*]} into $dest"
-"$python" -m pip install --quiet --disable-pip-version-check --no-deps --target "$dest" "${pins[@]}"
+"$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$dest" "${pins[@]}"
 nvcc="$dest/nvidia/cu13/bin/nvcc"
 [[ -x "$nvcc" ]] || { echo "error: the wheels did not provide $nvcc" >&2; exit 1; }
 echo "$want" > "$stamp"

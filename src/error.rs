@@ -67,6 +67,16 @@ pub enum Error {
     /// A CUDA driver call failed.
     #[error("CUDA driver error: {0}")]
     Driver(String),
+
+    /// A non-negative index appears twice in a row whose entries must be distinct (a key
+    /// attended twice would be counted twice in the softmax).
+    #[error("index tensor `{tensor}` at {at}: value {value} repeats the entry at slot {first_slot} of the same row")]
+    DuplicateIndex { tensor: &'static str, at: String, value: i64, first_slot: usize },
+
+    /// An index tensor that must be strictly descending is not (vertical-slash slash
+    /// indexes, which MInference orders farthest diagonal first).
+    #[error("index tensor `{tensor}` at {at}: value {value} does not follow {prev} in descending order without repeats")]
+    IndexNotDescending { tensor: &'static str, at: String, prev: i64, value: i64 },
 }
 
 /// Shorthand for results in this crate.

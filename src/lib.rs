@@ -17,10 +17,13 @@
 //! index tensor is i32; a row that sees no key gets output 0 and LSE `-inf`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cuda;
 pub mod error;
 pub mod kernels;
 pub mod mask;
 pub mod pattern;
+pub mod params;
+pub mod plan;
 pub mod reference;
 pub mod shape;
 

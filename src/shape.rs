@@ -32,13 +32,21 @@ impl AttnShape {
         heads_kv: usize,
         head_dim: usize,
     ) -> Result<Self> {
+        let shape = Self { batch, seq_q, seq_k, heads_q, heads_kv, head_dim };
+        shape.validate()?;
+        Ok(shape)
+    }
+
+    /// Re-checks what [`AttnShape::new`] checks. The fields are public, so every entry point
+    /// that takes a shape calls this first rather than trusting it.
+    pub fn validate(&self) -> Result<()> {
         let dims = [
-            ("batch", batch),
-            ("seq_q", seq_q),
-            ("seq_k", seq_k),
-            ("heads_q", heads_q),
-            ("heads_kv", heads_kv),
-            ("head_dim", head_dim),
+            ("batch", self.batch),
+            ("seq_q", self.seq_q),
+            ("seq_k", self.seq_k),
+            ("heads_q", self.heads_q),
+            ("heads_kv", self.heads_kv),
+            ("head_dim", self.head_dim),
         ];
         for (dim, value) in dims {
             if value == 0 {
@@ -48,10 +56,17 @@ impl AttnShape {
                 return Err(Error::DimensionTooLarge { dim, value, max: MAX_SEQ });
             }
         }
-        if heads_q % heads_kv != 0 {
-            return Err(Error::HeadsNotDivisible { heads_q, heads_kv });
+        if self.heads_q % self.heads_kv != 0 {
+            return Err(Error::HeadsNotDivisible { heads_q: self.heads_q, heads_kv: self.heads_kv });
         }
-        Ok(Self { batch, seq_q, seq_k, heads_q, heads_kv, head_dim })
+        // Element counts of q/out and k/v must be addressable (they are computed unchecked later).
+        for (dim, seq, heads) in [("q elements", self.seq_q, self.heads_q), ("k/v elements", self.seq_k, self.heads_kv)] {
+            let value = [self.batch, seq, heads, self.head_dim].iter().fold(1usize, |acc, &d| acc.saturating_mul(d));
+            if value > isize::MAX as usize {
+                return Err(Error::DimensionTooLarge { dim, value, max: isize::MAX as usize });
+            }
+        }
+        Ok(())
     }
 
     /// Query heads that share one kv head.
@@ -321,7 +336,10 @@ impl AttnOptions {
 
 /// Checks that a host tensor has exactly `dims.product()` elements.
 pub(crate) fn check_len(tensor: &'static str, len: usize, dims: &[usize]) -> Result<()> {
-    let expected: usize = dims.iter().product();
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let Some(expected) = expected else {
+        return Err(Error::InvalidParameter { name: tensor, reason: format!("dimensions {dims:?} overflow usize") });
+    };
     if len != expected {
         let dims = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
         return Err(Error::WrongLength { tensor, expected, dims, len });

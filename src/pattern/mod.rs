@@ -8,3 +8,15 @@
 pub const BLOCK_M: usize = 64;
 /// Keys per tile (key block) in every index format.
 pub const BLOCK_N: usize = 64;
+
+pub mod topk;
+pub mod vertical_slash;
+pub mod vs_convert;
+pub use self::vertical_slash::VerticalSlash;
+pub mod vs_estimate;
+pub mod a_shape;
+pub mod block_sparse;
+pub mod block_topk;
+pub use self::{a_shape::AShape, block_sparse::BlockSparse, block_topk::{estimate_block_topk, BlockTopkConfig}};
+pub use self::topk::TopkTokens;
+pub use self::vs_estimate::{estimate_vertical_slash, VsEstimateConfig};

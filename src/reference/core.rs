@@ -21,6 +21,7 @@ impl RefInputs {
 
     /// Takes contiguous BSHD tensors that are already f64.
     pub fn from_f64(shape: AttnShape, q: Vec<f64>, k: Vec<f64>, v: Vec<f64>) -> Result<Self> {
+        shape.validate()?;
         check_len("q", q.len(), &[shape.batch, shape.seq_q, shape.heads_q, shape.head_dim])?;
         check_len("k", k.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;
         check_len("v", v.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;

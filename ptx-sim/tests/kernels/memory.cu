@@ -1,0 +1,82 @@
+// Memory-system kernels for ptx-sim's tests: cp.async, atomics, local arrays, vectors.
+#include <stdint.h>
+#include <cuda_pipeline.h>
+
+// Each thread copies 4, 8 and 16 bytes with cp.async (ca and cg), and a zero-filled 16-byte
+// copy with src-size = thread % 17 bytes, through two commit groups.
+extern "C" __global__ void cp_async_copy(const uint32_t* src, uint32_t* out) {
+    __shared__ __align__(16) uint32_t s[32 * 8];
+    __shared__ __align__(16) uint32_t z[32 * 4];
+    int t = threadIdx.x;
+    uint32_t s4 = (uint32_t)__cvta_generic_to_shared(&s[t * 8]);
+    uint32_t s8 = (uint32_t)__cvta_generic_to_shared(&s[t * 8 + 2]);
+    uint32_t s16 = (uint32_t)__cvta_generic_to_shared(&s[t * 8 + 4]);
+    uint32_t sz = (uint32_t)__cvta_generic_to_shared(&z[t * 4]);
+    const uint32_t* g = src + t * 8;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(s4), "l"(g));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"(s8), "l"(g + 2));
+    asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(s16), "l"(g + 4));
+    int src_size = t % 17;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(sz), "l"(g), "r"(src_size));
+    asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.wait_group 1;");
+    // The first group is complete here; the second may not be.
+    uint32_t first = s[t * 8] + s[t * 8 + 1] * 0 + s[t * 8 + 2] * 0;
+    asm volatile("cp.async.wait_all;");
+    __syncthreads();
+    for (int i = 0; i < 8; ++i) out[t * 12 + i] = s[t * 8 + i];
+    for (int i = 0; i < 4; ++i) out[t * 12 + 8 + i] = z[t * 4 + i];
+    out[32 * 12 + t] = first;
+}
+
+extern "C" __global__ void atomics(int32_t* g, uint32_t* gu, float* gf, int32_t* out) {
+    __shared__ int32_t s[4];
+    int t = threadIdx.x;
+    if (t < 4) s[t] = t == 1 ? 1 << 30 : 0;
+    __syncthreads();
+    atomicAdd(&g[0], t);
+    atomicMin(&g[1], 100 - t);
+    atomicMax(&g[2], t * 3);
+    atomicExch(&g[3], 77);
+    atomicCAS(&g[4], 0, t + 1);       // exactly one thread wins
+    int old = atomicAdd(&gu[0], 2u);  // returns distinct olds
+    out[t] = old;
+    atomicMin(&gu[1], (uint32_t)(t + 5));
+    atomicMax(&gu[2], (uint32_t)t);
+    atomicAdd(&gf[0], 0.5f);
+    atomicAdd(&s[0], t);
+    atomicMin(&s[1], t + 10);
+    atomicMax(&s[2], t);
+    atomicInc((uint32_t*)&s[3], 1000u);
+    __syncthreads();
+    if (t < 4) g[8 + t] = s[t];
+}
+
+// A per-thread local array indexed by data (forces .local memory) and 64-bit vector loads.
+extern "C" __global__ void local_array(const int* idx, const uint2* v, int* out) {
+    int a[16];
+    int t = threadIdx.x;
+    for (int i = 0; i < 16; ++i) a[i] = i * t;
+    uint2 w = v[t];
+    out[t] = a[idx[t] & 15] + (int)w.x + (int)w.y;
+}
+
+// float4 / int4 vector global and shared traffic.
+extern "C" __global__ void vectors(const float4* in, float4* out) {
+    __shared__ float4 s[64];
+    int t = threadIdx.x;
+    s[t] = in[t];
+    __syncthreads();
+    float4 v = s[63 - t];
+    out[t] = make_float4(v.w, v.z, v.y, v.x);
+}
+
+// Shared-memory bank conflicts: each lane reads s[lane * stride].
+extern "C" __global__ void bank_stride(uint32_t* out, int stride) {
+    __shared__ uint32_t s[32 * 33];
+    int t = threadIdx.x;
+    for (int i = t; i < 32 * 33; i += 32) s[i] = i;
+    __syncwarp();
+    out[t] = s[(t * stride) % (32 * 33)];
+}

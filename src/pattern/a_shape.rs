@@ -1,0 +1,101 @@
+//! The A-shape pattern (StreamingLLM's attention sinks plus a local window; MInference's
+//! "A-shape" head): every row block keeps the first `sink_blocks` key blocks and the
+//! `local_blocks` key blocks that end at its diagonal. It is expressed as a
+//! [`BlockSparse`] descriptor so it runs on the block-sparse kernel.
+
+use super::block_sparse::{checked_shape, BlockSparse};
+use super::{BLOCK_M, BLOCK_N};
+use crate::error::{Error, Result};
+use crate::mask::{ElementMask, SparsePattern};
+use crate::shape::AttnShape;
+
+/// Sink plus local window, counted in key blocks of `BLOCK_N` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AShape {
+    sink_blocks: usize,
+    local_blocks: usize,
+}
+
+/// The key block holding the last key that the last row of row block `m` sees under the
+/// bottom-right causal mask, or `None` when that row sees no key at all (possible when
+/// `seq_q > seq_k`). Both A-shape and the top-k estimator anchor their window here.
+pub(crate) fn diagonal_block(shape: &AttnShape, m: usize) -> Option<usize> {
+    let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q).checked_sub(1)?;
+    let visible = shape.visible_keys(last_row, true);
+    visible.checked_sub(1).map(|last_key| last_key / BLOCK_N)
+}
+
+impl AShape {
+    /// `sink_blocks` may be 0 (a pure sliding window); the window must hold at least the
+    /// diagonal block, otherwise rows would lose the keys closest to them.
+    pub fn new(sink_blocks: usize, local_blocks: usize) -> Result<Self> {
+        if local_blocks == 0 {
+            return Err(Error::InvalidParameter {
+                name: "local_blocks",
+                reason: "must be at least 1 so each row block keeps its diagonal block".into(),
+            });
+        }
+        Ok(Self { sink_blocks, local_blocks })
+    }
+
+    /// Leading key blocks every row block keeps.
+    pub fn sink_blocks(&self) -> usize {
+        self.sink_blocks
+    }
+
+    /// Key blocks of the window ending at the diagonal block (the diagonal included).
+    pub fn local_blocks(&self) -> usize {
+        self.local_blocks
+    }
+
+    /// The block lists for `shape`, one mask per GQA group (`H = heads_kv`), every head the
+    /// same. The window is anchored on the bottom-right causal diagonal whether or not
+    /// `causal` is set: without causal masking the same tiles are kept, but every key in
+    /// them is attended, including those right of the diagonal inside the diagonal block.
+    /// So `causal` does not change the lists; it is taken so the call reads like every
+    /// other builder and can start to matter without an API change. A row block whose
+    /// last row sees no key gets no blocks.
+    pub fn to_block_sparse(&self, shape: &AttnShape, causal: bool) -> Result<BlockSparse> {
+        let _ = causal;
+        let shape = checked_shape(shape)?;
+        let row_blocks = shape.seq_q.div_ceil(BLOCK_M);
+        let key_blocks = shape.seq_k.div_ceil(BLOCK_N);
+        let rows: Vec<Vec<i32>> =
+            (0..row_blocks).map(|m| self.row_blocks_for(&shape, m, key_blocks)).collect();
+        let max_blocks = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+
+        let per_head = row_blocks;
+        let total_rows = shape.batch * shape.heads_kv * per_head;
+        let mut block_count = Vec::with_capacity(total_rows);
+        let mut block_index = vec![-1i32; total_rows * max_blocks];
+        for (r, slots) in block_index.chunks_exact_mut(max_blocks).enumerate() {
+            let row = &rows[r % per_head];
+            slots[..row.len()].copy_from_slice(row);
+            block_count.push(row.len() as i32);
+        }
+        BlockSparse::new(shape.batch, shape.heads_kv, row_blocks, max_blocks, block_count, block_index)
+    }
+
+    /// Sink blocks then the window, ascending, without repeats. Sinks are also clipped at
+    /// the diagonal block: a sink tile right of it holds no causally visible key, so under
+    /// causal it would be pure wasted work, and without causal it would let early rows
+    /// read "sink" keys from their future, which is not what a sink means.
+    fn row_blocks_for(&self, shape: &AttnShape, m: usize, key_blocks: usize) -> Vec<i32> {
+        let Some(d) = diagonal_block(shape, m) else { return Vec::new() };
+        let sink_end = self.sink_blocks.min(d + 1).min(key_blocks);
+        // Overlapping sink and window merge: start the window after the sink.
+        let window_start = (d + 1).saturating_sub(self.local_blocks).max(sink_end);
+        let window = window_start..(d + 1).min(key_blocks);
+        (0..sink_end).chain(window).map(|n| n as i32).collect()
+    }
+}
+
+impl SparsePattern for AShape {
+    fn validate(&self, shape: &AttnShape) -> Result<()> {
+        self.to_block_sparse(shape, false)?.validate(shape)
+    }
+
+    fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
+        self.to_block_sparse(shape, causal)?.element_mask(shape, causal)
+    }
+}

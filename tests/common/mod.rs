@@ -1,0 +1,65 @@
+//! Shared helpers for integration tests: a seeded PRNG (no external crate) and random
+//! problem generators.
+#![allow(dead_code)]
+
+use sparse_attn::reference::RefInputs;
+use sparse_attn::{AttnDtype, AttnShape};
+
+/// SplitMix64: small, fast, and good enough for test data. Seeded, so failures reproduce.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-300);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+    /// `n` unit-variance values rounded to the storage type.
+    pub fn tensor<T: AttnDtype>(&mut self, n: usize) -> Vec<T> {
+        (0..n).map(|_| T::from_f32(self.normal() as f32)).collect()
+    }
+}
+
+/// Random unit-variance q, k, v for `shape`, already widened for the reference.
+pub fn random_inputs(rng: &mut Rng, shape: AttnShape) -> RefInputs {
+    let q = rng.tensor::<half::bf16>(shape.q_len());
+    let k = rng.tensor::<half::bf16>(shape.kv_len());
+    let v = rng.tensor::<half::bf16>(shape.kv_len());
+    RefInputs::new(shape, &q, &k, &v).expect("generated tensors have the shape's lengths")
+}
+
+/// A random shape whose sequence lengths are usually not multiples of 64, with GQA 1:1 or 4:1.
+pub fn random_shape(rng: &mut Rng, max_seq: usize) -> AttnShape {
+    let heads_kv = rng.range(1, 2);
+    let group = if rng.chance(0.5) { 4 } else { 1 };
+    let seq_q = rng.range(1, max_seq);
+    let seq_k = if rng.chance(0.5) { seq_q } else { rng.range(1, max_seq) };
+    let head_dim = if rng.chance(0.5) { 64 } else { 32 };
+    AttnShape::new(rng.range(1, 2), seq_q, seq_k, heads_kv * group, heads_kv, head_dim).expect("valid random shape")
+}

@@ -1,0 +1,107 @@
+//! The Rust mirrors in src/params.rs against the C structs in kernels/params.h: size,
+//! alignment and every field offset. The C numbers come from compiling a small host
+//! program with gcc against the real header; where gcc is missing the test says so and
+//! checks against the numbers the C layout rules give (recorded below).
+
+use std::mem::{align_of, offset_of, size_of};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sparse_attn::params::VsConvertParams;
+
+/// One struct's layout as (name, value) pairs: "sizeof", "alignof", then each field.
+type Layout = Vec<(String, usize)>;
+
+fn rust_vs_convert() -> Layout {
+    let mut l = vec![("sizeof".to_string(), size_of::<VsConvertParams>()), ("alignof".to_string(), align_of::<VsConvertParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(VsConvertParams, $f))); )* };
+    }
+    fields!(
+        vertical_indexes, slash_indexes, block_count, block_offset, column_count, column_index,
+        batch, heads, seq_q, seq_k, nnz_v, nnz_s, row_blocks, pad0
+    );
+    l
+}
+
+/// The C layout of VsConvertParams by the rules every 64-bit ABI shares: six 8-byte
+/// fields, then eight 4-byte fields, no padding, 8-byte alignment.
+fn expected_vs_convert() -> Layout {
+    let names = [
+        "vertical_indexes", "slash_indexes", "block_count", "block_offset", "column_count", "column_index",
+        "batch", "heads", "seq_q", "seq_k", "nnz_v", "nnz_s", "row_blocks", "pad0",
+    ];
+    let mut l = vec![("sizeof".to_string(), 80), ("alignof".to_string(), 8)];
+    for (k, name) in names.iter().enumerate() {
+        let offset = if k < 6 { 8 * k } else { 48 + 4 * (k - 6) };
+        l.push((name.to_string(), offset));
+    }
+    l
+}
+
+/// The host program: prints `name value` lines for every entry of `layout`.
+fn c_program(layout: &Layout) -> String {
+    let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"params.h\"\nint main(void) {\n");
+    for (name, _) in layout {
+        let expr = match name.as_str() {
+            "sizeof" => "sizeof(VsConvertParams)".to_string(),
+            "alignof" => "_Alignof(VsConvertParams)".to_string(),
+            field => format!("offsetof(VsConvertParams, {field})"),
+        };
+        src.push_str(&format!("    printf(\"{name} %zu\\n\", (size_t)({expr}));\n"));
+    }
+    src.push_str("    return 0;\n}\n");
+    src
+}
+
+/// Compiles and runs the program with gcc, or returns None when gcc is not installed.
+fn c_layout(layout: &Layout) -> Option<Layout> {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        return None;
+    }
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let dir: PathBuf = std::env::temp_dir().join(format!("sparse_attn_params_layout_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, exe) = (dir.join("layout.c"), dir.join("layout"));
+    std::fs::write(&src, c_program(layout)).unwrap();
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Werror", "-I"])
+        .arg(&include)
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "params.h does not compile as host C:\n{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).output().unwrap();
+    assert!(run.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8(run.stdout).unwrap();
+    Some(
+        text.lines()
+            .map(|line| {
+                let (name, value) = line.split_once(' ').unwrap();
+                (name.to_string(), value.parse().unwrap())
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn vs_convert_params_matches_the_c_struct() {
+    let rust = rust_vs_convert();
+    // The recorded numbers and the Rust mirror must agree whether or not gcc exists.
+    assert_eq!(rust, expected_vs_convert());
+    match c_layout(&rust) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree"),
+        None => eprintln!("gcc not found: compared VsConvertParams against the recorded C layout only"),
+    }
+}
+
+#[test]
+fn vs_convert_params_is_plain_bytes() {
+    // Pod: the launcher passes the struct as its raw bytes; a zeroed struct is valid.
+    let p: VsConvertParams = bytemuck::Zeroable::zeroed();
+    assert_eq!(bytemuck::bytes_of(&p).len(), 80);
+    assert!(bytemuck::bytes_of(&p).iter().all(|&b| b == 0));
+}
