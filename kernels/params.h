@@ -25,3 +25,49 @@ typedef struct VsConvertParams {
     int32_t row_blocks;  // ceil(seq_q / 64): the third dimension of the outputs
     int32_t pad0;        // keeps the size a multiple of 8 explicitly; must be 0
 } VsConvertParams;
+
+// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/attention.cu): prefill attention, one CTA of
+// 128 threads per (row block of 64 query rows, query head, batch); grid = (ceil(seq_q / 64),
+// heads_q, batch). Tensors are BSHD with strides in elements (the head_dim dimension is
+// contiguous); q/k/v/out rows must be 16-byte aligned (cp.async), which the host checks.
+// The sparse-source fields are read only by the pattern that uses them:
+//   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
+//   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks
+//                    = NNZ_S], column_count [B, H, MB], column_index [B, H, MB, max_columns = NNZ_V]
+// where H = desc_heads (heads_q, or heads_kv for one mask per GQA group). Index values are
+// untrusted: the kernel skips whatever is out of range or out of order.
+typedef struct AttnParams {
+    uint64_t q;             // const T [batch, seq_q, heads_q, head_dim]
+    uint64_t k;             // const T [batch, seq_k, heads_kv, head_dim]
+    uint64_t v;             // const T [batch, seq_k, heads_kv, head_dim]
+    uint64_t out;           // T [batch, seq_q, heads_q, head_dim]
+    uint64_t lse;           // float [batch, heads_q, seq_q], natural log; 0 = not wanted
+    int64_t q_batch_stride;
+    int64_t q_seq_stride;
+    int64_t q_head_stride;
+    int64_t k_batch_stride;
+    int64_t k_seq_stride;
+    int64_t k_head_stride;
+    int64_t v_batch_stride;
+    int64_t v_seq_stride;
+    int64_t v_head_stride;
+    int64_t out_batch_stride;
+    int64_t out_seq_stride;
+    int64_t out_head_stride;
+    uint64_t block_count;   // const int32_t, see above; 0 for dense
+    uint64_t block_index;   // const int32_t, see above; 0 for dense
+    uint64_t column_count;  // const int32_t, vertical-slash only; 0 otherwise
+    uint64_t column_index;  // const int32_t, vertical-slash only; 0 otherwise
+    int32_t batch;
+    int32_t seq_q;
+    int32_t seq_k;
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t desc_heads;     // H of the descriptor (0 for dense)
+    int32_t row_blocks;     // MB = ceil(seq_q / 64)
+    int32_t max_blocks;     // capacity of a block_index row
+    int32_t max_columns;    // capacity of a column_index row
+    int32_t causal;         // 0 or 1: bottom-right causal mask
+    float softmax_scale;    // multiplies q.k
+    float scale_log2;       // softmax_scale * log2(e): what the exp2-based softmax uses
+} AttnParams;

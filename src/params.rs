@@ -75,3 +75,79 @@ impl VsConvertParams {
         tasks.div_ceil(VS_CONVERT_THREADS as u64)
     }
 }
+
+/// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`
+/// (kernels/attention.cu), passed by value. Built by [`crate::attention::attn_params`],
+/// which validates every size and address it writes here; the field docs in
+/// kernels/params.h say which pattern reads which index tensor.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnParams {
+    /// Device address of q, `[batch, seq_q, heads_q, head_dim]`.
+    pub q: u64,
+    /// Device address of k, `[batch, seq_k, heads_kv, head_dim]`.
+    pub k: u64,
+    /// Device address of v, `[batch, seq_k, heads_kv, head_dim]`.
+    pub v: u64,
+    /// Device address of the output, `[batch, seq_q, heads_q, head_dim]`.
+    pub out: u64,
+    /// Device address of the f32 LSE `[batch, heads_q, seq_q]`, or 0 when not wanted.
+    pub lse: u64,
+    /// Elements between consecutive batches of q.
+    pub q_batch_stride: i64,
+    /// Elements between consecutive sequence positions of q.
+    pub q_seq_stride: i64,
+    /// Elements between consecutive heads of q.
+    pub q_head_stride: i64,
+    /// Elements between consecutive batches of k.
+    pub k_batch_stride: i64,
+    /// Elements between consecutive sequence positions of k.
+    pub k_seq_stride: i64,
+    /// Elements between consecutive heads of k.
+    pub k_head_stride: i64,
+    /// Elements between consecutive batches of v.
+    pub v_batch_stride: i64,
+    /// Elements between consecutive sequence positions of v.
+    pub v_seq_stride: i64,
+    /// Elements between consecutive heads of v.
+    pub v_head_stride: i64,
+    /// Elements between consecutive batches of output.
+    pub out_batch_stride: i64,
+    /// Elements between consecutive sequence positions of output.
+    pub out_seq_stride: i64,
+    /// Elements between consecutive heads of output.
+    pub out_head_stride: i64,
+    /// i32 `block_count [B, H, MB]` (block-sparse, vertical-slash); 0 for dense.
+    pub block_count: u64,
+    /// i32 `block_index [B, H, MB, max_blocks]` (block-sparse) or `block_offset`
+    /// (vertical-slash); 0 for dense.
+    pub block_index: u64,
+    /// i32 `column_count [B, H, MB]` (vertical-slash only).
+    pub column_count: u64,
+    /// i32 `column_index [B, H, MB, max_columns]` (vertical-slash only).
+    pub column_index: u64,
+    /// Batch size.
+    pub batch: i32,
+    /// Query rows per sequence.
+    pub seq_q: i32,
+    /// Keys per sequence.
+    pub seq_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key/value heads (divides heads_q).
+    pub heads_kv: i32,
+    /// `H` of the descriptor: heads_q, or heads_kv for one mask per GQA group (0 for dense).
+    pub desc_heads: i32,
+    /// `MB = ceil(seq_q / BLOCK_M)`.
+    pub row_blocks: i32,
+    /// Capacity of a `block_index` / `block_offset` row.
+    pub max_blocks: i32,
+    /// Capacity of a `column_index` row.
+    pub max_columns: i32,
+    /// 1 for the bottom-right causal mask, 0 otherwise.
+    pub causal: i32,
+    /// Multiplies q·k.
+    pub softmax_scale: f32,
+    /// `softmax_scale * log2(e)`: the kernels' softmax runs in exp2.
+    pub scale_log2: f32,
+}

@@ -105,3 +105,25 @@ fn vs_convert_params_is_plain_bytes() {
     assert_eq!(bytemuck::bytes_of(&p).len(), 80);
     assert!(bytemuck::bytes_of(&p).iter().all(|&b| b == 0));
 }
+
+#[test]
+fn vs_convert_params_for_problem_fills_the_sizes() {
+    use sparse_attn::pattern::VerticalSlash;
+    use sparse_attn::AttnShape;
+    let shape = AttnShape::new(2, 130, 200, 4, 2, 64).unwrap();
+    // H = heads_kv = 2, three verticals and two slashes per head.
+    let vs = VerticalSlash::new(2, 2, 3, 2, [0, 5, 9].repeat(4), [7, 0].repeat(4)).unwrap();
+    let p = VsConvertParams::for_problem(&vs, &shape).unwrap();
+    assert_eq!(
+        (p.batch, p.heads, p.seq_q, p.seq_k, p.nnz_v, p.nnz_s, p.row_blocks, p.pad0),
+        (2, 2, 130, 200, 3, 2, 3, 0) // ceil(130 / 64) = 3 row blocks
+    );
+    assert_eq!([p.vertical_indexes, p.slash_indexes, p.block_count, p.block_offset, p.column_count, p.column_index], [0; 6]);
+    // 2 * 2 * 3 = 12 row blocks fit one 128-thread block.
+    assert_eq!(p.grid_blocks(), 1);
+    let many = VsConvertParams { batch: 3, heads: 50, row_blocks: 64, ..p };
+    assert_eq!(many.grid_blocks(), (3 * 50 * 64u64).div_ceil(128));
+    // An invalid descriptor is refused before any size is computed.
+    let bad = VerticalSlash::new(2, 2, 3, 2, [0, 5, 500].repeat(4), [7, 0].repeat(4)).unwrap();
+    assert!(matches!(VsConvertParams::for_problem(&bad, &shape), Err(sparse_attn::Error::IndexOutOfRange { .. })));
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{distinct, Rng};
 use sparse_attn::pattern::vs_convert::convert;
 use sparse_attn::pattern::{VerticalSlash, BLOCK_M, BLOCK_N};
 use sparse_attn::reference::{masked_attention, vertical_slash_attention};
@@ -19,25 +19,8 @@ fn single(seq_q: usize, seq_k: usize, verticals: Vec<i32>, slashes: Vec<i32>) ->
     (shape(1, seq_q, seq_k, 1, 1), vs)
 }
 
-/// `n` distinct values in `0..bound`, half of them near 0 so that windows interact.
-fn distinct(rng: &mut Rng, n: usize, bound: usize) -> Vec<i32> {
-    let mut set = std::collections::BTreeSet::new();
-    while set.len() < n {
-        let v = if rng.chance(0.5) { rng.below(bound) } else { rng.below(bound.min(3 * BLOCK_N)) };
-        set.insert(v as i32);
-    }
-    set.into_iter().collect()
-}
-
 fn random_vs(rng: &mut Rng, shape: &AttnShape, heads: usize, max_nnz: usize) -> VerticalSlash {
-    let nnz_v = rng.range(0, shape.seq_k.min(max_nnz));
-    let nnz_s = rng.range(0, shape.seq_k.min(max_nnz));
-    let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
-    for _ in 0..shape.batch * heads {
-        verticals.extend(distinct(rng, nnz_v, shape.seq_k));
-        slashes.extend(distinct(rng, nnz_s, shape.seq_k).into_iter().rev());
-    }
-    VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes).unwrap()
+    common::random_vertical_slash(rng, shape, heads, max_nnz, false)
 }
 
 // ---- construction and validation errors ---------------------------------------------
@@ -207,7 +190,8 @@ fn check_against_pure(vs: &VerticalSlash, s: &AttnShape) {
     let offset = s.causal_offset();
     for b in 0..s.batch {
         for hq in 0..s.heads_q {
-            let h = vs.descriptor_head(s, hq);
+            // The GQA mapping, restated: a heads_kv descriptor serves groups of heads_q / heads_kv.
+            let h = if vs.heads() == s.heads_q { hq } else { hq / (s.heads_q / s.heads_kv) };
             for i in 0..s.seq_q {
                 let diagonal = i as i64 + offset;
                 let hi = ((i / BLOCK_M + 1) * BLOCK_M) as i64 + offset;
@@ -219,10 +203,10 @@ fn check_against_pure(vs: &VerticalSlash, s: &AttnShape) {
                     if pure.get(b, hq, i, j) {
                         continue;
                     }
-                    let near = vs.slashes(b, h).iter().map(|&d| d as i64).filter(|&d| d < hi).any(|d| {
+                    let near = vs.slashes(b, h).unwrap().iter().map(|&d| d as i64).filter(|&d| d < hi).any(|d| {
                         ((diagonal - j as i64) - d).abs() < 2 * BLOCK_N as i64
                     });
-                    assert!(near, "extra element ({b},{hq},{i},{j}) is far from every slash of {:?}", vs.slashes(b, h));
+                    assert!(near, "extra element ({b},{hq},{i},{j}) is far from every slash of {:?}", vs.slashes(b, h).unwrap());
                 }
             }
         }
@@ -264,8 +248,8 @@ fn gqa_descriptor_equals_one_repeated_per_query_head() {
         let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
         for b in 0..s.batch {
             for hq in 0..6 {
-                verticals.extend_from_slice(kv.verticals(b, hq / 3));
-                slashes.extend_from_slice(kv.slashes(b, hq / 3));
+                verticals.extend_from_slice(kv.verticals(b, hq / 3).unwrap());
+                slashes.extend_from_slice(kv.slashes(b, hq / 3).unwrap());
             }
         }
         let q = VerticalSlash::new(s.batch, 6, kv.nnz_v(), kv.nnz_s(), verticals, slashes).unwrap();

@@ -11,35 +11,8 @@ use sparse_attn::AttnShape;
 
 const B: i64 = BLOCK_M as i64;
 
-/// `n` distinct values in `0..bound`, mixing uniform picks with picks near 0 (the sink
-/// columns and near-diagonal slashes that make windows touch, merge and grow).
-fn distinct(rng: &mut Rng, n: usize, bound: usize) -> Vec<i32> {
-    let mut set = std::collections::BTreeSet::new();
-    while set.len() < n {
-        let v = if rng.chance(0.5) { rng.below(bound) } else { rng.below(bound.min(3 * BLOCK_N)) };
-        set.insert(v as i32);
-    }
-    set.into_iter().collect()
-}
-
-/// A valid random descriptor for `shape` with `heads` descriptor heads.
 fn random_vs(rng: &mut Rng, shape: &AttnShape, heads: usize, with_slash_zero: bool) -> VerticalSlash {
-    let nnz_v = rng.range(0, shape.seq_k.min(12));
-    let nnz_s = rng.range(usize::from(with_slash_zero), shape.seq_k.min(12));
-    let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
-    for _ in 0..shape.batch * heads {
-        verticals.extend(distinct(rng, nnz_v, shape.seq_k));
-        let mut s = if with_slash_zero {
-            let mut s = distinct(rng, nnz_s - 1, shape.seq_k - 1).iter().map(|d| d + 1).collect::<Vec<_>>();
-            s.push(0);
-            s
-        } else {
-            distinct(rng, nnz_s, shape.seq_k)
-        };
-        s.sort_unstable_by(|a, b| b.cmp(a));
-        slashes.extend(s);
-    }
-    VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes).unwrap()
+    common::random_vertical_slash(rng, shape, heads, 12, with_slash_zero)
 }
 
 /// Tiles and columns of one row block, derived from the definition without the
@@ -123,7 +96,7 @@ fn compare_with_brute_force(vs: &VerticalSlash, shape: &AttnShape) {
         for h in 0..d.heads {
             for m in 0..d.row_blocks {
                 let (seq_q, seq_k) = (shape.seq_q as i64, shape.seq_k as i64);
-                let want = brute_row_block(seq_q, seq_k, m as i64, vs.verticals(b, h), vs.slashes(b, h));
+                let want = brute_row_block(seq_q, seq_k, m as i64, vs.verticals(b, h).unwrap(), vs.slashes(b, h).unwrap());
                 let (tiles, columns) = index.row_block(b, h, m).unwrap();
                 assert_eq!((tiles, columns), (&want.0[..], &want.1[..]), "{shape:?} b={b} h={h} m={m} vs={vs:?}");
                 let limit = ((((m + 1) * BLOCK_M).min(shape.seq_q)) as i64 + seq_k - seq_q).min(seq_k);
@@ -277,7 +250,7 @@ fn equals_minference_when_slash_zero_is_present() {
         for b in 0..shape.batch {
             for h in 0..heads {
                 for m in 0..row_blocks(seq) {
-                    let (want_tiles, want_columns) = minference_row_block(m as i64, vs.verticals(b, h), vs.slashes(b, h));
+                    let (want_tiles, want_columns) = minference_row_block(m as i64, vs.verticals(b, h).unwrap(), vs.slashes(b, h).unwrap());
                     // Difference (d): MInference can emit tiles at or past seq_k in a partial last block.
                     let want_tiles: Vec<i32> = want_tiles.into_iter().filter(|&o| o < seq as i64).map(|o| o as i32).collect();
                     let want_columns: Vec<i32> = want_columns.into_iter().map(|c| c as i32).collect();
@@ -295,7 +268,7 @@ fn minference_restatement_differs_only_where_documented() {
     // vertical past its last range, ours keeps it. Shows the re-statement is not vacuous.
     let shape = AttnShape::new(1, 256, 256, 1, 1, 32).unwrap();
     let vs = VerticalSlash::new(1, 1, 1, 1, vec![200], vec![100]).unwrap();
-    let (tiles, columns) = minference_row_block(3, vs.verticals(0, 0), vs.slashes(0, 0));
+    let (tiles, columns) = minference_row_block(3, vs.verticals(0, 0).unwrap(), vs.slashes(0, 0).unwrap());
     assert_eq!((tiles, columns), (vec![92], vec![]));
     let index = convert(&vs, &shape).unwrap();
     assert_eq!(index.row_block(0, 0, 3).unwrap(), (&[92][..], &[200][..]));
@@ -499,5 +472,20 @@ fn kernel_source_stays_in_bounds_on_garbage_indices() {
                 assert!(tail.iter().all(|&x| x == -1), "padding must be -1: {tail:?}");
             }
         }
+    }
+}
+
+#[test]
+fn kernel_is_compiled_without_spills() {
+    // build.rs compiles kernels/index.cu when nvcc exists; its ptxas report must list the
+    // conversion kernel for every target with no spill traffic.
+    let Some(report) = sparse_attn::kernels::resource_report() else {
+        eprintln!("built without nvcc: no ptxas report to check");
+        return;
+    };
+    let rows: Vec<Vec<&str>> = report.lines().skip(1).map(|l| l.split('\t').collect()).filter(|r: &Vec<&str>| r.get(1) == Some(&"vertical_slash_convert")).collect();
+    assert!(!rows.is_empty(), "vertical_slash_convert missing from the ptxas report:\n{report}");
+    for row in rows {
+        assert_eq!((row[4], row[5]), ("0", "0"), "spills in {row:?}");
     }
 }

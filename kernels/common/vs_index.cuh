@@ -40,8 +40,9 @@ __device__ __forceinline__ int emit_range(const RowBlock& rb, int64_t start, int
 // or lie beyond the block are skipped, so any input is safe.
 __device__ __forceinline__ int build_tiles(const RowBlock& rb, const int32_t* slashes, int nnz_s, int32_t* out) {
     int count = 0;
-    bool open = false;
-    int64_t start = 0, end = 0;
+    // end < 0 means no range is open yet (a real range ends at kBlockM or later). A flag
+    // would do, but nvcc keeps bools in 16-bit registers; this keeps the PTX to 32/64-bit.
+    int64_t start = 0, end = -1;
     for (int s = 0; s < nnz_s; ++s) {
         const int64_t d = slashes[s];
         if (d < 0 || d >= rb.hi) {
@@ -49,8 +50,7 @@ __device__ __forceinline__ int build_tiles(const RowBlock& rb, const int32_t* sl
         }
         const int64_t reach = rb.hi - d;
         const int64_t e = reach > kBlockM ? reach : kBlockM;
-        if (!open) {
-            open = true;
+        if (end < 0) {
             start = e - kBlockM;
             end = e;
         } else if (e - kBlockM > end) {
@@ -61,7 +61,7 @@ __device__ __forceinline__ int build_tiles(const RowBlock& rb, const int32_t* sl
             end += kBlockM;
         }
     }
-    if (open) {
+    if (end >= 0) {
         count = emit_range(rb, start, end, out, nnz_s, count);
     }
     return count;

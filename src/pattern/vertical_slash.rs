@@ -27,11 +27,11 @@
 //!   `block_offset[b, h, m]` has `o <= j < min(o + BLOCK_N, seq_k)`, or
 //! - `j` is among the first `column_count` entries of `column_index[b, h, m]`,
 //!
-//! where the tensors are those of [`convert`](super::vs_convert::convert). Tile rounding
-//! makes this a superset of the "pure" pattern (exact verticals and exact diagonals,
-//! [`VerticalSlash::pure_mask`]); every extra element lies within `2 * BLOCK_N - 1`
-//! diagonals of some slash (see `vs_convert` for why). The attention kernels compute
-//! exactly this set, and [`SparsePattern::element_mask`] returns it.
+//! where the tensors are those of [`convert`]. Tile rounding makes this a superset of the
+//! "pure" pattern (exact verticals and exact diagonals, [`VerticalSlash::pure_mask`]); every
+//! extra element lies within `2 * BLOCK_N - 1` diagonals of some slash that crosses the
+//! row's block (see `vs_convert` for why). The attention kernels compute exactly this set,
+//! and [`SparsePattern::element_mask`] returns it.
 //!
 //! Non-causal vertical-slash attention is rejected with `InvalidParameter { name: "causal" }`:
 //! slashes are distances from the causal diagonal and the converter places its tiles
@@ -121,21 +121,31 @@ impl VerticalSlash {
         &self.slash_indexes
     }
 
-    /// Verticals of descriptor head `h` in batch `b` (no bounds promise beyond the slice).
-    pub fn verticals(&self, b: usize, h: usize) -> &[i32] {
+    /// Verticals of descriptor head `h` in batch `b`, or `None` outside `[batch, heads]`.
+    pub fn verticals(&self, b: usize, h: usize) -> Option<&[i32]> {
+        (b < self.batch && h < self.heads).then(|| self.verticals_of(b, h))
+    }
+
+    /// Slash distances of descriptor head `h` in batch `b`, farthest first, or `None`
+    /// outside `[batch, heads]`.
+    pub fn slashes(&self, b: usize, h: usize) -> Option<&[i32]> {
+        (b < self.batch && h < self.heads).then(|| self.slashes_of(b, h))
+    }
+
+    /// In-range positions only (crate loops over `0..batch`, `0..heads`).
+    pub(crate) fn verticals_of(&self, b: usize, h: usize) -> &[i32] {
         let start = (b * self.heads + h) * self.nnz_v;
         &self.vertical_indexes[start..start + self.nnz_v]
     }
 
-    /// Slash distances of descriptor head `h` in batch `b`, farthest first.
-    pub fn slashes(&self, b: usize, h: usize) -> &[i32] {
+    pub(crate) fn slashes_of(&self, b: usize, h: usize) -> &[i32] {
         let start = (b * self.heads + h) * self.nnz_s;
         &self.slash_indexes[start..start + self.nnz_s]
     }
 
-    /// The descriptor head that query head `head_q` reads under `shape` (which `validate`
-    /// accepted): itself when `H == heads_q`, its GQA group otherwise.
-    pub fn descriptor_head(&self, shape: &AttnShape, head_q: usize) -> usize {
+    /// The descriptor head that query head `head_q` reads under a shape that `validate`
+    /// accepted: itself when `H == heads_q`, its GQA group otherwise.
+    pub(crate) fn descriptor_head(&self, shape: &AttnShape, head_q: usize) -> usize {
         if self.heads == shape.heads_q {
             head_q
         } else {
@@ -157,12 +167,12 @@ impl VerticalSlash {
                 for i in 0..shape.seq_q {
                     let visible = shape.visible_keys(i, true);
                     let diagonal = i as i64 + offset;
-                    for &v in self.verticals(b, h) {
+                    for &v in self.verticals_of(b, h) {
                         if (v as usize) < visible {
                             mask.set(b, hq, i, v as usize);
                         }
                     }
-                    for &d in self.slashes(b, h) {
+                    for &d in self.slashes_of(b, h) {
                         let j = diagonal - d as i64;
                         if j >= 0 && (j as usize) < visible {
                             mask.set(b, hq, i, j as usize);
@@ -180,7 +190,7 @@ impl VerticalSlash {
         for b in 0..self.batch {
             for h in 0..self.heads {
                 let mut prev: Option<i64> = None;
-                for (k, &v) in self.verticals(b, h).iter().enumerate() {
+                for (k, &v) in self.verticals_of(b, h).iter().enumerate() {
                     let value = v as i64;
                     if !(0..seq_k).contains(&value) {
                         let at = at(&[b, h, k]);
@@ -192,7 +202,7 @@ impl VerticalSlash {
                     prev = Some(value);
                 }
                 let mut prev: Option<i64> = None;
-                for (k, &d) in self.slashes(b, h).iter().enumerate() {
+                for (k, &d) in self.slashes_of(b, h).iter().enumerate() {
                     let value = d as i64;
                     if !(0..seq_k).contains(&value) {
                         let at = at(&[b, h, k]);

@@ -152,9 +152,9 @@ pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
                 let row = (b * dims.heads + h) * dims.row_blocks + m;
                 let geometry = RowBlock::new(shape.seq_q as i64, shape.seq_k as i64, m as i64);
                 let tiles = &mut index.block_offset[row * dims.nnz_s..(row + 1) * dims.nnz_s];
-                let n_tiles = geometry.tiles(vs.slashes(b, h), tiles);
+                let n_tiles = geometry.tiles(vs.slashes_of(b, h), tiles);
                 let columns = &mut index.column_index[row * dims.nnz_v..(row + 1) * dims.nnz_v];
-                let n_columns = geometry.columns(vs.verticals(b, h), &tiles[..n_tiles], columns);
+                let n_columns = geometry.columns(vs.verticals_of(b, h), &tiles[..n_tiles], columns);
                 index.block_count[row] = n_tiles as i32;
                 index.column_count[row] = n_columns as i32;
             }

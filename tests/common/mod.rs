@@ -63,3 +63,43 @@ pub fn random_shape(rng: &mut Rng, max_seq: usize) -> AttnShape {
     let head_dim = if rng.chance(0.5) { 64 } else { 32 };
     AttnShape::new(rng.range(1, 2), seq_q, seq_k, heads_kv * group, heads_kv, head_dim).expect("valid random shape")
 }
+
+/// `n` distinct values in `0..bound`, ascending; half the picks land near 0 (sink columns
+/// and near-diagonal slashes, which make the converter's windows touch, merge and grow).
+pub fn distinct(rng: &mut Rng, n: usize, bound: usize) -> Vec<i32> {
+    let mut set = std::collections::BTreeSet::new();
+    while set.len() < n {
+        let v = if rng.chance(0.5) { rng.below(bound) } else { rng.below(bound.min(3 * 64)) };
+        set.insert(v as i32);
+    }
+    set.into_iter().collect()
+}
+
+/// A valid random vertical-slash descriptor for `shape` with `heads` descriptor heads and up
+/// to `max_nnz` verticals and slashes per head; with `with_slash_zero`, every head has the
+/// main diagonal (and so at least one slash).
+pub fn random_vertical_slash(
+    rng: &mut Rng,
+    shape: &AttnShape,
+    heads: usize,
+    max_nnz: usize,
+    with_slash_zero: bool,
+) -> sparse_attn::pattern::VerticalSlash {
+    let nnz_v = rng.range(0, shape.seq_k.min(max_nnz));
+    let nnz_s = rng.range(usize::from(with_slash_zero), shape.seq_k.min(max_nnz));
+    let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
+    for _ in 0..shape.batch * heads {
+        verticals.extend(distinct(rng, nnz_v, shape.seq_k));
+        let mut s = if with_slash_zero {
+            let mut s: Vec<i32> = distinct(rng, nnz_s - 1, shape.seq_k - 1).iter().map(|d| d + 1).collect();
+            s.push(0);
+            s
+        } else {
+            distinct(rng, nnz_s, shape.seq_k)
+        };
+        s.sort_unstable_by(|a, b| b.cmp(a));
+        slashes.extend(s);
+    }
+    sparse_attn::pattern::VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes)
+        .expect("valid random descriptor")
+}

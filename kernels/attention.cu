@@ -1,0 +1,425 @@
+// Prefill attention: ONE FlashAttention-2-style forward main loop on mma.sync m16n8k16,
+// and the key-tile sources that plug into it (dense, block-sparse, vertical-slash; A-shape
+// runs as block-sparse).
+//
+// One CTA = 4 warps = one row block of 64 query rows of one (batch, query head); each
+// warp owns 16 rows. The Q tile is loaded once and kept in registers as mma A fragments.
+// K and V tiles (64 keys each) are double-buffered in shared memory: while tile t is being
+// computed, tile t + 1 is already in flight with cp.async. S = Q K^T and O += P V use f32
+// accumulators; the softmax is online, in exp2 with the scale folded in; the output is
+// written once per row at the end.
+//
+// A key-tile source hands the loop a stream of tiles, each either 64 contiguous keys
+// starting at `key0`, or 64 slots of a gathered column list. Every thread of the CTA walks
+// the same stream (it reads the same index entries), so control flow stays uniform and the
+// barriers line up. Index tensors are untrusted: a source skips entries that are out of
+// range or out of order, and every global access is bounded by the params' sizes.
+#include <stdint.h>
+#include <math.h>
+
+#include "params.h"
+#include "common/cp_async.cuh"
+#include "common/epilogue.cuh"
+#include "common/mask.cuh"
+#include "common/mma.cuh"
+#include "common/online_softmax.cuh"
+#include "common/smem_tile.cuh"
+
+namespace attn {
+
+constexpr int kBlockM = 64;   // query rows per CTA (pattern::BLOCK_M)
+constexpr int kBlockN = 64;   // keys per tile (pattern::BLOCK_N)
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+
+// One tile of keys: contiguous from key0, or gathered list slots key0 .. key0 + 63.
+struct TileRef {
+    int key0;
+    bool gathered;
+};
+
+// Where one CTA is in the problem.
+struct CtaPos {
+    int b, h, m;
+    int key_limit;  // keys at or past this are invisible to every row of the row block
+};
+
+__device__ __forceinline__ int64_t desc_row(const AttnParams& p, const CtaPos& c) {
+    // The descriptor head: the query head itself, or its GQA group when H == heads_kv.
+    const int group = p.heads_q / p.heads_kv;
+    const int hd = p.desc_heads == p.heads_q ? c.h : c.h / group;
+    return ((int64_t)c.b * p.desc_heads + hd) * p.row_blocks + c.m;
+}
+
+// Clamps a count read from the device into 0..=cap.
+__device__ __forceinline__ int clamp_count(int32_t n, int cap) {
+    return n < 0 ? 0 : (n > cap ? cap : n);
+}
+
+// Every tile up to the row block's visibility limit: a causal launch stops at the last
+// tile any of its rows can see.
+struct DenseSource {
+    int next_key;
+    int limit;
+
+    __device__ __forceinline__ void init(const AttnParams&, const CtaPos& c) {
+        next_key = 0;
+        limit = c.key_limit;
+    }
+    __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
+        if (next_key >= limit) {
+            return false;
+        }
+        t.key0 = next_key;
+        t.gathered = false;
+        next_key = limit - next_key > kBlockN ? next_key + kBlockN : limit;
+        return true;
+    }
+    __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
+};
+
+// The row block's block list: the first block_count entries of its block_index row. An
+// entry outside [0, NB), not above the previous kept entry, or past the visibility limit
+// is skipped (the last two would be double-counted or fully masked work).
+struct BlockSparseSource {
+    const int32_t* list;
+    int count;
+    int pos;
+    int prev;
+    int key_blocks;
+    int limit;
+
+    __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
+        const int64_t row = desc_row(p, c);
+        const int cap = p.max_blocks > 0 ? p.max_blocks : 0;
+        count = cap > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.block_count)[row], cap) : 0;
+        list = reinterpret_cast<const int32_t*>(p.block_index) + row * cap;
+        pos = 0;
+        prev = -1;
+        key_blocks = (int)(((int64_t)p.seq_k + kBlockN - 1) / kBlockN);
+        limit = c.key_limit;
+    }
+    __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
+        while (pos < count) {
+            const int n = __ldg(list + pos);
+            ++pos;
+            if (n <= prev || n >= key_blocks || (int64_t)n * kBlockN >= limit) {
+                continue;
+            }
+            prev = n;
+            t.key0 = n * kBlockN;
+            t.gathered = false;
+            return true;
+        }
+        return false;
+    }
+    __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
+};
+
+// Vertical-slash in the converted form (src/pattern/vs_convert.rs): first the tiles of
+// 64 keys starting at each block_offset entry, then the vertical columns, gathered 64 at
+// a time. A tile start outside [0, limit) or overlapping the previous kept tile is
+// skipped; a column outside [0, seq_k) or not above the entry before it is masked out.
+struct VerticalSlashSource {
+    const int32_t* offsets;
+    const int32_t* columns;
+    int n_offsets;
+    int n_columns;
+    int pos;
+    int prev_end;
+    int next_slot;
+    int limit;
+
+    __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
+        const int64_t row = desc_row(p, c);
+        const int cap_o = p.max_blocks > 0 ? p.max_blocks : 0;
+        const int cap_c = p.max_columns > 0 ? p.max_columns : 0;
+        n_offsets = cap_o > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.block_count)[row], cap_o) : 0;
+        n_columns = cap_c > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.column_count)[row], cap_c) : 0;
+        offsets = reinterpret_cast<const int32_t*>(p.block_index) + row * cap_o;
+        columns = reinterpret_cast<const int32_t*>(p.column_index) + row * cap_c;
+        pos = 0;
+        prev_end = 0;
+        next_slot = 0;
+        limit = c.key_limit;
+    }
+    __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
+        while (pos < n_offsets) {
+            const int o = __ldg(offsets + pos);
+            ++pos;
+            if (o < prev_end || o >= limit) {
+                continue;
+            }
+            // Saturating: o + 64 can pass INT32_MAX when seq_k is near it.
+            prev_end = o > 0x7fffffff - kBlockN ? 0x7fffffff : o + kBlockN;
+            t.key0 = o;
+            t.gathered = false;
+            return true;
+        }
+        if (next_slot < n_columns) {
+            t.key0 = next_slot;
+            t.gathered = true;
+            next_slot = n_columns - next_slot > kBlockN ? next_slot + kBlockN : n_columns;
+            return true;
+        }
+        return false;
+    }
+    // The key in list slot `first + i`, or -1 when the slot is past the count, out of
+    // range, or not strictly above the slot before it.
+    __device__ __forceinline__ int gathered_key(const AttnParams& p, int first, int i) const {
+        if (i >= n_columns - first) {
+            return -1;
+        }
+        const int slot = first + i;
+        const int key = __ldg(columns + slot);
+        if (key < 0 || key >= p.seq_k || (slot > 0 && key <= __ldg(columns + slot - 1))) {
+            return -1;
+        }
+        return key;
+    }
+};
+
+// The key held in tile row `slot` (-1: none), for contiguous tiles.
+__device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef& t, int slot) {
+    return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
+}
+
+// Issues the cp.async copies of one K or V tile (64 rows x D) into `smem`. `keys` holds the
+// key of each tile row for gathered tiles; contiguous tiles compute theirs.
+template <int D>
+__device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t seq_stride, const TileRef& t,
+                                             const int* keys, uint32_t smem, int tid) {
+    using Tile = SmemTile<D>;
+    constexpr int kRowsPerPass = kThreads / Tile::kChunks;
+    const int chunk = tid % Tile::kChunks;
+#pragma unroll
+    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
+        const int row = tid / Tile::kChunks + i * kRowsPerPass;
+        const int key = t.gathered ? keys[row] : contiguous_key(p, t, row);
+        const bool valid = key >= 0;
+        const uint64_t src = valid ? base + 2 * ((uint64_t)key * seq_stride + chunk * 8) : base;
+        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
+    }
+}
+
+// Loads the Q tile of this CTA (rows past seq_q zero-filled) into `smem`.
+template <int D>
+__device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, int row0, uint32_t smem, int tid) {
+    using Tile = SmemTile<D>;
+    constexpr int kRowsPerPass = kThreads / Tile::kChunks;
+    const int chunk = tid % Tile::kChunks;
+#pragma unroll
+    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
+        const int row = tid / Tile::kChunks + i * kRowsPerPass;
+        const bool valid = row < p.seq_q - row0;
+        const uint64_t src = valid ? base + 2 * ((uint64_t)(row0 + row) * p.q_seq_stride + chunk * 8) : base;
+        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
+    }
+}
+
+template <typename T, int D, typename Source>
+__device__ __forceinline__ void attention_fwd(const AttnParams& p) {
+    using Tile = SmemTile<D>;
+    constexpr int kDimBlocks = D / 8;     // n-blocks of the output accumulator
+    constexpr int kKeyBlocks = kBlockN / 8;  // n-blocks of the score tile
+    constexpr int kDimSteps = D / 16;     // k-steps of Q K^T
+
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __shared__ int s_keys[2][kBlockN];  // keys of gathered tiles, per stage
+
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int g = lane / 4;
+    const int t4 = lane % 4;
+
+    CtaPos c;
+    c.m = blockIdx.x;
+    c.h = blockIdx.y;
+    c.b = blockIdx.z;
+    const bool causal = p.causal != 0;
+    c.key_limit = row_block_key_limit(c.m, kBlockM, p.seq_q, p.seq_k, causal);
+    const int row0 = c.m * kBlockM;
+    const int kv_head = c.h / (p.heads_q / p.heads_kv);
+
+    const uint64_t q_base = p.q + 2 * ((uint64_t)c.b * p.q_batch_stride + (uint64_t)c.h * p.q_head_stride);
+    const uint64_t k_base = p.k + 2 * ((uint64_t)c.b * p.k_batch_stride + (uint64_t)kv_head * p.k_head_stride);
+    const uint64_t v_base = p.v + 2 * ((uint64_t)c.b * p.v_batch_stride + (uint64_t)kv_head * p.v_head_stride);
+
+    // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K slot before the loop.
+    const uint32_t smem = smem_u32(smem_raw);
+    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * Tile::kBytes; };
+    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * Tile::kBytes; };
+
+    // This thread's two fragment rows and their last visible keys.
+    const int my_row[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
+    const int last_key[2] = {last_visible_key(my_row[0], p.seq_q, p.seq_k, causal),
+                             last_visible_key(my_row[1], p.seq_q, p.seq_k, causal)};
+    // Tiles that start after this diagonal key and end before seq_k need no mask.
+    const int first_row_last_key = last_visible_key(row0, p.seq_q, p.seq_k, causal);
+
+    float acc[kDimBlocks][4];
+#pragma unroll
+    for (int d = 0; d < kDimBlocks; ++d) {
+        acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
+    }
+    RowState st;
+    st.init();
+
+    Source src;
+    src.init(p, c);
+    TileRef cur;
+    bool has = src.next(p, cur);
+
+    // Publishes the keys of a gathered tile before its loads are issued (uniform branch).
+    auto stage_keys = [&](const TileRef& t, int stage) {
+        if (t.gathered) {
+            if (tid < kBlockN) {
+                s_keys[stage][tid] = src.gathered_key(p, t.key0, tid);
+            }
+            __syncthreads();
+        }
+    };
+
+    if (has) {
+        load_q_tile<D>(p, q_base, row0, k_smem(1), tid);
+        cp_async_commit();
+        stage_keys(cur, 0);
+        load_kv_tile<D>(p, k_base, p.k_seq_stride, cur, s_keys[0], k_smem(0), tid);
+        load_kv_tile<D>(p, v_base, p.v_seq_stride, cur, s_keys[0], v_smem(0), tid);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+
+        // Q fragments: matrix i of ldmatrix x4 = rows (i % 2) * 8.., chunk (i / 2).
+        uint32_t q_frag[kDimSteps][4];
+#pragma unroll
+        for (int kk = 0; kk < kDimSteps; ++kk) {
+            const int row = warp * 16 + (lane & 15);
+            const int chunk = kk * 2 + (lane >> 4);
+            ldmatrix_x4(q_frag[kk], k_smem(1) + Tile::chunk_offset(row, chunk));
+        }
+        __syncthreads();  // stage 1 is free for the first prefetch
+
+        int stage = 0;
+        while (has) {
+            TileRef nxt;
+            const bool has_next = src.next(p, nxt);
+            if (has_next) {
+                stage_keys(nxt, stage ^ 1);
+                load_kv_tile<D>(p, k_base, p.k_seq_stride, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), tid);
+                load_kv_tile<D>(p, v_base, p.v_seq_stride, nxt, s_keys[stage ^ 1], v_smem(stage ^ 1), tid);
+            }
+            cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
+            cp_async_wait<1>();
+            __syncthreads();
+
+            // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
+            float s[kKeyBlocks][4];
+#pragma unroll
+            for (int j = 0; j < kKeyBlocks; ++j) {
+                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+            }
+#pragma unroll
+            for (int kk = 0; kk < kDimSteps; ++kk) {
+#pragma unroll
+                for (int nb = 0; nb < kKeyBlocks / 2; ++nb) {
+                    // Matrices: (keys +0, dims +0), (keys +0, dims +8), (keys +8, dims +0),
+                    // (keys +8, dims +8): b0/b1 of key block 2nb, then of 2nb + 1.
+                    const int key_row = nb * 16 + (lane & 7) + ((lane >> 4) << 3);
+                    const int chunk = kk * 2 + ((lane >> 3) & 1);
+                    uint32_t kb[4];
+                    ldmatrix_x4(kb, k_smem(stage) + Tile::chunk_offset(key_row, chunk));
+                    Mma<T>::mma(s[2 * nb], q_frag[kk], kb[0], kb[1]);
+                    Mma<T>::mma(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
+                }
+            }
+
+            // Per-element mask where the tile is gathered, crosses seq_k, or crosses the
+            // causal diagonal of the block's first row.
+            const bool needs_mask = cur.gathered || p.seq_k - cur.key0 < kBlockN ||
+                                    (int64_t)cur.key0 + (kBlockN - 1) > first_row_last_key;
+            if (needs_mask) {
+#pragma unroll
+                for (int j = 0; j < kKeyBlocks; ++j) {
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int col = 8 * j + 2 * t4 + e;
+                        const int key = cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col);
+                        s[j][e] = mask_score(s[j][e], key, last_key[0]);
+                        s[j][2 + e] = mask_score(s[j][2 + e], key, last_key[1]);
+                    }
+                }
+            }
+
+            online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
+
+            // O += P V: P straight from the score registers (C layout == A layout).
+#pragma unroll
+            for (int kk = 0; kk < kBlockN / 16; ++kk) {
+                uint32_t a[4];
+                a[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+                a[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+                a[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                a[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+                for (int db = 0; db < kDimBlocks / 2; ++db) {
+                    // Transposed matrices: (keys +0, dims +0), (keys +8, dims +0),
+                    // (keys +0, dims +8), (keys +8, dims +8).
+                    const int key_row = kk * 16 + (lane & 15);
+                    const int chunk = db * 2 + (lane >> 4);
+                    uint32_t vb[4];
+                    ldmatrix_x4_trans(vb, v_smem(stage) + Tile::chunk_offset(key_row, chunk));
+                    Mma<T>::mma(acc[2 * db], a, vb[0], vb[1]);
+                    Mma<T>::mma(acc[2 * db + 1], a, vb[2], vb[3]);
+                }
+            }
+            __syncthreads();  // every warp is done with this stage before it is refilled
+
+            cur = nxt;
+            has = has_next;
+            stage ^= 1;
+        }
+        cp_async_wait<0>();
+    }
+
+    uint64_t row_ptr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        row_ptr[r] = my_row[r] < p.seq_q
+                         ? p.out + 2 * ((uint64_t)c.b * p.out_batch_stride + (uint64_t)my_row[r] * p.out_seq_stride +
+                                        (uint64_t)c.h * p.out_head_stride)
+                         : 0;
+    }
+    float lse[2];
+    write_output<T, kDimBlocks>(acc, st, row_ptr, lane, p.scale_log2, lse);
+    if (p.lse != 0 && t4 == 0) {
+        float* lse_rows = reinterpret_cast<float*>(p.lse) + ((int64_t)c.b * p.heads_q + c.h) * p.seq_q;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            if (my_row[r] < p.seq_q) {
+                lse_rows[my_row[r]] = lse[r];
+            }
+        }
+    }
+}
+
+}  // namespace attn
+
+// One extern "C" kernel per (pattern, dtype, head_dim), generated from this list: the name
+// is what src/plan.rs asks for (attn_fwd_<pattern>_<dtype>_hd<D>).
+#define ATTN_KERNEL(pattern, source, dtype_name, dtype, d)                                        \
+    extern "C" __global__ void __launch_bounds__(attn::kThreads)                                   \
+        attn_fwd_##pattern##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {        \
+        attn::attention_fwd<dtype, d, attn::source>(p);                                           \
+    }
+
+#define ATTN_KERNELS_FOR_PATTERN(pattern, source)             \
+    ATTN_KERNEL(pattern, source, f16, half, 64)               \
+    ATTN_KERNEL(pattern, source, f16, half, 128)              \
+    ATTN_KERNEL(pattern, source, bf16, __nv_bfloat16, 64)     \
+    ATTN_KERNEL(pattern, source, bf16, __nv_bfloat16, 128)
+
+ATTN_KERNELS_FOR_PATTERN(dense, DenseSource)
+ATTN_KERNELS_FOR_PATTERN(block_sparse, BlockSparseSource)
+ATTN_KERNELS_FOR_PATTERN(vertical_slash, VerticalSlashSource)
