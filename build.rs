@@ -6,8 +6,9 @@
 //! no kernels: launch functions then return `Error::KernelsUnavailable`.
 //!
 //! Targets come from `SPARSE_ATTN_CUDA_ARCHS` (comma-separated compute capabilities,
-//! default `80,90`). A module is recompiled only when its own source, a shared header,
-//! the target list or the compiler changes, so editing one kernel leaves the others alone.
+//! default `80,90`). A module is recompiled only when its own source, a header it includes
+//! (directly or not), the target list or the compiler changes, so editing one kernel, or a
+//! header only some kernels use, leaves the others alone.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
@@ -44,12 +45,14 @@ fn main() {
     let compiler_id = run_capture(Command::new(&nvcc).arg("--version")).unwrap_or_default();
 
     let jobs: Vec<(PathBuf, u32)> = sources.iter().flat_map(|s| archs.iter().map(move |&a| (s.clone(), a))).collect();
-    let header_hash = hash_files(&headers);
     let results: Vec<Compiled> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
             .map(|(src, arch)| {
                 let (nvcc, ptxas, out, kernels_dir, compiler_id) = (&nvcc, &ptxas, &out, &kernels_dir, &compiler_id);
+                // Only the headers this module reads go into its stamp, so editing a header
+                // that (say) the attention kernels include leaves index.cu alone.
+                let header_hash = hash_files(&local_includes(src, kernels_dir));
                 scope.spawn(move || compile(nvcc, ptxas, src, *arch, out, kernels_dir, header_hash, compiler_id))
             })
             .collect();
@@ -241,6 +244,32 @@ fn list_files_recursive(dir: &Path, keep: impl Fn(&Path) -> bool + Copy) -> Vec<
     }
     files.sort();
     files
+}
+
+/// The project headers `src` includes, transitively: every `#include "..."` resolved
+/// against the including file's folder, then `include_dir` (nvcc's `-I`). Angle-bracket
+/// and unresolvable includes are system headers, covered by the compiler id. Sorted, so
+/// the hash does not depend on discovery order.
+fn local_includes(src: &Path, include_dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut pending = vec![src.to_path_buf()];
+    while let Some(file) = pending.pop() {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("#include") else { continue };
+            let Some(name) = rest.trim().strip_prefix('"').and_then(|r| r.split('"').next()) else { continue };
+            let candidates = [file.parent().map(|d| d.join(name)), Some(include_dir.join(name))];
+            if let Some(path) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+                let path = path.canonicalize().unwrap_or(path);
+                if !found.contains(&path) {
+                    found.push(path.clone());
+                    pending.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn hash_files(files: &[PathBuf]) -> u64 {

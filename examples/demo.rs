@@ -73,7 +73,7 @@ fn run() -> Result<()> {
         (
             "A-shape (1 sink + 3 local blocks)",
             Box::new(a_shape),
-            Some(block_tiles(&a_shape.to_block_sparse(&shape, true)?, &shape)?),
+            Some(block_tiles(&a_shape.to_block_sparse(&shape)?, &shape)?),
             Box::new(move |i: &RefInputs, o: &AttnOptions| a_shape_attention(i, o, &a_shape)),
         ),
         (

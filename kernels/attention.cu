@@ -119,7 +119,9 @@ struct BlockSparseSource {
 // Vertical-slash in the converted form (src/pattern/vs_convert.rs): first the tiles of
 // 64 keys starting at each block_offset entry, then the vertical columns, gathered 64 at
 // a time. A tile start outside [0, limit) or overlapping the previous kept tile is
-// skipped; a column outside [0, seq_k) or not above the entry before it is masked out.
+// skipped; a column outside [0, seq_k), or not above every in-range column listed before
+// it (see publish_gathered_keys), is masked out. The converter never lists a column
+// inside one of the row's tiles; a hand-made list that did would count that key twice.
 struct VerticalSlashSource {
     const int32_t* offsets;
     const int32_t* columns;
@@ -164,20 +166,50 @@ struct VerticalSlashSource {
         }
         return false;
     }
-    // The key in list slot `first + i`, or -1 when the slot is past the count, out of
-    // range, or not strictly above the slot before it.
+    // The key in list slot `first + i`, or -1 when the slot is past the count or the key
+    // is out of range.
     __device__ __forceinline__ int gathered_key(const AttnParams& p, int first, int i) const {
         if (i >= n_columns - first) {
             return -1;
         }
-        const int slot = first + i;
-        const int key = __ldg(columns + slot);
-        if (key < 0 || key >= p.seq_k || (slot > 0 && key <= __ldg(columns + slot - 1))) {
-            return -1;
-        }
-        return key;
+        const int key = __ldg(columns + first + i);
+        return key >= 0 && key < p.seq_k ? key : -1;
     }
 };
+
+// Publishes the keys of a gathered tile into s_keys[stage], keeping list entry `tid` (its
+// in-range key `v`, or -1) only if it is above every in-range entry listed before it, in
+// this tile or an earlier one: the kept keys are then strictly ascending, so no key is
+// attended twice whatever the list holds, and a valid (ascending) list loses nothing.
+// That is a prefix maximum: a shuffle scan inside each of the first two warps, warp 0's
+// total handed to warp 1 through shared memory, and the running maximum of the earlier
+// tiles kept in carry[stage ^ 1] (gathered tiles alternate stages). Every thread of the
+// CTA must call it (two barriers).
+__device__ __forceinline__ void publish_gathered_keys(int v, int tid, int stage, int (&keys)[2][kBlockN], int (&carry)[2],
+                                                      int& warp0_max) {
+    const int lane = tid % 32;
+    int inclusive = v;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        const int up = __shfl_up_sync(0xffffffffu, inclusive, offset);
+        inclusive = lane >= offset ? max(inclusive, up) : inclusive;
+    }
+    const int shifted = __shfl_up_sync(0xffffffffu, inclusive, 1);
+    const int exclusive = lane == 0 ? -1 : shifted;
+    if (tid == 31) {
+        warp0_max = inclusive;
+    }
+    __syncthreads();
+    if (tid < kBlockN) {
+        int before = max(carry[stage ^ 1], exclusive);
+        before = tid >= 32 ? max(before, warp0_max) : before;
+        keys[stage][tid] = v > before ? v : -1;
+        if (tid == kBlockN - 1) {
+            carry[stage] = max(before, v);
+        }
+    }
+    __syncthreads();
+}
 
 // The key held in tile row `slot` (-1: none), for contiguous tiles.
 __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef& t, int slot) {
@@ -226,6 +258,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
     extern __shared__ __align__(128) unsigned char smem_raw[];
     __shared__ int s_keys[2][kBlockN];  // keys of gathered tiles, per stage
+    __shared__ int s_carry[2];          // running max of gathered keys (publish_gathered_keys)
+    __shared__ int s_warp0_max;
 
     const int tid = threadIdx.x;
     const int warp = tid / 32;
@@ -255,7 +289,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int my_row[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
     const int last_key[2] = {last_visible_key(my_row[0], p.seq_q, p.seq_k, causal),
                              last_visible_key(my_row[1], p.seq_q, p.seq_k, causal)};
-    // Tiles that start after this diagonal key and end before seq_k need no mask.
+    // A tile whose last key is at most this (the block's first row's last visible key),
+    // and that ends inside seq_k, is visible to every row of the block: no mask needed.
     const int first_row_last_key = last_visible_key(row0, p.seq_q, p.seq_k, causal);
 
     float acc[kDimBlocks][4];
@@ -271,13 +306,14 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     TileRef cur;
     bool has = src.next(p, cur);
 
+    if (tid == 0) {
+        s_carry[0] = s_carry[1] = -1;  // published by the first barrier of the first gathered tile
+    }
     // Publishes the keys of a gathered tile before its loads are issued (uniform branch).
     auto stage_keys = [&](const TileRef& t, int stage) {
         if (t.gathered) {
-            if (tid < kBlockN) {
-                s_keys[stage][tid] = src.gathered_key(p, t.key0, tid);
-            }
-            __syncthreads();
+            const int v = tid < kBlockN ? src.gathered_key(p, t.key0, tid) : -1;
+            publish_gathered_keys(v, tid, stage, s_keys, s_carry, s_warp0_max);
         }
     };
 

@@ -71,3 +71,40 @@ typedef struct AttnParams {
     float softmax_scale;    // multiplies q.k
     float scale_log2;       // softmax_scale * log2(e): what the exp2-based softmax uses
 } AttnParams;
+
+// topk_attn_fwd_<dtype>_hd<D> (kernels/gather.cu): every query row attends its own
+// gathered keys. One warp (one CTA of 32 threads) per (query row, kv head, chunk of up to
+// 16 query heads of that kv head's GQA group); grid = (seq_q, heads_kv * head_chunks,
+// batch) with head_chunks = ceil((heads_q / heads_kv) / 16). Tensors as in AttnParams.
+// indices: const int32_t [batch, seq_q, heads_kv, topk], densely packed; -1, anything
+// outside [0, seq_k) and (under causal) keys past the row's diagonal are skipped.
+typedef struct TopkParams {
+    uint64_t q;
+    uint64_t k;
+    uint64_t v;
+    uint64_t out;
+    uint64_t lse;           // float [batch, heads_q, seq_q]; 0 = not wanted
+    int64_t q_batch_stride;
+    int64_t q_seq_stride;
+    int64_t q_head_stride;
+    int64_t k_batch_stride;
+    int64_t k_seq_stride;
+    int64_t k_head_stride;
+    int64_t v_batch_stride;
+    int64_t v_seq_stride;
+    int64_t v_head_stride;
+    int64_t out_batch_stride;
+    int64_t out_seq_stride;
+    int64_t out_head_stride;
+    uint64_t indices;       // const int32_t [batch, seq_q, heads_kv, topk]
+    int32_t batch;
+    int32_t seq_q;
+    int32_t seq_k;
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t topk;           // slots per index row
+    int32_t head_chunks;    // ceil(group / 16)
+    int32_t causal;
+    float softmax_scale;
+    float scale_log2;
+} TopkParams;

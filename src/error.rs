@@ -77,6 +77,11 @@ pub enum Error {
     /// indexes, which MInference orders farthest diagonal first).
     #[error("index tensor `{tensor}` at {at}: value {value} does not follow {prev} in descending order without repeats")]
     IndexNotDescending { tensor: &'static str, at: String, prev: i64, value: i64 },
+
+    /// The PTX simulator refused or faulted a launch (memcheck, barrier, racecheck, an
+    /// unsupported instruction...); the message is the simulator's.
+    #[error("PTX simulator: {0}")]
+    Simulator(String),
 }
 
 /// Shorthand for results in this crate.

@@ -17,6 +17,7 @@
 //! index tensor is i32; a row that sees no key gets output 0 and LSE `-inf`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod attention;
 pub mod cuda;
 pub mod error;
 pub mod kernels;
@@ -26,6 +27,7 @@ pub mod params;
 pub mod plan;
 pub mod reference;
 pub mod shape;
+pub mod sim;
 
 pub use error::{Error, Result};
 pub use mask::{ElementMask, SparsePattern};

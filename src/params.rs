@@ -151,3 +151,67 @@ pub struct AttnParams {
     /// `softmax_scale * log2(e)`: the kernels' softmax runs in exp2.
     pub scale_log2: f32,
 }
+
+/// Parameters of the top-k token attention kernels `topk_attn_fwd_<dtype>_hd<D>`
+/// (kernels/gather.cu), passed by value. Built by [`crate::attention::topk_params`]; the
+/// dense-tensor fields mean what they mean in [`AttnParams`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopkParams {
+    /// Device address of q.
+    pub q: u64,
+    /// Device address of k.
+    pub k: u64,
+    /// Device address of v.
+    pub v: u64,
+    /// Device address of the output.
+    pub out: u64,
+    /// Device address of the f32 LSE, or 0 when not wanted.
+    pub lse: u64,
+    /// Elements between consecutive batches of q.
+    pub q_batch_stride: i64,
+    /// Elements between consecutive sequence positions of q.
+    pub q_seq_stride: i64,
+    /// Elements between consecutive heads of q.
+    pub q_head_stride: i64,
+    /// Elements between consecutive batches of k.
+    pub k_batch_stride: i64,
+    /// Elements between consecutive sequence positions of k.
+    pub k_seq_stride: i64,
+    /// Elements between consecutive heads of k.
+    pub k_head_stride: i64,
+    /// Elements between consecutive batches of v.
+    pub v_batch_stride: i64,
+    /// Elements between consecutive sequence positions of v.
+    pub v_seq_stride: i64,
+    /// Elements between consecutive heads of v.
+    pub v_head_stride: i64,
+    /// Elements between consecutive batches of the output.
+    pub out_batch_stride: i64,
+    /// Elements between consecutive sequence positions of the output.
+    pub out_seq_stride: i64,
+    /// Elements between consecutive heads of the output.
+    pub out_head_stride: i64,
+    /// Device address of the i32 `indices [batch, seq_q, heads_kv, topk]`.
+    pub indices: u64,
+    /// Batch size.
+    pub batch: i32,
+    /// Query rows per sequence.
+    pub seq_q: i32,
+    /// Keys per sequence.
+    pub seq_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key/value heads (divides heads_q).
+    pub heads_kv: i32,
+    /// Slots per index row.
+    pub topk: i32,
+    /// `ceil((heads_q / heads_kv) / 16)`: warps per (query row, kv head).
+    pub head_chunks: i32,
+    /// 1 for the bottom-right causal mask, 0 otherwise.
+    pub causal: i32,
+    /// Multiplies q·k.
+    pub softmax_scale: f32,
+    /// `softmax_scale * log2(e)`.
+    pub scale_log2: f32,
+}

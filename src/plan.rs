@@ -66,3 +66,50 @@ pub fn vs_convert(params: &VsConvertParams) -> Result<LaunchPlan> {
     })?;
     LaunchPlan::new("index", "vertical_slash_convert", [grid_x.max(1), 1, 1], [VS_CONVERT_THREADS, 1, 1], 0, params)
 }
+
+/// The launch of the prefill attention kernel for `source`'s pattern, `dtype` and the
+/// shape's head_dim: one CTA of [`crate::attention::THREADS`] threads per (row block of
+/// 64 query rows, query head, batch), so grid = (ceil(seq_q / 64), heads_q, batch).
+/// Everything is validated first ([`crate::attention::attn_params`]).
+pub fn attention(
+    shape: &crate::shape::AttnShape,
+    dtype: crate::shape::DType,
+    opts: &crate::shape::AttnOptions,
+    bufs: &crate::attention::AttnBuffers,
+    source: &crate::attention::SourceBuffers,
+) -> Result<LaunchPlan> {
+    use crate::attention::{attn_params, kernel_name, shared_mem_bytes, THREADS};
+    let params = attn_params(shape, opts, bufs, source)?;
+    let kernel = kernel_name(source.pattern(), dtype, shape.head_dim)?;
+    let grid_dim = |dim: &'static str, value: usize| {
+        u32::try_from(value).map_err(|_| Error::DimensionTooLarge { dim, value, max: u32::MAX as usize })
+    };
+    let grid = [grid_dim("row blocks", params.row_blocks as usize)?, grid_dim("heads_q", shape.heads_q)?, grid_dim("batch", shape.batch)?];
+    LaunchPlan::new("attention", kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim), &params)
+}
+
+/// The launch of top-k token attention (kernels/gather.cu): one warp per (query row, kv
+/// head, chunk of 16 query heads of its group), so grid = (seq_q, heads_kv * chunks,
+/// batch). `dims` is the index tensor's `[batch, seq_q, heads_kv, k]`. Validated first
+/// ([`crate::attention::topk_params`]).
+pub fn topk_attention(
+    shape: &crate::shape::AttnShape,
+    dtype: crate::shape::DType,
+    opts: &crate::shape::AttnOptions,
+    bufs: &crate::attention::AttnBuffers,
+    indices: crate::attention::DeviceBuffer,
+    dims: [usize; 4],
+) -> Result<LaunchPlan> {
+    use crate::attention::{topk_kernel_name, topk_params, topk_shared_mem_bytes, TOPK_THREADS};
+    let params = topk_params(shape, opts, bufs, indices, dims)?;
+    let kernel = topk_kernel_name(dtype, shape.head_dim)?;
+    let grid_dim = |dim: &'static str, value: u64| {
+        u32::try_from(value).map_err(|_| Error::DimensionTooLarge { dim, value: value as usize, max: u32::MAX as usize })
+    };
+    let grid = [
+        grid_dim("seq_q", params.seq_q as u64)?,
+        grid_dim("heads_kv * head_chunks", params.heads_kv as u64 * params.head_chunks as u64)?,
+        grid_dim("batch", params.batch as u64)?,
+    ];
+    LaunchPlan::new("gather", kernel, grid, [TOPK_THREADS, 1, 1], topk_shared_mem_bytes(shape.head_dim), &params)
+}

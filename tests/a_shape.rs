@@ -56,7 +56,7 @@ fn element_mask_equals_the_definition() {
 fn block_lists_hand_examples() {
     let lists = |seq_q, seq_k, sink, local| {
         let shape = AttnShape::new(1, seq_q, seq_k, 1, 1, 64).unwrap();
-        let p = AShape::new(sink, local).unwrap().to_block_sparse(&shape, true).unwrap();
+        let p = AShape::new(sink, local).unwrap().to_block_sparse(&shape).unwrap();
         (0..p.row_blocks()).map(|m| p.blocks(0, 0, m).unwrap().to_vec()).collect::<Vec<_>>()
     };
     // Square, 5 blocks: each row block's diagonal is itself.
@@ -76,10 +76,10 @@ fn block_lists_hand_examples() {
 }
 
 #[test]
-fn one_mask_per_kv_head_all_the_same_and_independent_of_causal() {
+fn one_mask_per_kv_head_all_the_same() {
     let shape = AttnShape::new(2, 300, 260, 8, 2, 64).unwrap();
     let a = AShape::new(1, 2).unwrap();
-    let p = a.to_block_sparse(&shape, true).unwrap();
+    let p = a.to_block_sparse(&shape).unwrap();
     assert_eq!((p.batch(), p.heads(), p.row_blocks()), (2, 2, 5));
     for b in 0..2 {
         for h in 0..2 {
@@ -88,7 +88,6 @@ fn one_mask_per_kv_head_all_the_same_and_independent_of_causal() {
             }
         }
     }
-    assert_eq!(p, a.to_block_sparse(&shape, false).unwrap());
     a.validate(&shape).unwrap();
 }
 
@@ -112,7 +111,7 @@ fn reference_equals_masked_attention_on_random_shapes() {
 fn rejects_an_unvalidated_shape() {
     let shape = AttnShape { heads_q: 3, ..AttnShape::new(1, 64, 64, 2, 2, 64).unwrap() };
     let a = AShape::new(1, 1).unwrap();
-    assert_eq!(a.to_block_sparse(&shape, true), Err(Error::HeadsNotDivisible { heads_q: 3, heads_kv: 2 }));
+    assert_eq!(a.to_block_sparse(&shape), Err(Error::HeadsNotDivisible { heads_q: 3, heads_kv: 2 }));
     assert_eq!(a.validate(&shape), Err(Error::HeadsNotDivisible { heads_q: 3, heads_kv: 2 }));
 }
 

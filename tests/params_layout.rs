@@ -41,12 +41,17 @@ fn expected_vs_convert() -> Layout {
 
 /// The host program: prints `name value` lines for every entry of `layout`.
 fn c_program(layout: &Layout) -> String {
+    c_program_for("VsConvertParams", layout)
+}
+
+/// The same program for the C struct `ty`.
+fn c_program_for(ty: &str, layout: &Layout) -> String {
     let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"params.h\"\nint main(void) {\n");
     for (name, _) in layout {
         let expr = match name.as_str() {
-            "sizeof" => "sizeof(VsConvertParams)".to_string(),
-            "alignof" => "_Alignof(VsConvertParams)".to_string(),
-            field => format!("offsetof(VsConvertParams, {field})"),
+            "sizeof" => format!("sizeof({ty})"),
+            "alignof" => format!("_Alignof({ty})"),
+            field => format!("offsetof({ty}, {field})"),
         };
         src.push_str(&format!("    printf(\"{name} %zu\\n\", (size_t)({expr}));\n"));
     }
@@ -56,14 +61,25 @@ fn c_program(layout: &Layout) -> String {
 
 /// Compiles and runs the program with gcc, or returns None when gcc is not installed.
 fn c_layout(layout: &Layout) -> Option<Layout> {
+    c_layout_of(&c_program(layout))
+}
+
+/// Compiles and runs a layout program with gcc, or returns None when gcc is not installed.
+fn c_layout_of(program: &str) -> Option<Layout> {
     if Command::new("gcc").arg("--version").output().is_err() {
         return None;
     }
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-    let dir: PathBuf = std::env::temp_dir().join(format!("sparse_attn_params_layout_{}", std::process::id()));
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        program.hash(&mut h);
+        h.finish()
+    };
+    let dir: PathBuf = std::env::temp_dir().join(format!("sparse_attn_params_layout_{}_{tag:016x}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (src, exe) = (dir.join("layout.c"), dir.join("layout"));
-    std::fs::write(&src, c_program(layout)).unwrap();
+    std::fs::write(&src, program).unwrap();
     let out = Command::new("gcc")
         .args(["-std=c11", "-Wall", "-Werror", "-I"])
         .arg(&include)
@@ -126,4 +142,81 @@ fn vs_convert_params_for_problem_fills_the_sizes() {
     // An invalid descriptor is refused before any size is computed.
     let bad = VerticalSlash::new(2, 2, 3, 2, [0, 5, 500].repeat(4), [7, 0].repeat(4)).unwrap();
     assert!(matches!(VsConvertParams::for_problem(&bad, &shape), Err(sparse_attn::Error::IndexOutOfRange { .. })));
+}
+
+fn rust_attn() -> Layout {
+    use sparse_attn::params::AttnParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<AttnParams>()), ("alignof".to_string(), align_of::<AttnParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(AttnParams, $f))); )* };
+    }
+    fields!(
+        q, k, v, out, lse,
+        q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
+        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
+        block_count, block_index, column_count, column_index,
+        batch, seq_q, seq_k, heads_q, heads_kv, desc_heads, row_blocks, max_blocks, max_columns, causal,
+        softmax_scale, scale_log2
+    );
+    l
+}
+
+/// AttnParams by the C rules: 21 eight-byte fields (5 addresses, 12 strides, 4 index
+/// addresses), then 12 four-byte fields, no padding: 168 + 48 = 216 bytes, 8-byte aligned.
+fn expected_attn() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 216), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_attn().into_iter().skip(2).enumerate() {
+        let offset = if k < 21 { 8 * k } else { 168 + 4 * (k - 21) };
+        l.push((name, offset));
+    }
+    l
+}
+
+#[test]
+fn attn_params_matches_the_c_struct() {
+    let rust = rust_attn();
+    assert_eq!(rust.len(), 2 + 33, "every field is listed");
+    assert_eq!(rust, expected_attn());
+    match c_layout_of(&c_program_for("AttnParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnParams"),
+        None => eprintln!("gcc not found: compared AttnParams against the recorded C layout only"),
+    }
+}
+
+fn rust_topk() -> Layout {
+    use sparse_attn::params::TopkParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<TopkParams>()), ("alignof".to_string(), align_of::<TopkParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(TopkParams, $f))); )* };
+    }
+    fields!(
+        q, k, v, out, lse,
+        q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
+        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
+        indices,
+        batch, seq_q, seq_k, heads_q, heads_kv, topk, head_chunks, causal, softmax_scale, scale_log2
+    );
+    l
+}
+
+/// TopkParams by the C rules: 18 eight-byte fields, then 10 four-byte fields, no padding:
+/// 144 + 40 = 184 bytes, 8-byte aligned.
+fn expected_topk() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 184), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_topk().into_iter().skip(2).enumerate() {
+        let offset = if k < 18 { 8 * k } else { 144 + 4 * (k - 18) };
+        l.push((name, offset));
+    }
+    l
+}
+
+#[test]
+fn topk_params_matches_the_c_struct() {
+    let rust = rust_topk();
+    assert_eq!(rust.len(), 2 + 28, "every field is listed");
+    assert_eq!(rust, expected_topk());
+    match c_layout_of(&c_program_for("TopkParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkParams"),
+        None => eprintln!("gcc not found: compared TopkParams against the recorded C layout only"),
+    }
 }

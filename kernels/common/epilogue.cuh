@@ -11,8 +11,8 @@
 namespace attn {
 
 // `row_ptr[r]` is the address of the first element of fragment row r (g and g + 8) in the
-// output, or 0 for a padding row past seq_q; elements 8j + 2t and the next are written as
-// one 32-bit store (rows are 16-byte aligned, checked on the host).
+// output, or 0 for a padding row; elements 8d + 2t and 8d + 2t + 1 are written as one
+// 32-bit store, word 4d + t of the row (rows are 16-byte aligned, checked on the host).
 template <typename T, int ND>
 __device__ __forceinline__ void write_output(const float (&acc)[ND][4], const RowState& st, const uint64_t (&row_ptr)[2],
                                              int lane, float scale_log2, float (&lse_out)[2]) {
@@ -28,7 +28,7 @@ __device__ __forceinline__ void write_output(const float (&acc)[ND][4], const Ro
         uint32_t* dst = reinterpret_cast<uint32_t*>(row_ptr[r]);
 #pragma unroll
         for (int d = 0; d < ND; ++d) {
-            dst[(8 * d + 2 * t) / 2] = Mma<T>::pack(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
+            dst[4 * d + t] = Mma<T>::pack(acc[d][2 * r] * inv, acc[d][2 * r + 1] * inv);
         }
     }
 }

@@ -18,19 +18,24 @@ pub struct Counters {
     pub barriers: u64,
     /// Branches, returns and no-ops.
     pub control: u64,
-    /// Global (and const / param) load instructions, and bytes loaded over all lanes.
+    /// Global (and const) load instructions; `ld.param` reads the constant bank and is not
+    /// counted as memory traffic.
     pub global_loads: u64,
+    /// Bytes those loads read, over all lanes.
     pub global_load_bytes: u64,
-    /// Global store instructions and bytes stored.
+    /// Global store instructions.
     pub global_stores: u64,
+    /// Bytes those stores wrote, over all lanes.
     pub global_store_bytes: u64,
     /// Global atomic / reduction instructions.
     pub global_atomics: u64,
-    /// Shared load instructions (ld.shared and ldmatrix) and bytes loaded.
+    /// Shared load instructions (ld.shared and ldmatrix).
     pub shared_loads: u64,
+    /// Bytes those loads read.
     pub shared_load_bytes: u64,
-    /// Shared store instructions (st.shared and cp.async completions) and bytes stored.
+    /// Shared store instructions (st.shared, and cp.async groups completed by a wait).
     pub shared_stores: u64,
+    /// Bytes those stores wrote.
     pub shared_store_bytes: u64,
     /// Shared atomic instructions.
     pub shared_atomics: u64,
@@ -82,7 +87,7 @@ pub(crate) fn shared_wavefronts(addrs: &[(u32, u64)], size: u32) -> (u64, u64) {
     let mut ideal = 0u64;
     let mut phase: u32 = u32::MAX;
     let mut words: Vec<u64> = Vec::with_capacity(32);
-    let mut flush = |words: &mut Vec<u64>, total: &mut u64, ideal: &mut u64| {
+    let flush = |words: &mut Vec<u64>, total: &mut u64, ideal: &mut u64| {
         if words.is_empty() {
             return;
         }

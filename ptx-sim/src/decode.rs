@@ -18,12 +18,15 @@ pub(crate) enum Sym {
     Local(u64),
     /// Global address of a module-level `.global` / `.const` variable.
     Global(u64),
+    /// A `.param` of a device-function call (argument, return value or the callee's own
+    /// parameter): a per-thread local-memory slot (offset, size).
+    CallParam(u64, u32),
 }
 
 impl Sym {
     fn addr(self) -> u64 {
         match self {
-            Sym::Param(a) | Sym::Shared(a) | Sym::Local(a) | Sym::Global(a) => a,
+            Sym::Param(a) | Sym::Shared(a) | Sym::Local(a) | Sym::Global(a) | Sym::CallParam(a, _) => a,
             Sym::DynShared => 0,
         }
     }
@@ -36,6 +39,9 @@ pub(crate) struct Ctx {
     /// has count 0, a parameterized `%r<N>` is stored under `%r<>` with count N.
     pub scopes: Vec<HashMap<String, (u32, u32)>>,
     pub nregs: u32,
+    /// Register indices declared `.pred` (an operand slot that takes either a value or a
+    /// predicate, like cp.async's last one, is told apart by this).
+    pub preds: std::collections::HashSet<u32>,
 }
 
 impl Ctx {
@@ -120,6 +126,14 @@ impl Ctx {
         })
     }
 
+    /// `ld.param` / `st.param` on a device-function call slot really access local memory.
+    fn param_space(&self, space: Space, o: &Opnd) -> Space {
+        match (space, o) {
+            (Space::Param, Opnd::Mem(Some(n), _)) if matches!(self.syms.get(n), Some(Sym::CallParam(..))) => Space::Local,
+            _ => space,
+        }
+    }
+
     fn addr(&self, o: &Opnd) -> Result<Addr, String> {
         match o {
             Opnd::Mem(None, off) => Ok(Addr { base: None, offset: *off }),
@@ -180,7 +194,7 @@ struct Mods<'a> {
 
 impl<'a> Mods<'a> {
     fn has(&self, m: &str) -> bool {
-        self.parts.iter().any(|p| *p == m)
+        self.parts.contains(&m)
     }
     /// All type suffixes in order.
     fn types(&self) -> Vec<Ty> {
@@ -340,7 +354,7 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             if n != m.vec() {
                 return Err("vector width does not match the destination list".into());
             }
-            Ok(Op::Ld { space: m.space(), ty, n, ds, addr: ctx.addr(&ops[1])? })
+            Ok(Op::Ld { space: ctx.param_space(m.space(), &ops[1]), ty, n, ds, addr: ctx.addr(&ops[1])? })
         }
         "st" => {
             want(ops, 2)?;
@@ -349,7 +363,7 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             if n != m.vec() {
                 return Err("vector width does not match the source list".into());
             }
-            Ok(Op::St { space: m.space(), ty, n, srcs, addr: ctx.addr(&ops[0])? })
+            Ok(Op::St { space: ctx.param_space(m.space(), &ops[0]), ty, n, srcs, addr: ctx.addr(&ops[0])? })
         }
         "add" | "sub" | "mul" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor" | "shl" | "shr" => {
             let ty = m.ty()?;
@@ -742,7 +756,7 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             if let Some(o) = ops.get(3) {
                 match o {
                     Opnd::Not(n) => ignore_src = Some((ctx.src(&Opnd::Name(n.clone()), None)?, true)),
-                    Opnd::Name(n) if n.starts_with("%p") => ignore_src = Some((ctx.src(o, None)?, false)),
+                    Opnd::Name(n) if ctx.reg(n).is_some_and(|r| ctx.preds.contains(&r)) => ignore_src = Some((ctx.src(o, None)?, false)),
                     other => src_size = Some(ctx.src(other, None)?),
                 }
             }

@@ -79,14 +79,27 @@ pub(crate) fn to_f32(x: f64, rnd: Rnd) -> f32 {
     f32::from_bits(directed(x, f.to_bits() as u64, f as f64, 0x8000_0000, rnd) as u32)
 }
 
-#[inline]
+/// f16 bits to f32, exactly. Written out rather than calling `half`, whose conversion is an
+/// out-of-line call with a CPU-feature check: this runs for every element of every mma.
+#[inline(always)]
 pub(crate) fn f16_bits_to_f32(b: u16) -> f32 {
-    f16::from_bits(b).to_f32()
+    let sign = ((b as u32) & 0x8000) << 16;
+    let exp = ((b >> 10) & 0x1F) as u32;
+    let man = (b & 0x3FF) as u32;
+    if exp == 0 {
+        // Zero or subnormal: man * 2^-24, exact in f32.
+        let v = man as f32 * (1.0 / 16_777_216.0);
+        return f32::from_bits(v.to_bits() | sign);
+    }
+    if exp == 31 {
+        return f32::from_bits(sign | 0x7F80_0000 | (man << 13));
+    }
+    f32::from_bits(sign | ((exp + 112) << 23) | (man << 13))
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn bf16_bits_to_f32(b: u16) -> f32 {
-    bf16::from_bits(b).to_f32()
+    f32::from_bits((b as u32) << 16)
 }
 
 /// Rounds a float to an integer value with the cvt integer rounding modifiers.
@@ -140,5 +153,15 @@ mod tests {
         assert_eq!(round_int(2.5, Rnd::Rn), 2.0);
         assert_eq!(round_int(-2.5, Rnd::Rm), -3.0);
         assert_eq!(ftz32(f32::from_bits(0x8000_0001)).to_bits(), 0x8000_0000);
+    }
+
+    #[test]
+    fn half_widening_is_exact_for_every_pattern() {
+        for b in 0..=u16::MAX {
+            let (want, got) = (f16::from_bits(b).to_f32(), f16_bits_to_f32(b));
+            assert!(want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()), "f16 {b:#06x}");
+            let (want, got) = (bf16::from_bits(b).to_f32(), bf16_bits_to_f32(b));
+            assert!(want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()), "bf16 {b:#06x}");
+        }
     }
 }

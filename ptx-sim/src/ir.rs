@@ -79,7 +79,7 @@ impl Ty {
     }
 }
 
-/// Special registers (PTX ISA section 10).
+/// Special registers (PTX ISA chapter "Special Registers").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Sreg {
     Tid(u8),
@@ -220,7 +220,7 @@ pub(crate) enum FUn {
     Tanh,
 }
 
-/// Comparison operators of setp (PTX ISA 9.7.1 / 9.7.3, "Comparison operators").
+/// Comparison operators of setp (PTX ISA, setp: integer and floating-point comparisons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cmp {
     Eq,
@@ -347,6 +347,12 @@ pub(crate) enum Op {
     CpAsyncWait { n: u32 },
     CpAsyncWaitAll,
     Bra { target: u32 },
+    /// A device-function call: copy the argument slots (src, dst, bytes) in the thread's
+    /// local memory, remember the return address, jump.
+    Call { target: u32, copy_in: Vec<(u32, u32, u32)>, copy_out: Vec<(u32, u32, u32)> },
+    /// Return from a device function: jump back and copy the return slots (those of the
+    /// `Call` just before the return address).
+    Ret,
     Exit,
     Nop,
 }
@@ -370,7 +376,7 @@ impl Op {
             Op::Mma { .. } => Class::Mma,
             Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } | Op::Ldmatrix { .. } | Op::CpAsync { .. } => Class::Mem,
             Op::Bar { .. } | Op::BarWarp { .. } => Class::Barrier,
-            Op::Bra { .. } | Op::Exit | Op::Nop => Class::Control,
+            Op::Bra { .. } | Op::Call { .. } | Op::Ret | Op::Exit | Op::Nop => Class::Control,
             _ => Class::Alu,
         }
     }

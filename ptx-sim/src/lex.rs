@@ -155,7 +155,8 @@ mod tests {
         assert_eq!(t[5].tok, Tok::Punct('@'));
         assert_eq!(t[5].line, 2);
         assert_eq!(t[6].tok, Tok::Punct('!'));
-        assert_eq!(t[8].tok, Tok::Word("$L__BB0_2".into()));
+        assert_eq!(t[8].tok, Tok::Word("bra".into()));
+        assert_eq!(t[9].tok, Tok::Word("$L__BB0_2".into()));
         assert!(t.iter().any(|x| x.tok == Tok::Int(16)));
         assert_eq!(parse_number("0x10"), Some(Tok::Int(16)));
         assert_eq!(parse_number("010"), Some(Tok::Int(8)));

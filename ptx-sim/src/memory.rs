@@ -25,6 +25,8 @@ pub(crate) const PARAM_WINDOW: u64 = 0x3000_0000_0000;
 pub(crate) const WINDOW_SIZE: u64 = 1 << 40;
 /// First global address handed out.
 const GLOBAL_START: u64 = 0x7000_0000_0000;
+/// Largest single allocation (host memory backs every byte).
+pub(crate) const MAX_ALLOCATION: u64 = 1 << 34;
 /// Unmapped bytes between two allocations.
 const GUARD: u64 = 1 << 16;
 
@@ -116,15 +118,36 @@ impl Allocation {
         }
     }
 
+    /// Host copy in: whole aligned words where possible (uploads can be large), bytes at
+    /// the unaligned ends.
     fn write_bytes(&self, off: u64, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            self.store(off + i as u64, 1, b as u64);
+        let mut i = 0usize;
+        while i < data.len() {
+            let at = off + i as u64;
+            if at % 8 == 0 && data.len() - i >= 8 {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&data[i..i + 8]);
+                self.store(at, 8, u64::from_le_bytes(w));
+                i += 8;
+            } else {
+                self.store(at, 1, data[i] as u64);
+                i += 1;
+            }
         }
     }
 
+    /// Host copy out, word-wise like `write_bytes`.
     fn read_bytes(&self, off: u64, out: &mut [u8]) {
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = self.load(off + i as u64, 1) as u8;
+        let mut i = 0usize;
+        while i < out.len() {
+            let at = off + i as u64;
+            if at % 8 == 0 && out.len() - i >= 8 {
+                out[i..i + 8].copy_from_slice(&self.load(at, 8).to_le_bytes());
+                i += 8;
+            } else {
+                out[i] = self.load(at, 1) as u8;
+                i += 1;
+            }
         }
     }
 }
@@ -141,7 +164,10 @@ impl GlobalMemory {
         if self.next == 0 {
             self.next = GLOBAL_START;
         }
-        let align = align.max(256);
+        if len > MAX_ALLOCATION {
+            return Err(SimError::Host(format!("allocation of {len} bytes exceeds the simulator's limit of {MAX_ALLOCATION}")));
+        }
+        let align = align.clamp(256, 1 << 20);
         let base = self.next.div_ceil(align) * align;
         let end = base.checked_add(len).filter(|e| *e < u64::MAX / 2).ok_or_else(|| SimError::Host(format!("allocation of {len} bytes is too large")))?;
         self.next = end + GUARD;
@@ -204,5 +230,33 @@ impl GlobalView {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_copies_round_trip_at_any_alignment() {
+        let mut m = GlobalMemory::default();
+        let base = m.alloc(100, 256).unwrap();
+        let data: Vec<u8> = (0..37u8).map(|i| i.wrapping_mul(7) ^ 0x5A).collect();
+        for off in [0u64, 1, 3, 8, 13, 63] {
+            m.write(base + off, &data).unwrap();
+            let mut back = vec![0u8; data.len()];
+            m.read(base + off, &mut back).unwrap();
+            assert_eq!(back, data, "offset {off}");
+        }
+        assert!(m.write(base + 90, &data).is_err(), "runs past the end");
+        assert!(m.read(base - 1, &mut [0u8; 1]).is_err(), "before the start");
+        let second = m.alloc(16, 256).unwrap();
+        assert!(second >= base + 100 + GUARD, "allocations are separated by a guard gap");
+        let view = m.view();
+        assert!(view.find(base + 99, 1).is_some());
+        assert!(view.find(base + 99, 2).is_none());
+        assert!(view.find(base + 100, 1).is_none());
+        m.free(base).unwrap();
+        assert!(m.free(base).is_err());
     }
 }

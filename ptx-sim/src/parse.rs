@@ -2,11 +2,11 @@
 //! bodies, register scopes and labels. Instruction operands are read into a small syntax
 //! tree here and turned into decoded instructions by `decode`.
 
-use crate::decode::{decode, Ctx, Sym};
+use crate::body::{build_kernel, ModuleShared};
+use crate::decode::{Ctx, Sym};
 use crate::error::{Result, SimError};
-use crate::ir::{Instr, Op};
 use crate::lex::{lex, Tok, Token};
-use crate::module::{Kernel, Module, ParamInfo};
+use crate::module::Module;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,37 +37,37 @@ pub(crate) trait GlobalAllocator {
     fn alloc_global(&mut self, size: u64, align: u64, init: &[u8]) -> Result<u64>;
 }
 
-struct Cursor<'a> {
-    toks: &'a [Token],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) toks: &'a [Token],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<&'a Token> {
+    pub(crate) fn peek(&self) -> Option<&'a Token> {
         self.toks.get(self.pos)
     }
-    fn peek_tok(&self) -> Option<&'a Tok> {
+    pub(crate) fn peek_tok(&self) -> Option<&'a Tok> {
         self.peek().map(|t| &t.tok)
     }
-    fn line(&self) -> u32 {
+    pub(crate) fn line(&self) -> u32 {
         self.peek().or_else(|| self.toks.last()).map_or(0, |t| t.line)
     }
-    fn next(&mut self) -> Result<&'a Token> {
+    pub(crate) fn next(&mut self) -> Result<&'a Token> {
         let t = self.toks.get(self.pos).ok_or_else(|| self.err_eof())?;
         self.pos += 1;
         Ok(t)
     }
-    fn err_eof(&self) -> SimError {
+    pub(crate) fn err_eof(&self) -> SimError {
         SimError::Parse { line: self.line(), token: "<end of text>".into(), message: "unexpected end of PTX".into() }
     }
-    fn err(&self, message: impl Into<String>) -> SimError {
+    pub(crate) fn err(&self, message: impl Into<String>) -> SimError {
         let token = self.peek().map_or_else(|| "<end of text>".to_string(), |t| t.show());
         SimError::Parse { line: self.line(), token, message: message.into() }
     }
-    fn is_punct(&self, c: char) -> bool {
+    pub(crate) fn is_punct(&self, c: char) -> bool {
         self.peek_tok() == Some(&Tok::Punct(c))
     }
-    fn eat_punct(&mut self, c: char) -> bool {
+    pub(crate) fn eat_punct(&mut self, c: char) -> bool {
         if self.is_punct(c) {
             self.pos += 1;
             true
@@ -75,25 +75,17 @@ impl<'a> Cursor<'a> {
             false
         }
     }
-    fn expect_punct(&mut self, c: char) -> Result<()> {
+    pub(crate) fn expect_punct(&mut self, c: char) -> Result<()> {
         if self.eat_punct(c) {
             Ok(())
         } else {
             Err(self.err(format!("expected `{c}`")))
         }
     }
-    fn is_word(&self, w: &str) -> bool {
+    pub(crate) fn is_word(&self, w: &str) -> bool {
         matches!(self.peek_tok(), Some(Tok::Word(x)) if x == w)
     }
-    fn eat_word(&mut self, w: &str) -> bool {
-        if self.is_word(w) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn word(&mut self) -> Result<String> {
+    pub(crate) fn word(&mut self) -> Result<String> {
         match self.peek_tok() {
             Some(Tok::Word(w)) => {
                 self.pos += 1;
@@ -102,7 +94,7 @@ impl<'a> Cursor<'a> {
             _ => Err(self.err("expected a name")),
         }
     }
-    fn int(&mut self) -> Result<u64> {
+    pub(crate) fn int(&mut self) -> Result<u64> {
         let neg = self.eat_punct('-');
         match self.peek_tok() {
             Some(Tok::Int(v)) => {
@@ -113,7 +105,7 @@ impl<'a> Cursor<'a> {
         }
     }
     /// Skips to just past the next `;` at the current nesting.
-    fn skip_statement(&mut self) -> Result<()> {
+    pub(crate) fn skip_statement(&mut self) -> Result<()> {
         loop {
             if self.next()?.tok == Tok::Punct(';') {
                 return Ok(());
@@ -123,22 +115,22 @@ impl<'a> Cursor<'a> {
 }
 
 /// A declared variable (`.shared`, `.local`, `.global`, `.const`, or a `.param`).
-struct VarDecl {
-    space: String,
-    name: String,
-    align: u32,
-    elem_bytes: u32,
+pub(crate) struct VarDecl {
+    pub(crate) space: String,
+    pub(crate) name: String,
+    pub(crate) align: u32,
+    pub(crate) elem_bytes: u32,
     /// None for `name[]` (extern, unsized).
-    count: Option<u64>,
-    init: Vec<u8>,
+    pub(crate) count: Option<u64>,
+    pub(crate) init: Vec<u8>,
 }
 
 /// Parses `.space [.align N] .type name[dims] [= init];` starting at the space word;
 /// consumes the trailing `;` when `statement` is set.
-fn parse_var(c: &mut Cursor, statement: bool) -> Result<VarDecl> {
+pub(crate) fn parse_var(c: &mut Cursor, statement: bool) -> Result<VarDecl> {
     let space = c.word()?;
     let mut align = 0u32;
-    let mut elem_bytes = 0u32;
+    let elem_bytes: u32;
     let mut vec_n = 1u32;
     loop {
         match c.peek_tok() {
@@ -215,7 +207,7 @@ fn parse_var(c: &mut Cursor, statement: bool) -> Result<VarDecl> {
     Ok(VarDecl { space, name, align, elem_bytes, count, init })
 }
 
-fn align_up(x: u64, a: u64) -> u64 {
+pub(crate) fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a.max(1)) * a.max(1)
 }
 
@@ -229,6 +221,8 @@ pub(crate) fn parse_module(text: &str, alloc: &mut dyn GlobalAllocator) -> Resul
     let mut module_smem: u64 = 0;
     let mut extern_smem_align: u32 = 16;
     let mut kernels = HashMap::new();
+    let mut entries: Vec<usize> = Vec::new();
+    let mut funcs: HashMap<String, usize> = HashMap::new();
     while let Some(t) = c.peek() {
         let Tok::Word(w) = &t.tok else {
             return Err(c.err("expected a directive"));
@@ -271,7 +265,10 @@ pub(crate) fn parse_module(text: &str, alloc: &mut dyn GlobalAllocator) -> Resul
             }
             ".global" | ".const" => {
                 let v = parse_var(&mut c, true)?;
-                let size = v.count.unwrap_or(0) * v.elem_bytes as u64;
+                let size = v.count.unwrap_or(0).saturating_mul(v.elem_bytes as u64);
+                if size > 1 << 30 {
+                    return Err(c.err("module variable larger than 1 GiB"));
+                }
                 let addr = alloc.alloc_global(size, v.align as u64, &v.init)?;
                 module_syms.insert(v.name, Sym::Global(addr));
             }
@@ -284,32 +281,54 @@ pub(crate) fn parse_module(text: &str, alloc: &mut dyn GlobalAllocator) -> Resul
                     }
                     Some(n) => {
                         let off = align_up(module_smem, v.align as u64);
-                        module_smem = off + n * v.elem_bytes as u64;
+                        module_smem = off.saturating_add(n.saturating_mul(v.elem_bytes as u64));
                         module_syms.insert(v.name, Sym::Shared(off));
                     }
                 }
             }
             ".entry" => {
+                // Built after the whole module is read: a kernel may call a function that
+                // is defined further down.
                 c.pos += 1;
-                let k = parse_entry(&mut c, &module_syms, module_smem, extern_smem_align, &source)?;
-                kernels.insert(k.name.clone(), Arc::new(k));
+                entries.push(c.pos);
+                skip_function(&mut c)?;
             }
             ".func" => {
-                // Device functions are inlined by nvcc -O3; a call would fail to decode.
                 c.pos += 1;
-                skip_function(&mut c)?;
+                let start = c.pos;
+                if c.eat_punct('(') {
+                    while !c.eat_punct(')') {
+                        c.next()?;
+                    }
+                }
+                let name = c.word()?;
+                c.pos = start;
+                let has_body = skip_function(&mut c)?;
+                if has_body {
+                    funcs.insert(name, start);
+                }
             }
             _ => return Err(c.err("unsupported module-level directive")),
         }
     }
+    let shared = ModuleShared { syms: &module_syms, smem: module_smem, extern_smem_align, funcs: &funcs, source: &source };
+    for pos in entries {
+        c.pos = pos;
+        let k = build_kernel(&mut c, &shared)?;
+        kernels.insert(k.name.clone(), Arc::new(k));
+    }
     Ok(Module { kernels })
 }
 
-fn skip_function(c: &mut Cursor) -> Result<()> {
+/// Skips a function header and body (or prototype); true when there was a body.
+pub(crate) fn skip_function(c: &mut Cursor) -> Result<bool> {
+    let mut parens = 0i32;
     loop {
         match c.next()?.tok {
-            Tok::Punct(';') => return Ok(()),
-            Tok::Punct('{') => {
+            Tok::Punct('(') => parens += 1,
+            Tok::Punct(')') => parens -= 1,
+            Tok::Punct(';') if parens == 0 => return Ok(false),
+            Tok::Punct('{') if parens == 0 => {
                 let mut depth = 1;
                 while depth > 0 {
                     match c.next()?.tok {
@@ -318,217 +337,57 @@ fn skip_function(c: &mut Cursor) -> Result<()> {
                         _ => {}
                     }
                 }
-                return Ok(());
+                return Ok(true);
             }
             _ => {}
         }
     }
 }
 
-fn parse_entry(
-    c: &mut Cursor,
-    module_syms: &HashMap<String, Sym>,
-    module_smem: u64,
-    extern_smem_align: u32,
-    source: &Arc<Vec<String>>,
-) -> Result<Kernel> {
-    let name = c.word()?;
-    let mut syms = module_syms.clone();
-    let mut params = Vec::new();
-    let mut param_bytes = 0u64;
-    if c.eat_punct('(') {
-        while !c.eat_punct(')') {
-            if !c.is_word(".param") {
-                return Err(c.err("expected .param"));
-            }
-            let v = parse_var(c, false)?;
-            let size = v.count.ok_or_else(|| c.err("unsized parameter"))? * v.elem_bytes as u64;
-            let off = align_up(param_bytes, v.align as u64);
-            param_bytes = off + size;
-            syms.insert(v.name.clone(), Sym::Param(off));
-            params.push(ParamInfo { name: v.name, size: size as u32, align: v.align, offset: off as u32 });
-            c.eat_punct(',');
-        }
-    }
-    // Performance directives (.maxntid 128, 1, 1 / .minnctapersm 1 / .reqntid ...).
-    while let Some(Tok::Word(w)) = c.peek_tok() {
-        if !w.starts_with('.') {
-            break;
-        }
-        c.pos += 1;
-        while matches!(c.peek_tok(), Some(Tok::Int(_)) | Some(Tok::Punct(','))) {
-            c.pos += 1;
-        }
-    }
-    if c.eat_punct(';') {
-        return Err(c.err("entry declaration without a body"));
-    }
-    let body_start = c.pos;
-    c.expect_punct('{')?;
+/// Register slots one kernel may declare (each costs 256 bytes per warp).
+pub(crate) const MAX_REGS: u32 = 1 << 16;
 
-    // Pre-scan: lay out function-scope .shared and .local so every symbol has an address
-    // before the first instruction is decoded.
-    let mut smem = module_smem;
-    let mut local = 0u64;
-    let mut dyn_align = extern_smem_align;
-    {
-        let mut depth = 1;
-        let mut at_statement_start = true;
-        while depth > 0 {
-            let t = c.next()?;
-            match &t.tok {
-                Tok::Punct('{') => {
-                    depth += 1;
-                    at_statement_start = true;
-                }
-                Tok::Punct('}') => {
-                    depth -= 1;
-                    at_statement_start = true;
-                }
-                Tok::Punct(';') | Tok::Punct(':') => at_statement_start = true,
-                Tok::Word(w) if at_statement_start && (w == ".shared" || w == ".local") => {
-                    c.pos -= 1;
-                    let v = parse_var(c, true)?;
-                    if v.space == ".shared" {
-                        match v.count {
-                            None => {
-                                dyn_align = dyn_align.max(v.align);
-                                syms.insert(v.name, Sym::DynShared);
-                            }
-                            Some(n) => {
-                                let off = align_up(smem, v.align as u64);
-                                smem = off + n * v.elem_bytes as u64;
-                                syms.insert(v.name, Sym::Shared(off));
-                            }
-                        }
-                    } else {
-                        let off = align_up(local, v.align as u64);
-                        local = off + v.count.unwrap_or(0) * v.elem_bytes as u64;
-                        syms.insert(v.name, Sym::Local(off));
-                    }
-                    at_statement_start = true;
-                }
-                _ => at_statement_start = false,
-            }
-        }
-    }
-    let static_smem = u32::try_from(smem).map_err(|_| c.err("static shared memory too large"))?;
-    let dyn_base = align_up(smem, dyn_align as u64);
-    for s in syms.values_mut() {
-        if *s == Sym::DynShared {
-            *s = Sym::Shared(dyn_base);
-        }
-    }
-    c.pos = body_start + 1;
-
-    let mut ctx = Ctx { syms, scopes: vec![HashMap::new()], nregs: 0 };
-    let mut code: Vec<Instr> = Vec::new();
-    let mut labels: HashMap<String, u32> = HashMap::new();
-    let mut fixups: Vec<(usize, String, u32)> = Vec::new();
-    let mut depth = 1;
-    while depth > 0 {
-        let t = c.peek().ok_or_else(|| c.err_eof())?;
-        let line = t.line;
-        match &t.tok {
-            Tok::Punct('{') => {
-                c.pos += 1;
-                depth += 1;
-                ctx.scopes.push(HashMap::new());
-            }
-            Tok::Punct('}') => {
-                c.pos += 1;
-                depth -= 1;
-                ctx.scopes.pop();
-            }
-            Tok::Word(w) if w == ".reg" => {
-                c.pos += 1;
-                parse_reg_decl(c, &mut ctx)?;
-            }
-            Tok::Word(w) if w == ".shared" || w == ".local" => {
-                parse_var(c, true)?;
-            }
-            Tok::Word(w) if w == ".pragma" || w == ".loc" || w == ".maxnreg" => {
-                if w == ".loc" {
-                    c.pos += 1;
-                    while matches!(c.peek_tok(), Some(Tok::Int(_)) | Some(Tok::Punct(','))) {
-                        c.pos += 1;
-                    }
-                } else {
-                    c.skip_statement()?;
-                }
-            }
-            Tok::Word(w) if c.toks.get(c.pos + 1).map(|t| &t.tok) == Some(&Tok::Punct(':')) => {
-                labels.insert(w.clone(), code.len() as u32);
-                c.pos += 2;
-            }
-            Tok::Punct('@') | Tok::Word(_) => {
-                let (guard, opcode, operands) = parse_statement(c)?;
-                let guard = match guard {
-                    None => None,
-                    Some((name, neg)) => Some((ctx.reg(&name).ok_or_else(|| perr(line, &name, "unknown predicate register"))?, neg)),
-                };
-                if opcode == "bra" || opcode.starts_with("bra.") {
-                    let target = match operands.as_slice() {
-                        [Opnd::Name(l)] => l.clone(),
-                        _ => return Err(perr(line, &opcode, "bra needs one label")),
-                    };
-                    fixups.push((code.len(), target, line));
-                    code.push(Instr { op: Op::Bra { target: 0 }, guard, line });
-                } else {
-                    let op = decode(&opcode, &operands, &mut ctx).map_err(|m| perr(line, &opcode, &m))?;
-                    code.push(Instr { op, guard, line });
-                }
-            }
-            _ => return Err(c.err("expected an instruction")),
-        }
-    }
-    for (pc, label, line) in fixups {
-        let target = *labels.get(&label).ok_or_else(|| perr(line, &label, "unknown label"))?;
-        code[pc].op = Op::Bra { target };
-    }
-    // Falling off the end of the body returns.
-    code.push(Instr { op: Op::Exit, guard: None, line: c.toks.get(c.pos.saturating_sub(1)).map_or(0, |t| t.line) });
-    Ok(Kernel {
-        name,
-        params,
-        param_bytes: param_bytes as u32,
-        code,
-        nregs: ctx.nregs.max(1),
-        static_smem,
-        dyn_smem_align: dyn_align,
-        local_bytes: u32::try_from(local).map_err(|_| perr(0, "", "local memory too large"))?,
-        source: source.clone(),
-    })
-}
-
-fn perr(line: u32, token: &str, message: &str) -> SimError {
+pub(crate) fn perr(line: u32, token: &str, message: &str) -> SimError {
     SimError::Parse { line, token: token.to_string(), message: message.to_string() }
 }
 
 /// `.reg .type name<N>, name2, ...;` (the type may be preceded by `.v2`/`.v4`).
-fn parse_reg_decl(c: &mut Cursor, ctx: &mut Ctx) -> Result<()> {
+pub(crate) fn parse_reg_decl(c: &mut Cursor, ctx: &mut Ctx) -> Result<()> {
     let mut vec_n = 1u32;
-    loop {
+    let ty = loop {
         let w = c.word()?;
         if let Some(n) = w.strip_prefix(".v").and_then(|n| n.parse::<u32>().ok()) {
             vec_n = n;
             continue;
         }
-        if crate::ir::Ty::parse(w.trim_start_matches('.')).is_none() {
-            return Err(c.err("unknown register type"));
+        match crate::ir::Ty::parse(w.trim_start_matches('.')) {
+            Some(t) => break t,
+            None => return Err(c.err("unknown register type")),
         }
-        break;
-    }
+    };
     if vec_n != 1 {
         return Err(c.err("vector registers are not supported"));
     }
     loop {
         let name = c.word()?;
         if c.eat_punct('<') {
-            let n = c.int()? as u32;
+            let n = c.int()?;
+            if n > MAX_REGS as u64 || ctx.nregs as u64 + n > MAX_REGS as u64 {
+                return Err(c.err("too many registers"));
+            }
             c.expect_punct('>')?;
-            ctx.declare_range(&name, n);
+            let first = ctx.nregs;
+            ctx.declare_range(&name, n as u32);
+            if ty == crate::ir::Ty::Pred {
+                ctx.preds.extend(first..ctx.nregs);
+            }
         } else {
+            if ctx.nregs >= MAX_REGS {
+                return Err(c.err("too many registers"));
+            }
+            if ty == crate::ir::Ty::Pred {
+                ctx.preds.insert(ctx.nregs);
+            }
             ctx.declare(&name);
         }
         if !c.eat_punct(',') {
@@ -538,15 +397,8 @@ fn parse_reg_decl(c: &mut Cursor, ctx: &mut Ctx) -> Result<()> {
     c.expect_punct(';')
 }
 
-type Statement = (Option<(String, bool)>, String, Vec<Opnd>);
-
-fn parse_statement(c: &mut Cursor) -> Result<Statement> {
-    let mut guard = None;
-    if c.eat_punct('@') {
-        let neg = c.eat_punct('!');
-        guard = Some((c.word()?, neg));
-    }
-    let opcode = c.word()?;
+/// The operand list of an instruction, after its opcode, through the closing `;`.
+pub(crate) fn parse_operands(c: &mut Cursor) -> Result<Vec<Opnd>> {
     let mut operands = Vec::new();
     if !c.eat_punct(';') {
         loop {
@@ -557,7 +409,7 @@ fn parse_statement(c: &mut Cursor) -> Result<Statement> {
             c.expect_punct(',')?;
         }
     }
-    Ok((guard, opcode, operands))
+    Ok(operands)
 }
 
 fn parse_operand(c: &mut Cursor) -> Result<Opnd> {
@@ -581,9 +433,8 @@ fn parse_operand(c: &mut Cursor) -> Result<Opnd> {
             if let Some(Tok::Word(w)) = c.peek_tok() {
                 base = Some(w.clone());
                 c.pos += 1;
-                if c.eat_punct('+') {
-                    off = c.int()? as i64;
-                } else if c.is_punct('-') {
+                // `[r+imm]`, `[r+-imm]` and `[r-imm]`: `int` reads the sign itself.
+                if c.eat_punct('+') || c.is_punct('-') {
                     off = c.int()? as i64;
                 }
             } else {

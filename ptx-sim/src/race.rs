@@ -31,6 +31,9 @@ pub(crate) struct RaceHit {
 /// Shadow state of one block's shared memory.
 pub(crate) struct RaceShadow {
     cells: Vec<Cell>,
+    /// Per byte: cp.async copies issued but not yet completed by a wait (count, issuing
+    /// thread + 1, PTX line), allocated at the first cp.async.
+    pending: Vec<(u16, u32, u32)>,
 }
 
 /// Who is accessing now.
@@ -45,7 +48,7 @@ pub(crate) struct Accessor {
 
 impl RaceShadow {
     pub(crate) fn new(bytes: usize) -> RaceShadow {
-        RaceShadow { cells: vec![Cell::default(); bytes] }
+        RaceShadow { cells: vec![Cell::default(); bytes], pending: Vec::new() }
     }
 
     /// True when an earlier access by `tid` at generations (`bgen`, `wgen`) is ordered
@@ -54,9 +57,38 @@ impl RaceShadow {
         tid == now.tid + 1 || bgen != now.bgen || ((tid - 1) / 32 == now.tid / 32 && wgen != now.wgen)
     }
 
-    /// Records an access of `size` bytes at `off`; returns the first race found.
+    /// Marks `[off, off + len)` as the target of a cp.async that `now` just issued.
+    pub(crate) fn async_issue(&mut self, off: u32, len: u32, now: Accessor) {
+        if self.pending.is_empty() {
+            self.pending = vec![(0, 0, 0); self.cells.len()];
+        }
+        for a in off..off.saturating_add(len) {
+            if let Some(p) = self.pending.get_mut(a as usize) {
+                *p = (p.0.saturating_add(1), now.tid + 1, now.line);
+            }
+        }
+    }
+
+    /// A cp.async to `[off, off + len)` completed (its wait ran).
+    pub(crate) fn async_complete(&mut self, off: u32, len: u32) {
+        for a in off..off.saturating_add(len) {
+            if let Some(p) = self.pending.get_mut(a as usize) {
+                p.0 = p.0.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Records an access of `size` bytes at `off`; returns the first race found. Touching a
+    /// byte that an outstanding cp.async will still write is a race too: whoever issued it
+    /// has not waited for it yet (a missing `cp.async.wait_group`).
     pub(crate) fn access(&mut self, off: u32, size: u32, write: bool, now: Accessor) -> Option<RaceHit> {
         for a in off..off.saturating_add(size) {
+            if let Some(&(n, tid, line)) = self.pending.get(a as usize) {
+                if n > 0 {
+                    let kind = if write { "write-before-cp.async-wait" } else { "read-before-cp.async-wait" };
+                    return Some(RaceHit { kind, other_tid: tid - 1, other_line: line, addr: a });
+                }
+            }
             let Some(c) = self.cells.get_mut(a as usize) else { continue };
             if c.w_tid != NONE && !Self::ordered(c.w_tid, c.w_bgen, c.w_wgen, now) {
                 let kind = if write { "write-after-write" } else { "read-after-write" };

@@ -3,7 +3,7 @@
 //! `local_blocks` key blocks that end at its diagonal. It is expressed as a
 //! [`BlockSparse`] descriptor so it runs on the block-sparse kernel.
 
-use super::block_sparse::{checked_shape, BlockSparse};
+use super::block_sparse::BlockSparse;
 use super::{BLOCK_M, BLOCK_N};
 use crate::error::{Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
@@ -49,15 +49,13 @@ impl AShape {
     }
 
     /// The block lists for `shape`, one mask per GQA group (`H = heads_kv`), every head the
-    /// same. The window is anchored on the bottom-right causal diagonal whether or not
-    /// `causal` is set: without causal masking the same tiles are kept, but every key in
-    /// them is attended, including those right of the diagonal inside the diagonal block.
-    /// So `causal` does not change the lists; it is taken so the call reads like every
-    /// other builder and can start to matter without an API change. A row block whose
-    /// last row sees no key gets no blocks.
-    pub fn to_block_sparse(&self, shape: &AttnShape, causal: bool) -> Result<BlockSparse> {
-        let _ = causal;
-        let shape = checked_shape(shape)?;
+    /// same. The window is anchored on the bottom-right causal diagonal with or without
+    /// causal masking: without it the same tiles are kept, but every key in them is
+    /// attended, including those right of the diagonal inside the diagonal block. A row
+    /// block whose last row sees no key gets no blocks.
+    pub fn to_block_sparse(&self, shape: &AttnShape) -> Result<BlockSparse> {
+        shape.validate()?;
+        let shape = *shape;
         let row_blocks = shape.seq_q.div_ceil(BLOCK_M);
         let key_blocks = shape.seq_k.div_ceil(BLOCK_N);
         let rows: Vec<Vec<i32>> =
@@ -92,10 +90,10 @@ impl AShape {
 
 impl SparsePattern for AShape {
     fn validate(&self, shape: &AttnShape) -> Result<()> {
-        self.to_block_sparse(shape, false)?.validate(shape)
+        self.to_block_sparse(shape)?.validate(shape)
     }
 
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
-        self.to_block_sparse(shape, causal)?.element_mask(shape, causal)
+        self.to_block_sparse(shape)?.element_mask(shape, causal)
     }
 }

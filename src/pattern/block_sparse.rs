@@ -37,12 +37,6 @@ fn checked_product(what: &'static str, dims: &[usize]) -> Result<usize> {
     Ok(acc)
 }
 
-/// Rebuilds a shape through `AttnShape::new`: its fields are public, so a caller can hand
-/// over one that was never validated (e.g. `heads_kv == 0`, which would divide by zero).
-pub(crate) fn checked_shape(shape: &AttnShape) -> Result<AttnShape> {
-    AttnShape::new(shape.batch, shape.seq_q, shape.seq_k, shape.heads_q, shape.heads_kv, shape.head_dim)
-}
-
 impl BlockSparse {
     /// Wraps existing index tensors after checking their lengths. `batch`, `heads` and
     /// `row_blocks` must be at least 1; `max_blocks` may be 0 only when every count is 0
@@ -256,7 +250,8 @@ impl BlockSparse {
 
 impl SparsePattern for BlockSparse {
     fn validate(&self, shape: &AttnShape) -> Result<()> {
-        let shape = checked_shape(shape)?;
+        shape.validate()?;
+        let shape = *shape;
         if self.batch != shape.batch {
             return Err(Error::DescriptorMismatch {
                 reason: format!(

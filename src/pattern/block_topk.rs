@@ -7,7 +7,7 @@
 //! widened to f64 in contiguous BSHD; a GPU estimator can be checked against this one.
 
 use super::a_shape::diagonal_block;
-use super::block_sparse::{checked_shape, BlockSparse};
+use super::block_sparse::BlockSparse;
 use super::{BLOCK_M, BLOCK_N};
 use crate::error::{Error, Result};
 use crate::reference::RefInputs;
@@ -105,7 +105,8 @@ pub fn estimate_block_topk(
     if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
         return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32 });
     }
-    let s = checked_shape(&inputs.shape)?;
+    inputs.shape.validate()?;
+    let s = inputs.shape;
     check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
     check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
 

@@ -130,7 +130,7 @@ impl TopkTokens {
     fn check_shape(&self, shape: &AttnShape) -> Result<()> {
         // AttnShape's fields are public, so a hand-built one may be invalid (heads_q below
         // heads_kv would make the group size 0 and `kv_head` divide by it).
-        AttnShape::new(shape.batch, shape.seq_q, shape.seq_k, shape.heads_q, shape.heads_kv, shape.head_dim)?;
+        shape.validate()?;
         let pairs = [
             ("batch", self.batch, shape.batch),
             ("seq_q", self.seq_q, shape.seq_q),

@@ -233,7 +233,7 @@ pub(crate) fn require_causal(causal: bool) -> Result<()> {
 impl SparsePattern for VerticalSlash {
     fn validate(&self, shape: &AttnShape) -> Result<()> {
         // AttnShape's fields are public, so re-check it rather than divide by a zero heads_kv.
-        let shape = AttnShape::new(shape.batch, shape.seq_q, shape.seq_k, shape.heads_q, shape.heads_kv, shape.head_dim)?;
+        shape.validate()?;
         if self.batch != shape.batch {
             return Err(Error::DescriptorMismatch {
                 reason: format!("vertical-slash descriptor has batch {}, the problem has batch {}", self.batch, shape.batch),

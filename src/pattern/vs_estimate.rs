@@ -111,7 +111,7 @@ pub fn estimate_vertical_slash_indices(
     }
     let s = inputs.shape;
     // RefInputs' fields are public, so neither the shape nor the lengths can be trusted.
-    let s = AttnShape::new(s.batch, s.seq_q, s.seq_k, s.heads_q, s.heads_kv, s.head_dim)?;
+    s.validate()?;
     check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
     check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
 

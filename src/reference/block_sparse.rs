@@ -5,7 +5,6 @@
 use super::core::{attend_rows, RefInputs, RefOutput};
 use crate::error::Result;
 use crate::mask::SparsePattern;
-use crate::pattern::block_sparse::checked_shape;
 use crate::pattern::{AShape, BlockSparse, BLOCK_M, BLOCK_N};
 use crate::shape::{check_len, AttnOptions};
 
@@ -17,7 +16,8 @@ pub fn block_sparse_attention(
     opts: &AttnOptions,
     pattern: &BlockSparse,
 ) -> Result<RefOutput> {
-    let s = checked_shape(&inputs.shape)?;
+    inputs.shape.validate()?;
+    let s = inputs.shape;
     check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
     check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
     check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
@@ -34,6 +34,7 @@ pub fn block_sparse_attention(
 
 /// A-shape attention: the A-shape's block lists for this shape, run as block-sparse.
 pub fn a_shape_attention(inputs: &RefInputs, opts: &AttnOptions, pattern: &AShape) -> Result<RefOutput> {
-    let blocks = pattern.to_block_sparse(&checked_shape(&inputs.shape)?, opts.causal)?;
+    inputs.shape.validate()?;
+    let blocks = pattern.to_block_sparse(&inputs.shape)?;
     block_sparse_attention(inputs, opts, &blocks)
 }

@@ -80,3 +80,27 @@ extern "C" __global__ void bank_stride(uint32_t* out, int stride) {
     __syncwarp();
     out[t] = s[(t * stride) % (32 * 33)];
 }
+
+// Module-scope __constant__ data with an initializer and a __device__ global counter.
+__constant__ int c_table[8] = {3, 1, 4, 1, 5, 9, 2, 6};
+__device__ unsigned int g_counter;
+
+extern "C" __global__ void const_and_globals(int* out) {
+    int t = threadIdx.x;
+    out[t] = c_table[t & 7] * 10 + c_table[(t + 3) & 7];
+    atomicAdd(&g_counter, 1u);
+    __syncthreads();
+    if (t == 0) out[64] = (int)atomicAdd(&g_counter, 0u);
+}
+
+// cp.async with the ignore-src predicate (declared in an inline-asm scope): odd threads pass
+// a source far outside any buffer with the predicate set, so nothing is read and zeros land.
+extern "C" __global__ void cp_async_ignore_src(const uint32_t* src, uint32_t* out) {
+    __shared__ __align__(16) uint32_t s[32 * 4];
+    int t = threadIdx.x;
+    uint32_t dst = (uint32_t)__cvta_generic_to_shared(&s[t * 4]);
+    const uint32_t* g = (t & 1) ? src + 100000000 : src + t * 4;
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; cp.async.cg.shared.global [%0], [%1], 16, p; }" ::"r"(dst), "l"(g), "r"(t & 1));
+    asm volatile("cp.async.wait_all;");
+    for (int i = 0; i < 4; ++i) out[t * 4 + i] = s[t * 4 + i];
+}

@@ -1,8 +1,8 @@
 // Tensor-core kernels for ptx-sim's tests. One warp per launch.
 //
 // The *_doc kernels load every fragment register with the layout that the PTX ISA documents
-// (section 9.7.14.5.8, "Matrix Fragments for mma.m16n8k16 with floating point type", and
-// 9.7.14.5.7 for m16n8k8), so a correct product checks the simulator's mma against the
+// (sections "Matrix Fragments for mma.m16n8k16 with floating point type" and "Matrix
+// Fragments for mma.m16n8k8"), so a correct product checks the simulator's mma against the
 // documented layout. The ldmatrix kernels build the same fragments with ldmatrix from shared
 // memory instead, which checks ldmatrix (and .trans) against the same layout.
 #include <stdint.h>

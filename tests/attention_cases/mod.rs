@@ -1,0 +1,288 @@
+//! The prefill-attention test matrix shared by every backend (tests/gpu_attention.rs on a
+//! GPU, tests/attention_sim.rs on the PTX simulator): the cases, their inputs, the CPU
+//! reference they are held to, and the tolerances.
+//!
+//! Expected values come from `reference::masked_attention` on the descriptor's own
+//! `element_mask`, in f64 on the exact f16/bf16 inputs the kernel reads, never from the
+//! code under test.
+#![allow(dead_code)]
+
+use sparse_attn::pattern::{AShape, BlockSparse, TopkTokens, VerticalSlash};
+use sparse_attn::reference::{masked_attention, RefInputs, RefOutput};
+use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, ElementMask, SparsePattern};
+
+/// SplitMix64, seeded per case so a failure names a reproducible case.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-300);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Which kernel a case runs, with its descriptor.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Dense,
+    BlockSparse(BlockSparse),
+    /// A-shape runs on the block-sparse kernel through its `BlockSparse` form.
+    AShape(AShape, BlockSparse),
+    VerticalSlash(VerticalSlash),
+    /// Top-k tokens (kernels/gather.cu).
+    Topk(TopkTokens),
+}
+
+impl Pattern {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pattern::Dense => "dense",
+            Pattern::BlockSparse(_) => "block_sparse",
+            Pattern::AShape(..) => "a_shape",
+            Pattern::VerticalSlash(_) => "vertical_slash",
+            Pattern::Topk(_) => "topk",
+        }
+    }
+}
+
+/// One launch to check.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub shape: AttnShape,
+    pub causal: bool,
+    pub dtype: DType,
+    pub pattern: Pattern,
+    pub seed: u64,
+}
+
+impl Case {
+    pub fn opts(&self) -> AttnOptions {
+        AttnOptions { causal: self.causal, softmax_scale: None, return_lse: true }
+    }
+
+    pub fn label(&self) -> String {
+        let s = self.shape;
+        format!(
+            "{} {} b{} sq{} sk{} hq{} hkv{} d{} causal={} seed={}",
+            self.pattern.name(),
+            self.dtype.name(),
+            s.batch,
+            s.seq_q,
+            s.seq_k,
+            s.heads_q,
+            s.heads_kv,
+            s.head_dim,
+            self.causal,
+            self.seed
+        )
+    }
+
+    /// The exact element set the kernel must attend.
+    pub fn element_mask(&self) -> ElementMask {
+        let (s, c) = (&self.shape, self.causal);
+        match &self.pattern {
+            Pattern::Dense => ElementMask::dense(s, c),
+            Pattern::BlockSparse(d) | Pattern::AShape(_, d) => d.element_mask(s, c).unwrap(),
+            Pattern::VerticalSlash(d) => d.element_mask(s, c).unwrap(),
+            Pattern::Topk(d) => d.element_mask(s, c).unwrap(),
+        }
+    }
+}
+
+/// Max abs output error allowed, per dtype, on unit-variance inputs. The output is a convex
+/// combination of V rows, |o| < 4 in practice, and the kernel rounds twice: P to the input
+/// type before P·V (relative 2^-9 for bf16, 2^-12 for f16, per term, largely averaging
+/// out over the keys) and the output itself (half an ulp: 2^-9 relative for bf16, about
+/// 4e-3 at |o| = 2; 2^-12 for f16). The f32 accumulation error is orders smaller. So bf16
+/// sits a little under 1e-2 in the worst row and f16 well under 5e-3.
+pub fn out_tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => 1e-2,
+        DType::F16 => 5e-3,
+    }
+}
+
+/// LSE is computed from f32 scores (no input rounding beyond what the reference sees too)
+/// and ex2/lg2.approx (relative error about 2^-22): 1e-3 leaves orders of margin while a
+/// wrong scale, a missed key or a wrong max would move it by far more.
+pub const LSE_TOLERANCE: f64 = 1e-3;
+
+/// Inputs of one case in the storage type, and the reference result.
+pub struct Problem<T> {
+    pub q: Vec<T>,
+    pub k: Vec<T>,
+    pub v: Vec<T>,
+    pub expected: RefOutput,
+    pub mask: ElementMask,
+}
+
+pub fn problem<T: AttnDtype>(case: &Case) -> Problem<T> {
+    let mut rng = Rng::new(case.seed);
+    let s = case.shape;
+    let mut tensor = |n: usize| (0..n).map(|_| T::from_f32(rng.normal() as f32)).collect::<Vec<T>>();
+    let (q, k, v) = (tensor(s.q_len()), tensor(s.kv_len()), tensor(s.kv_len()));
+    let inputs = RefInputs::new(s, &q, &k, &v).unwrap();
+    let mask = case.element_mask();
+    let expected = masked_attention(&inputs, &case.opts(), &mask).unwrap();
+    Problem { q, k, v, expected, mask }
+}
+
+/// Compares a backend's output (widened to f32, contiguous BSHD) and LSE with the
+/// reference; the message names the case and the worst element.
+pub fn check(case: &Case, expected: &RefOutput, out: &[f32], lse: &[f32]) {
+    let label = case.label();
+    assert_eq!(out.len(), expected.out.len(), "{label}: output length");
+    assert_eq!(lse.len(), expected.lse.len(), "{label}: lse length");
+    let tol = out_tolerance(case.dtype);
+    let (mut worst, mut at) = (0.0f64, 0usize);
+    for (i, (&o, &e)) in out.iter().zip(&expected.out).enumerate() {
+        assert!(o.is_finite(), "{label}: output element {i} is {o}");
+        let err = (o as f64 - e).abs();
+        if err > worst {
+            (worst, at) = (err, i);
+        }
+    }
+    assert!(worst <= tol, "{label}: max abs output error {worst:.3e} at element {at} (got {}, want {}) exceeds {tol:e}", out[at], expected.out[at]);
+    for (i, (&l, &e)) in lse.iter().zip(&expected.lse).enumerate() {
+        assert!(!l.is_nan(), "{label}: lse {i} is NaN");
+        if e == f64::NEG_INFINITY {
+            assert_eq!(l, f32::NEG_INFINITY, "{label}: lse {i} of a row that sees no key");
+        } else {
+            assert!((l as f64 - e).abs() <= LSE_TOLERANCE, "{label}: lse {i} = {l}, want {e}");
+        }
+    }
+}
+
+/// A random block mask `[B, H, MB, NB]` at `density`, as a descriptor.
+pub fn random_block_sparse(rng: &mut Rng, shape: &AttnShape, heads: usize, density: f64) -> BlockSparse {
+    let (mb, nb) = (shape.seq_q.div_ceil(64), shape.seq_k.div_ceil(64));
+    let mask: Vec<bool> = (0..shape.batch * heads * mb * nb).map(|_| rng.unit() < density).collect();
+    BlockSparse::from_block_mask(shape.batch, heads, mb, nb, &mask).unwrap()
+}
+
+/// `n` distinct values in `0..bound`, ascending.
+fn distinct(rng: &mut Rng, n: usize, bound: usize) -> Vec<i32> {
+    let mut set = std::collections::BTreeSet::new();
+    while set.len() < n.min(bound) {
+        set.insert(rng.below(bound) as i32);
+    }
+    set.into_iter().collect()
+}
+
+/// A random vertical-slash descriptor: about `density * seq_k` verticals and slashes per
+/// head (at least one of each), slash 0 present on even heads only, so both the usual
+/// and the "no diagonal" conversions occur.
+pub fn random_vertical_slash(rng: &mut Rng, shape: &AttnShape, heads: usize, density: f64) -> VerticalSlash {
+    let k = shape.seq_k;
+    let nnz_v = ((k as f64 * density) as usize).clamp(1, k);
+    let nnz_s = ((k as f64 * density / 2.0) as usize).clamp(1, k);
+    let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
+    for bh in 0..shape.batch * heads {
+        verticals.extend(distinct(rng, nnz_v, k));
+        let mut s = distinct(rng, nnz_s, k);
+        if bh % 2 == 0 {
+            s[0] = 0; // ascending and distinct, so the smallest can become 0 without a repeat
+        }
+        s.sort_unstable_by(|a, b| b.cmp(a));
+        slashes.extend(s);
+    }
+    VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes).unwrap()
+}
+
+/// Random top-k indices: each row lists about `density * seq_k` distinct keys (at least
+/// one) in random order, then pads with -1; under causal masking some listed keys lie past
+/// the row's diagonal, which the kernel must skip like -1.
+pub fn random_topk(rng: &mut Rng, shape: &AttnShape, density: f64) -> TopkTokens {
+    let k = ((shape.seq_k as f64 * density) as usize).clamp(1, shape.seq_k) + 3;
+    let mut indices = Vec::with_capacity(shape.batch * shape.seq_q * shape.heads_kv * k);
+    for _ in 0..shape.batch * shape.seq_q * shape.heads_kv {
+        let mut row = distinct(rng, k - 3, shape.seq_k);
+        for slot in (1..row.len()).rev() {
+            row.swap(slot, rng.below(slot + 1));
+        }
+        row.resize(k, -1);
+        indices.extend(row);
+    }
+    TopkTokens::new(shape.batch, shape.seq_q, shape.heads_kv, k, indices).unwrap()
+}
+
+/// (seq_q, seq_k) pairs: tiny, one short of and one past a tile, several tiles, and
+/// seq_q != seq_k both ways (bottom-right causal then leaves whole rows or tiles empty).
+pub const SEQS: &[(usize, usize)] = &[(1, 1), (63, 63), (65, 65), (257, 257), (63, 200), (130, 65), (1, 257)];
+
+/// Top-k cases whose GQA group exceeds one warp's 16 rows (two and three head chunks,
+/// the last one partial).
+pub fn wide_group_topk_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (i, (heads_q, heads_kv)) in [(32, 1), (40, 2)].into_iter().enumerate() {
+        for dtype in [DType::BF16, DType::F16] {
+            let seed = 9000 + i as u64 * 2 + (dtype == DType::F16) as u64;
+            let shape = AttnShape::new(1, 70, 90, heads_q, heads_kv, 64).unwrap();
+            let mut rng = Rng::new(seed);
+            let pattern = Pattern::Topk(random_topk(&mut rng, &shape, 0.3));
+            cases.push(Case { shape, causal: i == 0, dtype, pattern, seed });
+        }
+    }
+    cases
+}
+
+/// Every combination of pattern x dtype x head_dim x causal x GQA ratio (1 and 4) x
+/// shape, with block densities cycling through 0.1, 0.5 and 0.9. Vertical-slash is
+/// causal-only. `every` thins the list (keeps case i when i % every == 0) for slow
+/// backends; 1 keeps all.
+pub fn matrix(every: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut seed = 1u64;
+    for pattern in 0..5 {
+        for dtype in [DType::BF16, DType::F16] {
+            for head_dim in [64, 128] {
+                for causal in [false, true] {
+                    for (heads_q, heads_kv) in [(2, 2), (4, 1)] {
+                        for (i, &(seq_q, seq_k)) in SEQS.iter().enumerate() {
+                            if pattern == 3 && !causal {
+                                continue;
+                            }
+                            seed += 1;
+                            let batch = 1 + (i % 2);
+                            let shape = AttnShape::new(batch, seq_q, seq_k, heads_q, heads_kv, head_dim).unwrap();
+                            let mut rng = Rng::new(seed ^ 0xA5A5);
+                            let density = [0.1, 0.5, 0.9][(seed % 3) as usize];
+                            // Descriptor heads: per query head or per GQA group, alternating.
+                            let heads = if seed % 2 == 0 { heads_q } else { heads_kv };
+                            let pattern = match pattern {
+                                0 => Pattern::Dense,
+                                1 => Pattern::BlockSparse(random_block_sparse(&mut rng, &shape, heads, density)),
+                                2 => {
+                                    let a = AShape::new(seed as usize % 2, 1 + seed as usize % 2).unwrap();
+                                    let bs = a.to_block_sparse(&shape).unwrap();
+                                    Pattern::AShape(a, bs)
+                                }
+                                3 => Pattern::VerticalSlash(random_vertical_slash(&mut rng, &shape, heads, density / 4.0)),
+                                _ => Pattern::Topk(random_topk(&mut rng, &shape, density / 3.0)),
+                            };
+                            cases.push(Case { shape, causal, dtype, pattern, seed });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cases.into_iter().enumerate().filter(|(i, _)| i % every.max(1) == 0).map(|(_, c)| c).collect()
+}
