@@ -76,3 +76,120 @@ impl SimBackend {
         Ok(m)
     }
 }
+
+/// A pattern's index tensors on the host, for [`SimBackend::attention`].
+#[derive(Debug, Clone, Copy)]
+pub enum HostSource<'a> {
+    Dense,
+    BlockSparse(&'a crate::pattern::BlockSparse),
+    /// The converted form (see [`crate::pattern::vs_convert::convert`] or
+    /// [`SimBackend::vs_convert`]).
+    VerticalSlash(&'a crate::pattern::vs_convert::VsIndex),
+    Topk(&'a crate::pattern::TopkTokens),
+}
+
+/// What a simulated attention launch produced.
+#[derive(Debug, Clone)]
+pub struct SimAttention<T> {
+    /// Contiguous BSHD `[batch, seq_q, heads_q, head_dim]`.
+    pub out: Vec<T>,
+    /// `[batch, heads_q, seq_q]`, natural log; -inf for rows that see no key.
+    pub lse: Vec<f32>,
+    /// Work the launch executed (simulator counts, not GPU timings).
+    pub counters: Counters,
+}
+
+impl SimBackend {
+    /// Runs the attention kernel for `source` on contiguous host tensors: uploads them,
+    /// launches the same plan the cudarc backend would, and downloads output and LSE.
+    /// Memcheck is always on; any fault is an error.
+    pub fn attention<T: crate::shape::AttnDtype + ptx_sim::Element>(
+        &self,
+        shape: &crate::shape::AttnShape,
+        opts: &crate::shape::AttnOptions,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        source: HostSource<'_>,
+    ) -> Result<SimAttention<T>> {
+        use crate::attention::{AttnBuffers, AttnLayouts, SourceBuffers};
+        shape.validate()?;
+        let bufs = AttnBuffers {
+            q: self.upload(q)?,
+            k: self.upload(k)?,
+            v: self.upload(v)?,
+            out: self.alloc::<T>(shape.q_len())?,
+            lse: Some(self.alloc::<f32>(shape.lse_len())?),
+            layouts: AttnLayouts::contiguous(shape),
+        };
+        let opts = crate::shape::AttnOptions { return_lse: true, ..*opts };
+        let plan = match source {
+            HostSource::Topk(d) => crate::plan::topk_attention(shape, T::DTYPE, &opts, &bufs, self.upload(d.indices())?, d.dims())?,
+            HostSource::Dense => crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &SourceBuffers::Dense)?,
+            HostSource::BlockSparse(d) => {
+                let source = SourceBuffers::BlockSparse {
+                    dims: d.dims(),
+                    block_count: self.upload(d.block_count())?,
+                    block_index: self.upload(d.block_index())?,
+                };
+                crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?
+            }
+            HostSource::VerticalSlash(x) => {
+                let source = SourceBuffers::VerticalSlash {
+                    dims: x.dims,
+                    block_count: self.upload(&x.block_count)?,
+                    block_offset: self.upload(&x.block_offset)?,
+                    column_count: self.upload(&x.column_count)?,
+                    column_index: self.upload(&x.column_index)?,
+                };
+                crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?
+            }
+        };
+        let counters = self.launch(&plan, &LaunchOptions::default())?;
+        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
+        Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
+    }
+
+    /// Converts a vertical-slash descriptor with the `vertical_slash_convert` kernel; the
+    /// simulator counterpart of [`crate::cuda::convert_on_gpu`].
+    pub fn vs_convert(
+        &self,
+        vs: &crate::pattern::VerticalSlash,
+        shape: &crate::shape::AttnShape,
+    ) -> Result<crate::pattern::vs_convert::VsIndex> {
+        use crate::pattern::vs_convert::{VsIndex, VsIndexDims};
+        let sizes = crate::params::VsConvertParams::for_problem(vs, shape)?;
+        let dims = VsIndexDims {
+            batch: vs.batch(),
+            heads: vs.heads(),
+            row_blocks: sizes.row_blocks as usize,
+            nnz_v: vs.nnz_v(),
+            nnz_s: vs.nnz_s(),
+        };
+        let rows = dims.batch * dims.heads * dims.row_blocks;
+        let (bc, bo) = (self.alloc::<i32>(rows)?, self.alloc::<i32>(rows * dims.nnz_s)?);
+        let (cc, ci) = (self.alloc::<i32>(rows)?, self.alloc::<i32>(rows * dims.nnz_v)?);
+        let params = crate::params::VsConvertParams {
+            vertical_indexes: self.upload(vs.vertical_indexes())?.addr,
+            slash_indexes: self.upload(vs.slash_indexes())?.addr,
+            block_count: bc.addr,
+            block_offset: bo.addr,
+            column_count: cc.addr,
+            column_index: ci.addr,
+            ..sizes
+        };
+        self.launch(&crate::plan::vs_convert(&params)?, &LaunchOptions::default())?;
+        let get = |buf: DeviceBuffer, n: usize| -> Result<Vec<i32>> {
+            let mut v = self.download::<i32>(buf)?;
+            v.truncate(n);
+            Ok(v)
+        };
+        Ok(VsIndex {
+            block_count: get(bc, rows)?,
+            block_offset: get(bo, rows * dims.nnz_s)?,
+            column_count: get(cc, rows)?,
+            column_index: get(ci, rows * dims.nnz_v)?,
+            dims,
+        })
+    }
+}

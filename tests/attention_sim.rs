@@ -7,6 +7,7 @@
 //! SPARSE_ATTN_REQUIRE_KERNELS=1 makes that a failure.
 
 mod attention_cases;
+mod common;
 
 use attention_cases::{check, matrix, problem, random_block_sparse, random_topk, wide_group_topk_cases, Case, Pattern, Rng};
 use ptx_sim::{Counters, LaunchOptions};

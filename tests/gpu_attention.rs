@@ -3,6 +3,7 @@
 //! prints why and returns.
 
 mod attention_cases;
+mod common;
 
 use std::sync::Arc;
 

@@ -11,32 +11,8 @@ use sparse_attn::pattern::{AShape, BlockSparse, TopkTokens, VerticalSlash};
 use sparse_attn::reference::{masked_attention, RefInputs, RefOutput};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, ElementMask, SparsePattern};
 
-/// SplitMix64, seeded per case so a failure names a reproducible case.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.unit().max(1e-300);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
+/// Seeded per case, so a failure names a reproducible case.
+pub use crate::common::Rng;
 
 /// Which kernel a case runs, with its descriptor.
 #[derive(Debug, Clone)]
