@@ -32,8 +32,9 @@ pub enum Error {
     #[error("tensor `{tensor}` must have {expected} elements ({dims}), got {len}")]
     WrongLength { tensor: &'static str, expected: usize, dims: String, len: usize },
 
-    /// `softmax_scale` must be finite and positive.
-    #[error("softmax_scale must be finite and > 0, got {value}")]
+    /// `softmax_scale` must be finite and positive; the kernels also need
+    /// `softmax_scale * log2(e)` to be a finite f32.
+    #[error("softmax_scale must be finite and > 0 (and, for the kernels, below f32::MAX / log2(e)), got {value}")]
     InvalidSoftmaxScale { value: f32 },
 
     /// `cu_seqlens` of the varlen form is malformed.

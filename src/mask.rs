@@ -4,7 +4,7 @@
 //! the dense masked reference consumes it. It is the common ground on which a sparse
 //! reference, a kernel and a descriptor are compared.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shape::AttnShape;
 
 /// A bit per (batch, query head, query row, key): `[batch, heads_q, seq_q, seq_k]`.
@@ -34,6 +34,10 @@ impl std::fmt::Debug for ElementMask {
 
 impl ElementMask {
     /// A mask with no key allowed anywhere, sized for the query heads of `shape`.
+    ///
+    /// # Panics
+    /// Like `vec!`, when the `batch x heads_q x seq_q x ceil(seq_k / 64)` words do not fit
+    /// in memory. [`SparsePattern::element_mask`] checks that and returns an error instead.
     pub fn empty(shape: &AttnShape) -> Self {
         let words_per_row = shape.seq_k.div_ceil(64);
         Self {
@@ -44,6 +48,26 @@ impl ElementMask {
             words_per_row,
             bits: vec![0; shape.batch * shape.heads_q * shape.seq_q * words_per_row],
         }
+    }
+
+    /// Like [`ElementMask::empty`], but a mask whose bit count overflows `usize` or cannot
+    /// be allocated is an error rather than a capacity-overflow panic or an allocation
+    /// abort: a valid shape with a small descriptor can still imply an enormous mask.
+    pub(crate) fn try_empty(shape: &AttnShape) -> Result<Self> {
+        let words_per_row = shape.seq_k.div_ceil(64);
+        let words = [shape.heads_q, shape.seq_q, words_per_row].iter().try_fold(shape.batch, |acc, &d| acc.checked_mul(d));
+        let unallocatable = || Error::InvalidParameter {
+            name: "element mask",
+            reason: format!(
+                "a [{} x {} x {} x {}] bit mask cannot be allocated",
+                shape.batch, shape.heads_q, shape.seq_q, shape.seq_k
+            ),
+        };
+        let words = words.ok_or_else(unallocatable)?;
+        let mut bits = Vec::new();
+        bits.try_reserve_exact(words).map_err(|_| unallocatable())?;
+        bits.resize(words, 0);
+        Ok(Self { batch: shape.batch, heads: shape.heads_q, seq_q: shape.seq_q, seq_k: shape.seq_k, words_per_row, bits })
     }
 
     /// Dense attention: every key, or the bottom-right causal triangle.
@@ -84,29 +108,38 @@ impl ElementMask {
         ((b * self.heads + h) * self.seq_q + i) * self.words_per_row
     }
 
-    /// Allows key `j` for row `i` of head `h` in batch `b`.
-    pub fn set(&mut self, b: usize, h: usize, i: usize, j: usize) {
-        debug_assert!(j < self.seq_k);
-        let w = self.row_start(b, h, i) + j / 64;
-        self.bits[w] |= 1 << (j % 64);
+    /// The word and bit of element `[b, h, i, j]`, or `None` outside the mask.
+    fn position(&self, b: usize, h: usize, i: usize, j: usize) -> Option<(usize, u64)> {
+        (b < self.batch && h < self.heads && i < self.seq_q && j < self.seq_k)
+            .then(|| (self.row_start(b, h, i) + j / 64, 1u64 << (j % 64)))
     }
 
-    /// Allows keys `start..end` (clipped to `seq_k`).
+    /// Allows key `j` for row `i` of head `h` in batch `b`. A position outside
+    /// `[batch, heads, seq_q, seq_k]` names no element, so nothing is set.
+    pub fn set(&mut self, b: usize, h: usize, i: usize, j: usize) {
+        if let Some((w, bit)) = self.position(b, h, i, j) {
+            self.bits[w] |= bit;
+        }
+    }
+
+    /// Allows keys `start..end` (clipped to `seq_k`; nothing outside the mask).
     pub fn set_range(&mut self, b: usize, h: usize, i: usize, start: usize, end: usize) {
         for j in start..end.min(self.seq_k) {
             self.set(b, h, i, j);
         }
     }
 
+    /// Whether key `j` is allowed for row `i` of head `h` in batch `b`; false outside the mask.
     pub fn get(&self, b: usize, h: usize, i: usize, j: usize) -> bool {
-        let w = self.row_start(b, h, i) + j / 64;
-        self.bits[w] >> (j % 64) & 1 == 1
+        self.position(b, h, i, j).is_some_and(|(w, bit)| self.bits[w] & bit != 0)
     }
 
-    /// The allowed keys of one row, ascending.
+    /// The allowed keys of one row, ascending; none for a row outside the mask.
     pub fn row_keys(&self, b: usize, h: usize, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let start = self.row_start(b, h, i);
-        let words = &self.bits[start..start + self.words_per_row];
+        let words = match self.position(b, h, i, 0) {
+            Some((start, _)) => &self.bits[start..start + self.words_per_row],
+            None => &[][..],
+        };
         words.iter().enumerate().flat_map(|(w, &word)| {
             let mut rest = word;
             std::iter::from_fn(move || {

@@ -69,10 +69,11 @@ impl VsConvertParams {
         })
     }
 
-    /// Grid size (blocks of [`VS_CONVERT_THREADS`]) covering every row block once.
+    /// Grid size (blocks of [`VS_CONVERT_THREADS`]) covering every row block once,
+    /// saturating at `u64::MAX` (the fields are public; three i32 factors can pass u64).
     pub fn grid_blocks(&self) -> u64 {
-        let tasks = self.batch.max(0) as u64 * self.heads.max(0) as u64 * self.row_blocks.max(0) as u64;
-        tasks.div_ceil(VS_CONVERT_THREADS as u64)
+        let tasks = self.batch.max(0) as u128 * self.heads.max(0) as u128 * self.row_blocks.max(0) as u128;
+        u64::try_from(tasks.div_ceil(VS_CONVERT_THREADS as u128)).unwrap_or(u64::MAX)
     }
 }
 

@@ -69,19 +69,24 @@ impl AttnShape {
         Ok(())
     }
 
+    // The helpers below are meaningful for a shape that `validate` accepts. The fields are
+    // public, so on any other shape they still return (meaningless) values rather than
+    // divide by zero or overflow: 0 for a group or head that cannot exist, saturated
+    // counts and offsets.
+
     /// Query heads that share one kv head.
     pub fn group_size(&self) -> usize {
-        self.heads_q / self.heads_kv
+        self.heads_q.checked_div(self.heads_kv).unwrap_or(0)
     }
 
     /// The kv head that query head `head_q` reads.
     pub fn kv_head(&self, head_q: usize) -> usize {
-        head_q / self.group_size()
+        head_q.checked_div(self.group_size()).unwrap_or(0)
     }
 
     /// `seq_k - seq_q`: how far the causal diagonal is shifted right (bottom-right alignment).
     pub fn causal_offset(&self) -> i64 {
-        self.seq_k as i64 - self.seq_q as i64
+        (self.seq_k as i128 - self.seq_q as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// Number of keys query row `i` may see: all `seq_k` without causal masking,
@@ -90,7 +95,7 @@ impl AttnShape {
         if !causal {
             return self.seq_k;
         }
-        (i as i64 + self.causal_offset() + 1).clamp(0, self.seq_k as i64) as usize
+        (i as i128 + self.seq_k as i128 - self.seq_q as i128 + 1).clamp(0, self.seq_k as i128) as usize
     }
 
     /// Contiguous BSHD layout of q.
@@ -105,17 +110,17 @@ impl AttnShape {
 
     /// Elements of a contiguous q (and output) tensor.
     pub fn q_len(&self) -> usize {
-        self.batch * self.seq_q * self.heads_q * self.head_dim
+        [self.seq_q, self.heads_q, self.head_dim].iter().fold(self.batch, |acc, &d| acc.saturating_mul(d))
     }
 
     /// Elements of a contiguous k or v tensor.
     pub fn kv_len(&self) -> usize {
-        self.batch * self.seq_k * self.heads_kv * self.head_dim
+        [self.seq_k, self.heads_kv, self.head_dim].iter().fold(self.batch, |acc, &d| acc.saturating_mul(d))
     }
 
     /// Elements of the LSE tensor `[batch, heads_q, seq_q]`.
     pub fn lse_len(&self) -> usize {
-        self.batch * self.heads_q * self.seq_q
+        self.batch.saturating_mul(self.heads_q).saturating_mul(self.seq_q)
     }
 }
 
@@ -129,8 +134,13 @@ pub struct Bshd {
 
 impl Bshd {
     /// Densely packed `[batch, seq, heads, head_dim]`.
+    ///
+    /// Saturating: an [`AttnShape`] has public fields, so its layout may be asked for before
+    /// the shape is validated; absurd sizes then give strides that validation rejects
+    /// instead of an overflow panic.
     pub fn contiguous(seq: usize, heads: usize, head_dim: usize) -> Self {
-        Self { batch: seq * heads * head_dim, seq: heads * head_dim, head: head_dim }
+        let row = heads.saturating_mul(head_dim);
+        Self { batch: seq.saturating_mul(row), seq: row, head: head_dim }
     }
 
     /// Offset of element `[b, s, h, 0]`.
@@ -234,11 +244,15 @@ impl Varlen {
     pub fn total_k(&self) -> usize {
         *self.cu_seqlens_k.last().unwrap_or(&0) as usize
     }
-    /// `(seq_q, seq_k)` of sequence `b`.
+    /// `(seq_q, seq_k)` of sequence `b`; `(0, 0)` for `b >= batch` (no such sequence, so
+    /// no rows).
     pub fn seqlens(&self, b: usize) -> (usize, usize) {
-        let q = self.cu_seqlens_q[b + 1] - self.cu_seqlens_q[b];
-        let k = self.cu_seqlens_k[b + 1] - self.cu_seqlens_k[b];
-        (q as usize, k as usize)
+        let len = |cu: &[i32]| match (cu.get(b), b.checked_add(1).and_then(|n| cu.get(n))) {
+            // Non-decreasing, checked by `new`.
+            (Some(&start), Some(&end)) => (end - start) as usize,
+            _ => 0,
+        };
+        (len(&self.cu_seqlens_q), len(&self.cu_seqlens_k))
     }
     /// Longest query and key sequence: what grids are sized for.
     pub fn max_seqlens(&self) -> (usize, usize) {
@@ -324,9 +338,11 @@ impl AttnOptions {
         Self { causal: true, ..Self::default() }
     }
 
-    /// The scale to use for `head_dim`, validated.
+    /// The scale to use for `head_dim`, validated: an explicit scale must be finite and
+    /// positive, and the default needs `head_dim >= 1` (1/sqrt(0) is infinite).
     pub fn scale(&self, head_dim: usize) -> Result<f32> {
         match self.softmax_scale {
+            None if head_dim == 0 => Err(Error::ZeroDimension { dim: "head_dim" }),
             None => Ok(1.0 / (head_dim as f32).sqrt()),
             Some(value) if value.is_finite() && value > 0.0 => Ok(value),
             Some(value) => Err(Error::InvalidSoftmaxScale { value }),

@@ -35,9 +35,10 @@ pub fn supports(dtype: DType, head_dim: usize, compute_capability: u32) -> bool 
 }
 
 /// Dynamic shared memory of one CTA: K and V tiles of 64 x head_dim 16-bit elements, two
-/// stages each (the Q tile borrows a stage before the loop starts).
+/// stages each (the Q tile borrows a stage before the loop starts). Saturates at
+/// `u32::MAX` for a head_dim no kernel has.
 pub fn shared_mem_bytes(head_dim: usize) -> u32 {
-    (4 * 64 * head_dim * 2) as u32
+    u32::try_from((4 * 64 * 2usize).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
 /// Generates the name table so it cannot drift from the macro list in kernels/attention.cu

@@ -17,9 +17,10 @@ pub const TOPK_THREADS: u32 = 32;
 const TOPK_TILE_KEYS: usize = 32;
 
 /// Dynamic shared memory: K and V tiles of 32 gathered rows, two stages, plus the 16-row
-/// Q tile. 18 KiB at head_dim 64, 36 KiB at 128: under the 48 KiB default.
+/// Q tile. 18 KiB at head_dim 64, 36 KiB at 128: under the 48 KiB default. Saturates at
+/// `u32::MAX` for a head_dim no kernel has.
 pub fn topk_shared_mem_bytes(head_dim: usize) -> u32 {
-    ((4 * TOPK_TILE_KEYS + TOPK_HEADS_PER_WARP) * head_dim * 2) as u32
+    u32::try_from(((4 * TOPK_TILE_KEYS + TOPK_HEADS_PER_WARP) * 2).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
 /// The `extern "C"` name of the top-k instantiation for `dtype` and `head_dim`.
@@ -46,6 +47,12 @@ pub fn topk_params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, in
     }
     if k == 0 {
         return Err(Error::ZeroDimension { dim: "k" });
+    }
+    // gather.cu walks a row in tiles of TOPK_TILE_KEYS slots and computes the tile count
+    // and slot numbers in i32: `topk + TOPK_TILE_KEYS - 1` must not overflow.
+    let max_k = i32::MAX as usize - (TOPK_TILE_KEYS - 1);
+    if k > max_k {
+        return Err(Error::DimensionTooLarge { dim: "k", value: k, max: max_k });
     }
     let indices = check_index("indices", indices, elems("indices", &[batch, seq_q, heads_kv, k])?)?;
     let head_chunks = shape.group_size().div_ceil(TOPK_HEADS_PER_WARP);

@@ -75,6 +75,10 @@ pub(crate) fn check_dense(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuff
         return Err(Error::UnsupportedHeadDim { head_dim: shape.head_dim, supported: SUPPORTED_HEAD_DIMS });
     }
     let scale = opts.scale(shape.head_dim)?;
+    // The kernels' softmax runs in exp2 with `scale * log2(e)`; that must be finite too.
+    if !(scale * std::f32::consts::LOG2_E).is_finite() {
+        return Err(Error::InvalidSoftmaxScale { value: scale });
+    }
     let q_dims = [shape.batch, shape.seq_q, shape.heads_q, shape.head_dim];
     let kv_dims = [shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim];
     let l = &bufs.layouts;
@@ -83,7 +87,14 @@ pub(crate) fn check_dense(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuff
     for (name, buf, layout, dims, is_output) in tensors {
         layout.validate(name, dims, buf.len, is_output)?;
         check_row_alignment(name, buf, &layout, dims)?;
-        spans.push((name, buf.addr, span_elems(&layout, dims) as u64 * ELEM_BYTES));
+        // The kernels take strides and compute byte offsets as 64-bit integers: the span
+        // (which bounds every stride that is stepped) must fit in i64 bytes. `buf.len` is
+        // the caller's word, so `Bshd::validate` alone does not bound it.
+        let bytes = (span_elems(&layout, dims) as u64).checked_mul(ELEM_BYTES).filter(|&b| b <= i64::MAX as u64);
+        let Some(bytes) = bytes else {
+            return Err(Error::InvalidStrides { tensor: name, reason: format!("the strides address more than {} bytes", i64::MAX) });
+        };
+        spans.push((name, buf.addr, bytes));
     }
     let lse = check_lse(shape, opts, bufs.lse)?;
     if let Some(lse) = bufs.lse.filter(|_| lse != 0) {

@@ -109,6 +109,28 @@ pub fn attention_forward<T: AttnDtype + DeviceRepr>(
     source: DeviceSource<'_>,
 ) -> Result<()> {
     let buffer = |addr: u64, len: usize| DeviceBuffer { addr, len };
+    let check = |name, s: &CudaSlice<T>| super::launch::check_context(stream, name, s);
+    check("q", tensors.q)?;
+    check("k", tensors.k)?;
+    check("v", tensors.v)?;
+    check("out", tensors.out)?;
+    if let Some(l) = tensors.lse.as_deref() {
+        super::launch::check_context(stream, "lse", l)?;
+    }
+    let check_index = |name, s: &CudaSlice<i32>| super::launch::check_context(stream, name, s);
+    match source {
+        DeviceSource::Dense => {}
+        DeviceSource::BlockSparse(d) => {
+            check_index("block_count", &d.block_count)?;
+            check_index("block_index", &d.block_index)?;
+        }
+        DeviceSource::VerticalSlash(d) => {
+            check_index("block_count", &d.block_count)?;
+            check_index("block_offset", &d.block_offset)?;
+            check_index("column_count", &d.column_count)?;
+            check_index("column_index", &d.column_index)?;
+        }
+    }
     let (q_ptr, _q_guard) = tensors.q.device_ptr(stream);
     let (k_ptr, _k_guard) = tensors.k.device_ptr(stream);
     let (v_ptr, _v_guard) = tensors.v.device_ptr(stream);
@@ -151,10 +173,11 @@ pub fn attention_forward<T: AttnDtype + DeviceRepr>(
     function
         .set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, plan.shared_mem_bytes as i32)
         .map_err(driver)?;
-    // SAFETY: every address in the plan comes from a live CudaSlice of this stream's
-    // context, and `plan::attention` checked each buffer's length against everything the
-    // kernel addresses for this shape and layout; the guards keep cudarc's event ordering
-    // for those buffers until the launch is enqueued.
+    // SAFETY: the plan is `plan::attention`'s own, unmodified (params, grid and shared
+    // memory agree); every address in the plan comes from a live CudaSlice of this
+    // stream's context (checked above), and `plan::attention` checked each buffer's length
+    // against everything the kernel addresses for this shape and layout; the guards keep
+    // cudarc's event ordering for those buffers until the launch is enqueued.
     unsafe { super::launch(stream, &plan) }
 }
 

@@ -39,6 +39,15 @@ pub fn attention_topk<T: AttnDtype + DeviceRepr>(
     indices: &TopkDevice,
 ) -> Result<()> {
     let buffer = |addr: u64, len: usize| DeviceBuffer { addr, len };
+    let check = |name, s: &CudaSlice<T>| super::launch::check_context(stream, name, s);
+    check("q", tensors.q)?;
+    check("k", tensors.k)?;
+    check("v", tensors.v)?;
+    check("out", tensors.out)?;
+    if let Some(l) = tensors.lse.as_deref() {
+        super::launch::check_context(stream, "lse", l)?;
+    }
+    super::launch::check_context(stream, "indices", &indices.indices)?;
     let (q_ptr, _q_guard) = tensors.q.device_ptr(stream);
     let (k_ptr, _k_guard) = tensors.k.device_ptr(stream);
     let (v_ptr, _v_guard) = tensors.v.device_ptr(stream);
@@ -59,9 +68,10 @@ pub fn attention_topk<T: AttnDtype + DeviceRepr>(
         layouts: tensors.layouts,
     };
     let plan = crate::plan::topk_attention(shape, T::DTYPE, opts, &bufs, buffer(idx_ptr, indices.indices.len()), indices.dims)?;
-    // SAFETY: every address in the plan comes from a live CudaSlice of this stream's
-    // context whose length `plan::topk_attention` checked against what the kernel
-    // addresses; the guards keep cudarc's ordering for those buffers until the launch is
-    // enqueued. The shared memory (at most 36 KiB) needs no opt-in.
+    // SAFETY: the plan is `plan::topk_attention`'s own, unmodified (params, grid and
+    // shared memory agree); every address in the plan comes from a live CudaSlice of this
+    // stream's context (checked above) whose length `plan::topk_attention` checked against
+    // what the kernel addresses; the guards keep cudarc's ordering for those buffers until
+    // the launch is enqueued. The shared memory (at most 36 KiB) needs no opt-in.
     unsafe { super::launch(stream, &plan) }
 }

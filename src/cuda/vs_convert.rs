@@ -22,13 +22,13 @@ pub struct VsIndexDevice {
 impl VsIndexDevice {
     /// Allocates zeroed output tensors for `dims` on `stream`.
     pub fn alloc(stream: &Arc<CudaStream>, dims: VsIndexDims) -> Result<Self> {
-        let rows = dims.batch * dims.heads * dims.row_blocks;
+        let lens = TensorLens::of(dims)?;
         let alloc = |n: usize| stream.alloc_zeros::<i32>(n.max(1)).map_err(driver);
         Ok(Self {
-            block_count: alloc(rows)?,
-            block_offset: alloc(rows * dims.nnz_s)?,
-            column_count: alloc(rows)?,
-            column_index: alloc(rows * dims.nnz_v)?,
+            block_count: alloc(lens.rows)?,
+            block_offset: alloc(lens.block_offset)?,
+            column_count: alloc(lens.rows)?,
+            column_index: alloc(lens.column_index)?,
             dims,
         })
     }
@@ -36,18 +36,52 @@ impl VsIndexDevice {
     /// Copies the tensors back to the host.
     pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<VsIndex> {
         let d = self.dims;
-        let rows = d.batch * d.heads * d.row_blocks;
+        let lens = TensorLens::of(d)?;
         let fetch = |s: &CudaSlice<i32>, n: usize| -> Result<Vec<i32>> {
             let mut v = stream.clone_dtoh(s).map_err(driver)?;
             v.truncate(n);
             Ok(v)
         };
         Ok(VsIndex {
-            block_count: fetch(&self.block_count, rows)?,
-            block_offset: fetch(&self.block_offset, rows * d.nnz_s)?,
-            column_count: fetch(&self.column_count, rows)?,
-            column_index: fetch(&self.column_index, rows * d.nnz_v)?,
+            block_count: fetch(&self.block_count, lens.rows)?,
+            block_offset: fetch(&self.block_offset, lens.block_offset)?,
+            column_count: fetch(&self.column_count, lens.rows)?,
+            column_index: fetch(&self.column_index, lens.column_index)?,
             dims: d,
+        })
+    }
+}
+
+/// Element counts of the input and output tensors for `dims`. Checked: `dims` is a public
+/// field, and a wrapped product would let a short buffer pass the length checks.
+#[derive(Debug, PartialEq, Eq)]
+struct TensorLens {
+    /// `vertical_indexes`: `batch * heads * nnz_v`.
+    vertical: usize,
+    /// `slash_indexes`: `batch * heads * nnz_s`.
+    slash: usize,
+    /// `block_count` and `column_count`: `batch * heads * row_blocks`.
+    rows: usize,
+    /// `rows * nnz_s`.
+    block_offset: usize,
+    /// `rows * nnz_v`.
+    column_index: usize,
+}
+
+impl TensorLens {
+    fn of(d: VsIndexDims) -> Result<Self> {
+        let product = |tensor: &'static str, dims: &[usize]| {
+            dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x)).ok_or_else(|| Error::InvalidParameter {
+                name: tensor,
+                reason: format!("dimensions {dims:?} overflow usize"),
+            })
+        };
+        Ok(Self {
+            vertical: product("vertical_indexes", &[d.batch, d.heads, d.nnz_v])?,
+            slash: product("slash_indexes", &[d.batch, d.heads, d.nnz_s])?,
+            rows: product("block_count", &[d.batch, d.heads, d.row_blocks])?,
+            block_offset: product("block_offset", &[d.batch, d.heads, d.row_blocks, d.nnz_s])?,
+            column_index: product("column_index", &[d.batch, d.heads, d.row_blocks, d.nnz_v])?,
         })
     }
 }
@@ -84,14 +118,20 @@ pub fn vertical_slash_convert(
             reason: format!("output dims {d:?} do not fit the problem {shape:?}"),
         });
     }
-    let heads_rows = d.batch * d.heads;
-    let rows = heads_rows * d.row_blocks;
-    check_buffer("vertical_indexes", vertical_indexes.len(), heads_rows * d.nnz_v)?;
-    check_buffer("slash_indexes", slash_indexes.len(), heads_rows * d.nnz_s)?;
-    check_buffer("block_count", out.block_count.len(), rows)?;
-    check_buffer("block_offset", out.block_offset.len(), rows * d.nnz_s)?;
-    check_buffer("column_count", out.column_count.len(), rows)?;
-    check_buffer("column_index", out.column_index.len(), rows * d.nnz_v)?;
+    let lens = TensorLens::of(d)?;
+    let check = |name, s: &CudaSlice<i32>| super::launch::check_context(stream, name, s);
+    check("vertical_indexes", vertical_indexes)?;
+    check("slash_indexes", slash_indexes)?;
+    check("block_count", &out.block_count)?;
+    check("block_offset", &out.block_offset)?;
+    check("column_count", &out.column_count)?;
+    check("column_index", &out.column_index)?;
+    check_buffer("vertical_indexes", vertical_indexes.len(), lens.vertical)?;
+    check_buffer("slash_indexes", slash_indexes.len(), lens.slash)?;
+    check_buffer("block_count", out.block_count.len(), lens.rows)?;
+    check_buffer("block_offset", out.block_offset.len(), lens.block_offset)?;
+    check_buffer("column_count", out.column_count.len(), lens.rows)?;
+    check_buffer("column_index", out.column_index.len(), lens.column_index)?;
 
     let to_i32 = |dim: &'static str, value: usize| {
         i32::try_from(value).map_err(|_| Error::DimensionTooLarge { dim, value, max: i32::MAX as usize })
@@ -119,9 +159,11 @@ pub fn vertical_slash_convert(
         pad0: 0,
     };
     let plan = crate::plan::vs_convert(&params)?;
-    // SAFETY: every address in `params` comes from a live CudaSlice of this stream's context
-    // whose length was checked above against what the kernel addresses for these dims; the
-    // guards keep cudarc's read/write ordering until the launch is enqueued.
+    // SAFETY: the plan is `plan::vs_convert`'s own, unmodified (params, grid and shared
+    // memory agree); every address in `params` comes from a live CudaSlice of this stream's
+    // context, and each length was checked above against what the kernel addresses for
+    // these dims (both checked above); the guards keep cudarc's read/write ordering until
+    // the launch is enqueued.
     unsafe { super::launch(stream, &plan) }
 }
 
@@ -144,4 +186,23 @@ pub fn convert_on_gpu(stream: &Arc<CudaStream>, vs: &VerticalSlash, shape: &Attn
     let host = out.to_host(stream)?;
     stream.synchronize().map_err(driver)?;
     Ok(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `VsIndexDevice::dims` is public: sizes whose products overflow used to panic (debug)
+    /// or wrap (release) in `alloc`, `to_host` and `vertical_slash_convert`, and a wrapped
+    /// product could let a short buffer pass the length checks.
+    #[test]
+    fn tensor_lengths_of_absurd_dims_are_an_error_not_an_overflow() {
+        let dims = VsIndexDims { batch: 2, heads: 1, row_blocks: 1, nnz_v: usize::MAX / 2 + 1, nnz_s: 1 };
+        assert!(matches!(TensorLens::of(dims), Err(Error::InvalidParameter { name: "vertical_indexes", .. })));
+        let dims = VsIndexDims { batch: 1, heads: 1, row_blocks: 1 << 33, nnz_v: 1, nnz_s: 1 << 31 };
+        assert!(matches!(TensorLens::of(dims), Err(Error::InvalidParameter { name: "block_offset", .. })));
+        let dims = VsIndexDims { batch: 2, heads: 3, row_blocks: 5, nnz_v: 7, nnz_s: 11 };
+        let want = TensorLens { vertical: 42, slash: 66, rows: 30, block_offset: 330, column_index: 210 };
+        assert_eq!(TensorLens::of(dims).unwrap(), want);
+    }
 }

@@ -311,7 +311,7 @@ impl SparsePattern for BlockSparse {
 
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
         self.validate(shape)?;
-        let mut mask = ElementMask::empty(shape);
+        let mut mask = ElementMask::try_empty(shape)?;
         for b in 0..shape.batch {
             for h in 0..shape.heads_q {
                 let mh = self.mask_head(shape, h);

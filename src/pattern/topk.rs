@@ -99,15 +99,17 @@ impl TopkTokens {
     /// Validates first: duplicated or out-of-range entries would make the count meaningless.
     pub fn kept_fraction(&self, shape: &AttnShape, causal: bool) -> Result<f64> {
         self.validate(shape)?;
-        let mut kept = 0usize;
-        let mut dense = 0usize;
+        // u128: the dense count is batch x seq_q x seq_k x heads_q, which a valid shape with
+        // a small index tensor can push past u64.
+        let mut kept = 0u128;
+        let mut dense = 0u128;
         for b in 0..self.batch {
             for i in 0..self.seq_q {
                 let limit = shape.visible_keys(i, causal);
-                dense += limit * shape.heads_q;
+                dense += limit as u128 * shape.heads_q as u128;
                 for h_kv in 0..self.heads_kv {
                     let visible = self.visible_keys(b, i, h_kv, limit).count();
-                    kept += visible * shape.group_size();
+                    kept += visible as u128 * shape.group_size() as u128;
                 }
             }
         }
@@ -194,7 +196,7 @@ impl SparsePattern for TopkTokens {
     /// `h / group_size`, intersected with the causal mask when `causal` is set.
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
         self.validate(shape)?;
-        let mut mask = ElementMask::empty(shape);
+        let mut mask = ElementMask::try_empty(shape)?;
         for b in 0..shape.batch {
             for h in 0..shape.heads_q {
                 let h_kv = shape.kv_head(h);

@@ -159,7 +159,7 @@ impl VerticalSlash {
     /// test that relation. Validates first.
     pub fn pure_mask(&self, shape: &AttnShape) -> Result<ElementMask> {
         self.validate(shape)?;
-        let mut mask = ElementMask::empty(shape);
+        let mut mask = ElementMask::try_empty(shape)?;
         let offset = shape.causal_offset();
         for b in 0..shape.batch {
             for hq in 0..shape.heads_q {
@@ -254,7 +254,7 @@ impl SparsePattern for VerticalSlash {
         self.validate(shape)?;
         require_causal(causal)?;
         let index = convert(self, shape)?;
-        let mut mask = ElementMask::empty(shape);
+        let mut mask = ElementMask::try_empty(shape)?;
         for b in 0..shape.batch {
             for hq in 0..shape.heads_q {
                 let h = self.descriptor_head(shape, hq);

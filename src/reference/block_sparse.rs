@@ -23,13 +23,13 @@ pub fn block_sparse_attention(
     check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
     pattern.validate(&s)?;
     let scale = opts.scale(s.head_dim)? as f64;
-    Ok(attend_rows(inputs, scale, |b, h, i, list| {
+    attend_rows(inputs, scale, |b, h, i, list| {
         let limit = s.visible_keys(i, opts.causal);
         for &n in pattern.counted(b, pattern.mask_head(&s, h), i / BLOCK_M) {
             let start = n as usize * BLOCK_N;
             list.extend(start..(start + BLOCK_N).min(limit).min(s.seq_k));
         }
-    }))
+    })
 }
 
 /// A-shape attention: the A-shape's block lists for this shape, run as block-sparse.

@@ -1,6 +1,6 @@
 //! Inputs, outputs and the shared row loop of the CPU reference.
 
-use crate::error::Result;
+use crate::error::{at, Error, Result};
 use crate::shape::{check_len, AttnDtype, AttnShape};
 
 /// Contiguous BSHD q, k, v widened to f64.
@@ -69,11 +69,20 @@ const ROWS_PER_TASK: usize = 64;
 /// Softmax attention where row `i` of query head `h` in batch `b` attends exactly the keys
 /// that `keys(b, h, i, &mut list)` pushes (any order; duplicates would be counted twice, so
 /// callers push each key once). Runs on all CPU cores.
-pub fn attend_rows<F>(inputs: &RefInputs, scale: f64, keys: F) -> RefOutput
+///
+/// Errors: an invalid shape or tensor lengths in `inputs` (its fields are public), or a
+/// pushed key at or past `seq_k` (`IndexOutOfRange`, tensor `keys`).
+pub fn attend_rows<F>(inputs: &RefInputs, scale: f64, keys: F) -> Result<RefOutput>
 where
     F: Fn(usize, usize, usize, &mut Vec<usize>) + Sync,
 {
     let s = inputs.shape;
+    s.validate()?;
+    check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
+    check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    // The first out-of-range key any worker meets; the row loop cannot return an error.
+    let bad_key: std::sync::OnceLock<Error> = std::sync::OnceLock::new();
     let tasks: Vec<(usize, usize, usize)> = (0..s.batch)
         .flat_map(|b| (0..s.heads_q).flat_map(move |h| (0..s.seq_q).step_by(ROWS_PER_TASK).map(move |i| (b, h, i))))
         .collect();
@@ -95,6 +104,15 @@ where
                         for i in i0..(i0 + ROWS_PER_TASK).min(s.seq_q) {
                             list.clear();
                             keys(b, h, i, &mut list);
+                            if let Some(&j) = list.iter().find(|&&j| j >= s.seq_k) {
+                                let _ = bad_key.set(Error::IndexOutOfRange {
+                                    tensor: "keys",
+                                    at: at(&[b, h, i]),
+                                    value: i64::try_from(j).unwrap_or(i64::MAX),
+                                    range: format!("0..{} (seq_k)", s.seq_k),
+                                });
+                                continue;
+                            }
                             let (row, row_lse) = attend_one_row(inputs, scale, b, h, i, &list, &mut scores);
                             done.push((b, h, i, row, row_lse));
                         }
@@ -105,13 +123,16 @@ where
             .collect();
         workers.into_iter().map(|w| w.join().expect("reference worker panicked")).collect()
     });
+    if let Some(err) = bad_key.into_inner() {
+        return Err(err);
+    }
     let layout = s.q_layout();
     for (b, h, i, row, row_lse) in results.into_iter().flatten() {
         let off = layout.offset(b, i, h);
         out[off..off + s.head_dim].copy_from_slice(&row);
         lse[(b * s.heads_q + h) * s.seq_q + i] = row_lse;
     }
-    RefOutput { shape: s, out, lse }
+    Ok(RefOutput { shape: s, out, lse })
 }
 
 /// Two-pass softmax over the listed keys of one row, in f64.

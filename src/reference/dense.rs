@@ -9,7 +9,7 @@ use crate::shape::AttnOptions;
 pub fn dense_attention(inputs: &RefInputs, opts: &AttnOptions) -> Result<RefOutput> {
     let s = inputs.shape;
     let scale = opts.scale(s.head_dim)? as f64;
-    Ok(attend_rows(inputs, scale, |_, _, i, list| list.extend(0..s.visible_keys(i, opts.causal))))
+    attend_rows(inputs, scale, |_, _, i, list| list.extend(0..s.visible_keys(i, opts.causal)))
 }
 
 /// Attention where each row sees exactly the keys the mask allows. `opts.causal` is
@@ -23,5 +23,5 @@ pub fn masked_attention(inputs: &RefInputs, opts: &AttnOptions, mask: &ElementMa
         });
     }
     let scale = opts.scale(s.head_dim)? as f64;
-    Ok(attend_rows(inputs, scale, |b, h, i, list| list.extend(mask.row_keys(b, h, i))))
+    attend_rows(inputs, scale, |b, h, i, list| list.extend(mask.row_keys(b, h, i)))
 }

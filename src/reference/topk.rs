@@ -17,7 +17,7 @@ pub fn topk_attention(inputs: &RefInputs, opts: &AttnOptions, pattern: &TopkToke
     check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
     check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
     let scale = opts.scale(s.head_dim)? as f64;
-    Ok(attend_rows(inputs, scale, |b, h, i, list| {
+    attend_rows(inputs, scale, |b, h, i, list| {
         list.extend(pattern.visible_keys(b, i, s.kv_head(h), s.visible_keys(i, opts.causal)))
-    }))
+    })
 }

@@ -30,7 +30,7 @@ pub fn vertical_slash_attention(inputs: &RefInputs, opts: &AttnOptions, vs: &Ver
         }
     }
     let row_blocks = index.dims.row_blocks;
-    Ok(attend_rows(inputs, scale, |b, hq, i, list| {
+    attend_rows(inputs, scale, |b, hq, i, list| {
         let h = vs.descriptor_head(&s, hq);
         let (tiles, columns) = blocks[(b * vs.heads() + h) * row_blocks + i / BLOCK_M];
         let visible = s.visible_keys(i, true);
@@ -40,5 +40,5 @@ pub fn vertical_slash_attention(inputs: &RefInputs, opts: &AttnOptions, vs: &Ver
             list.extend(start..(start + BLOCK_N).min(visible));
         }
         list.extend(columns.iter().map(|&c| c as usize).filter(|&c| c < visible));
-    }))
+    })
 }
