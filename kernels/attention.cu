@@ -244,7 +244,7 @@ __device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, 
     for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
         const int row = tid / Tile::kChunks + i * kRowsPerPass;
         const bool valid = row < p.seq_q - row0;
-        const uint64_t src = valid ? base + 2 * ((uint64_t)(row0 + row) * p.q_seq_stride + chunk * 8) : base;
+        const uint64_t src = valid ? base + 2 * ((uint64_t)(row0 + row) * p.tensors.q_seq_stride + chunk * 8) : base;
         cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
     }
 }
@@ -276,9 +276,10 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int row0 = c.m * kBlockM;
     const int kv_head = c.h / (p.heads_q / p.heads_kv);
 
-    const uint64_t q_base = p.q + 2 * ((uint64_t)c.b * p.q_batch_stride + (uint64_t)c.h * p.q_head_stride);
-    const uint64_t k_base = p.k + 2 * ((uint64_t)c.b * p.k_batch_stride + (uint64_t)kv_head * p.k_head_stride);
-    const uint64_t v_base = p.v + 2 * ((uint64_t)c.b * p.v_batch_stride + (uint64_t)kv_head * p.v_head_stride);
+    const AttnTensorParams& tp = p.tensors;
+    const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
+    const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
+    const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
 
     // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K slot before the loop.
     const uint32_t smem = smem_u32(smem_raw);
@@ -321,8 +322,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         load_q_tile<D>(p, q_base, row0, k_smem(1), tid);
         cp_async_commit();
         stage_keys(cur, 0);
-        load_kv_tile<D>(p, k_base, p.k_seq_stride, cur, s_keys[0], k_smem(0), tid);
-        load_kv_tile<D>(p, v_base, p.v_seq_stride, cur, s_keys[0], v_smem(0), tid);
+        load_kv_tile<D>(p, k_base, tp.k_seq_stride, cur, s_keys[0], k_smem(0), tid);
+        load_kv_tile<D>(p, v_base, tp.v_seq_stride, cur, s_keys[0], v_smem(0), tid);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -343,8 +344,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             const bool has_next = src.next(p, nxt);
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
-                load_kv_tile<D>(p, k_base, p.k_seq_stride, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), tid);
-                load_kv_tile<D>(p, v_base, p.v_seq_stride, nxt, s_keys[stage ^ 1], v_smem(stage ^ 1), tid);
+                load_kv_tile<D>(p, k_base, tp.k_seq_stride, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), tid);
+                load_kv_tile<D>(p, v_base, tp.v_seq_stride, nxt, s_keys[stage ^ 1], v_smem(stage ^ 1), tid);
             }
             cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
             cp_async_wait<1>();
@@ -423,14 +424,14 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         row_ptr[r] = my_row[r] < p.seq_q
-                         ? p.out + 2 * ((uint64_t)c.b * p.out_batch_stride + (uint64_t)my_row[r] * p.out_seq_stride +
-                                        (uint64_t)c.h * p.out_head_stride)
+                         ? tp.out + 2 * ((uint64_t)c.b * tp.out_batch_stride + (uint64_t)my_row[r] * tp.out_seq_stride +
+                                        (uint64_t)c.h * tp.out_head_stride)
                          : 0;
     }
     float lse[2];
     write_output<T, kDimBlocks>(acc, st, row_ptr, lane, p.scale_log2, lse);
-    if (p.lse != 0 && t4 == 0) {
-        float* lse_rows = reinterpret_cast<float*>(p.lse) + ((int64_t)c.b * p.heads_q + c.h) * p.seq_q;
+    if (tp.lse != 0 && t4 == 0) {
+        float* lse_rows = reinterpret_cast<float*>(tp.lse) + ((int64_t)c.b * p.heads_q + c.h) * p.seq_q;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             if (my_row[r] < p.seq_q) {

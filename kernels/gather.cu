@@ -70,8 +70,9 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * L::kTileBytes; };
     const uint32_t q_smem = smem + 4u * L::kTileBytes;
 
-    const uint64_t k_base = p.k + 2 * ((uint64_t)b * p.k_batch_stride + (uint64_t)hk * p.k_head_stride);
-    const uint64_t v_base = p.v + 2 * ((uint64_t)b * p.v_batch_stride + (uint64_t)hk * p.v_head_stride);
+    const AttnTensorParams& tp = p.tensors;
+    const uint64_t k_base = tp.k + 2 * ((uint64_t)b * tp.k_batch_stride + (uint64_t)hk * tp.k_head_stride);
+    const uint64_t v_base = tp.v + 2 * ((uint64_t)b * tp.v_batch_stride + (uint64_t)hk * tp.v_head_stride);
     const int32_t* slots = reinterpret_cast<const int32_t*>(p.indices) +
                            (((int64_t)b * p.seq_q + i) * p.heads_kv + hk) * (int64_t)p.topk;
     const int n_tiles = p.topk > 0 ? (p.topk + kSlots - 1) / kSlots : 0;
@@ -98,8 +99,8 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             const int c = idx % L::kChunks;
             const int key = s_keys[stage][row];
             const bool valid = key >= 0;
-            const uint64_t k_src = valid ? k_base + 2 * ((uint64_t)key * p.k_seq_stride + c * 8) : k_base;
-            const uint64_t v_src = valid ? v_base + 2 * ((uint64_t)key * p.v_seq_stride + c * 8) : v_base;
+            const uint64_t k_src = valid ? k_base + 2 * ((uint64_t)key * tp.k_seq_stride + c * 8) : k_base;
+            const uint64_t v_src = valid ? v_base + 2 * ((uint64_t)key * tp.v_seq_stride + c * 8) : v_base;
             cp_async_16(k_smem(stage) + Tile::chunk_offset(row, c), k_src, valid);
             cp_async_16(v_smem(stage) + Tile::chunk_offset(row, c), v_src, valid);
         }
@@ -115,14 +116,14 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 
     if (n_tiles > 0 && last_key >= 0) {
         // Q: row r is query head head0 + r of query row i; padding rows are zero.
-        const uint64_t q_row0 = p.q + 2 * ((uint64_t)b * p.q_batch_stride + (uint64_t)i * p.q_seq_stride);
+        const uint64_t q_row0 = tp.q + 2 * ((uint64_t)b * tp.q_batch_stride + (uint64_t)i * tp.q_seq_stride);
 #pragma unroll
         for (int it = 0; it < kRows * L::kChunks / kThreads; ++it) {
             const int idx = it * kThreads + lane;
             const int row = idx / L::kChunks;
             const int c = idx % L::kChunks;
             const bool valid = row < rows;
-            const uint64_t src = valid ? q_row0 + 2 * ((uint64_t)(head0 + row) * p.q_head_stride + c * 8) : q_row0;
+            const uint64_t src = valid ? q_row0 + 2 * ((uint64_t)(head0 + row) * tp.q_head_stride + c * 8) : q_row0;
             cp_async_16(q_smem + Tile::chunk_offset(row, c), src, valid);
         }
         cp_async_commit();
@@ -199,17 +200,17 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const bool real = (g + 8 * r) < rows;
-        row_ptr[r] = real ? p.out + 2 * ((uint64_t)b * p.out_batch_stride + (uint64_t)i * p.out_seq_stride +
-                                         (uint64_t)head[r] * p.out_head_stride)
+        row_ptr[r] = real ? tp.out + 2 * ((uint64_t)b * tp.out_batch_stride + (uint64_t)i * tp.out_seq_stride +
+                                         (uint64_t)head[r] * tp.out_head_stride)
                           : 0;
     }
     float lse[2];
     write_output<T, kDimBlocks>(acc, st, row_ptr, lane, p.scale_log2, lse);
-    if (p.lse != 0 && t4 == 0) {
+    if (tp.lse != 0 && t4 == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             if (row_ptr[r] != 0) {
-                reinterpret_cast<float*>(p.lse)[((int64_t)b * p.heads_q + head[r]) * p.seq_q + i] = lse[r];
+                reinterpret_cast<float*>(tp.lse)[((int64_t)b * p.heads_q + head[r]) * p.seq_q + i] = lse[r];
             }
         }
     }

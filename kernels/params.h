@@ -26,17 +26,10 @@ typedef struct VsConvertParams {
     int32_t pad0;        // keeps the size a multiple of 8 explicitly; must be 0
 } VsConvertParams;
 
-// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/attention.cu): prefill attention, one CTA of
-// 128 threads per (row block of 64 query rows, query head, batch); grid = (ceil(seq_q / 64),
-// heads_q, batch). Tensors are BSHD with strides in elements (the head_dim dimension is
-// contiguous); q/k/v/out rows must be 16-byte aligned (cp.async), which the host checks.
-// The sparse-source fields are read only by the pattern that uses them:
-//   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
-//   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks
-//                    = NNZ_S], column_count [B, H, MB], column_index [B, H, MB, max_columns = NNZ_V]
-// where H = desc_heads (heads_q, or heads_kv for one mask per GQA group). Index values are
-// untrusted: the kernel skips whatever is out of range or out of order.
-typedef struct AttnParams {
+// The dense tensors of one attention launch, the first member of AttnParams and TopkParams.
+// Tensors are BSHD with strides in elements (the head_dim dimension is contiguous);
+// q/k/v/out rows must be 16-byte aligned (cp.async), which the host checks.
+typedef struct AttnTensorParams {
     uint64_t q;             // const T [batch, seq_q, heads_q, head_dim]
     uint64_t k;             // const T [batch, seq_k, heads_kv, head_dim]
     uint64_t v;             // const T [batch, seq_k, heads_kv, head_dim]
@@ -54,6 +47,19 @@ typedef struct AttnParams {
     int64_t out_batch_stride;
     int64_t out_seq_stride;
     int64_t out_head_stride;
+} AttnTensorParams;
+
+// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/attention.cu): prefill attention, one CTA of
+// 128 threads per (row block of 64 query rows, query head, batch); grid = (ceil(seq_q / 64),
+// heads_q, batch). Tensors as in AttnTensorParams.
+// The sparse-source fields are read only by the pattern that uses them:
+//   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
+//   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks
+//                    = NNZ_S], column_count [B, H, MB], column_index [B, H, MB, max_columns = NNZ_V]
+// where H = desc_heads (heads_q, or heads_kv for one mask per GQA group). Index values are
+// untrusted: the kernel skips whatever is out of range or out of order.
+typedef struct AttnParams {
+    AttnTensorParams tensors;  // q, k, v, out, lse and their strides
     uint64_t block_count;   // const int32_t, see above; 0 for dense
     uint64_t block_index;   // const int32_t, see above; 0 for dense
     uint64_t column_count;  // const int32_t, vertical-slash only; 0 otherwise
@@ -75,27 +81,11 @@ typedef struct AttnParams {
 // topk_attn_fwd_<dtype>_hd<D> (kernels/gather.cu): every query row attends its own
 // gathered keys. One warp (one CTA of 32 threads) per (query row, kv head, chunk of up to
 // 16 query heads of that kv head's GQA group); grid = (seq_q, heads_kv * head_chunks,
-// batch) with head_chunks = ceil((heads_q / heads_kv) / 16). Tensors as in AttnParams.
+// batch) with head_chunks = ceil((heads_q / heads_kv) / 16). Tensors as in AttnTensorParams.
 // indices: const int32_t [batch, seq_q, heads_kv, topk], densely packed; -1, anything
 // outside [0, seq_k) and (under causal) keys past the row's diagonal are skipped.
 typedef struct TopkParams {
-    uint64_t q;
-    uint64_t k;
-    uint64_t v;
-    uint64_t out;
-    uint64_t lse;           // float [batch, heads_q, seq_q]; 0 = not wanted
-    int64_t q_batch_stride;
-    int64_t q_seq_stride;
-    int64_t q_head_stride;
-    int64_t k_batch_stride;
-    int64_t k_seq_stride;
-    int64_t k_head_stride;
-    int64_t v_batch_stride;
-    int64_t v_seq_stride;
-    int64_t v_head_stride;
-    int64_t out_batch_stride;
-    int64_t out_seq_stride;
-    int64_t out_head_stride;
+    AttnTensorParams tensors;  // q, k, v, out, lse and their strides
     uint64_t indices;       // const int32_t [batch, seq_q, heads_kv, topk]
     int32_t batch;
     int32_t seq_q;

@@ -77,13 +77,12 @@ impl VsConvertParams {
     }
 }
 
-/// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`
-/// (kernels/attention.cu), passed by value. Built by [`crate::attention::attn_params`],
-/// which validates every size and address it writes here; the field docs in
-/// kernels/params.h say which pattern reads which index tensor.
+/// The dense tensors of one attention launch: the first member of [`AttnParams`] and
+/// [`TopkParams`] (`AttnTensorParams` in kernels/params.h). Filled by the same validation
+/// for both kernels.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AttnParams {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnTensorParams {
     /// Device address of q, `[batch, seq_q, heads_q, head_dim]`.
     pub q: u64,
     /// Device address of k, `[batch, seq_k, heads_kv, head_dim]`.
@@ -118,6 +117,17 @@ pub struct AttnParams {
     pub out_seq_stride: i64,
     /// Elements between consecutive heads of output.
     pub out_head_stride: i64,
+}
+
+/// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`
+/// (kernels/attention.cu), passed by value. Built by [`crate::attention::attn_params`],
+/// which validates every size and address it writes here; the field docs in
+/// kernels/params.h say which pattern reads which index tensor.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnParams {
+    /// q, k, v, out, the LSE and their strides.
+    pub tensors: AttnTensorParams,
     /// i32 `block_count [B, H, MB]` (block-sparse, vertical-slash); 0 for dense.
     pub block_count: u64,
     /// i32 `block_index [B, H, MB, max_blocks]` (block-sparse) or `block_offset`
@@ -154,45 +164,12 @@ pub struct AttnParams {
 }
 
 /// Parameters of the top-k token attention kernels `topk_attn_fwd_<dtype>_hd<D>`
-/// (kernels/gather.cu), passed by value. Built by [`crate::attention::topk_params`]; the
-/// dense-tensor fields mean what they mean in [`AttnParams`].
+/// (kernels/gather.cu), passed by value. Built by [`crate::attention::topk_params`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TopkParams {
-    /// Device address of q.
-    pub q: u64,
-    /// Device address of k.
-    pub k: u64,
-    /// Device address of v.
-    pub v: u64,
-    /// Device address of the output.
-    pub out: u64,
-    /// Device address of the f32 LSE, or 0 when not wanted.
-    pub lse: u64,
-    /// Elements between consecutive batches of q.
-    pub q_batch_stride: i64,
-    /// Elements between consecutive sequence positions of q.
-    pub q_seq_stride: i64,
-    /// Elements between consecutive heads of q.
-    pub q_head_stride: i64,
-    /// Elements between consecutive batches of k.
-    pub k_batch_stride: i64,
-    /// Elements between consecutive sequence positions of k.
-    pub k_seq_stride: i64,
-    /// Elements between consecutive heads of k.
-    pub k_head_stride: i64,
-    /// Elements between consecutive batches of v.
-    pub v_batch_stride: i64,
-    /// Elements between consecutive sequence positions of v.
-    pub v_seq_stride: i64,
-    /// Elements between consecutive heads of v.
-    pub v_head_stride: i64,
-    /// Elements between consecutive batches of the output.
-    pub out_batch_stride: i64,
-    /// Elements between consecutive sequence positions of the output.
-    pub out_seq_stride: i64,
-    /// Elements between consecutive heads of the output.
-    pub out_head_stride: i64,
+    /// q, k, v, out, the LSE and their strides.
+    pub tensors: AttnTensorParams,
     /// Device address of the i32 `indices [batch, seq_q, heads_kv, topk]`.
     pub indices: u64,
     /// Batch size.

@@ -69,9 +69,10 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     assert_eq!(p.block, [THREADS, 1, 1]);
     assert_eq!(p.shared_mem_bytes, 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
     let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
-    assert_eq!((params.q, params.k, params.v, params.out, params.lse), (1 << 30, 2 << 30, 3 << 30, 4 << 30, 5 << 30));
-    assert_eq!((params.q_batch_stride, params.q_seq_stride, params.q_head_stride), (130 * 8 * 128, 8 * 128, 128));
-    assert_eq!((params.k_batch_stride, params.k_seq_stride, params.k_head_stride), (200 * 2 * 128, 2 * 128, 128));
+    let t = params.tensors;
+    assert_eq!((t.q, t.k, t.v, t.out, t.lse), (1 << 30, 2 << 30, 3 << 30, 4 << 30, 5 << 30));
+    assert_eq!((t.q_batch_stride, t.q_seq_stride, t.q_head_stride), (130 * 8 * 128, 8 * 128, 128));
+    assert_eq!((t.k_batch_stride, t.k_seq_stride, t.k_head_stride), (200 * 2 * 128, 2 * 128, 128));
     assert_eq!((params.batch, params.seq_q, params.seq_k, params.heads_q, params.heads_kv), (2, 130, 200, 8, 2));
     assert_eq!((params.desc_heads, params.row_blocks, params.max_blocks, params.causal), (2, 3, 3, 1));
     assert_eq!((params.block_count, params.block_index), (16 << 30, 17 << 30));
@@ -83,7 +84,7 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     let p = plan::attention(&s64, DType::F16, &AttnOptions::default(), &buffers(&s64, false), &SourceBuffers::Dense).unwrap();
     assert_eq!((p.kernel, p.grid, p.shared_mem_bytes), ("attn_fwd_dense_f16_hd64", [1, 1, 1], 32768));
     let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
-    assert_eq!((params.lse, params.desc_heads, params.causal), (0, 0, 0));
+    assert_eq!((params.tensors.lse, params.desc_heads, params.causal), (0, 0, 0));
     assert!((params.softmax_scale - 0.125).abs() < 1e-7, "default scale is 1/sqrt(64)");
 }
 
@@ -95,7 +96,7 @@ fn a_stride_of_a_single_entry_dimension_is_not_passed_on() {
     bufs.layouts.q = Bshd { batch: 12345, ..bufs.layouts.q };
     let p = plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap();
     let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
-    assert_eq!(params.q_batch_stride, 0);
+    assert_eq!(params.tensors.q_batch_stride, 0);
 }
 
 #[test]

@@ -144,16 +144,56 @@ fn vs_convert_params_for_problem_fills_the_sizes() {
     assert!(matches!(VsConvertParams::for_problem(&bad, &shape), Err(sparse_attn::Error::IndexOutOfRange { .. })));
 }
 
-fn rust_attn() -> Layout {
-    use sparse_attn::params::AttnParams;
-    let mut l = vec![("sizeof".to_string(), size_of::<AttnParams>()), ("alignof".to_string(), align_of::<AttnParams>())];
+fn rust_tensors() -> Layout {
+    use sparse_attn::params::AttnTensorParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<AttnTensorParams>()), ("alignof".to_string(), align_of::<AttnTensorParams>())];
     macro_rules! fields {
-        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(AttnParams, $f))); )* };
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(AttnTensorParams, $f))); )* };
     }
     fields!(
         q, k, v, out, lse,
         q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
-        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
+        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride
+    );
+    l
+}
+
+/// AttnTensorParams by the C rules: 17 eight-byte fields (5 addresses, 12 strides), no
+/// padding: 136 bytes, 8-byte aligned.
+fn expected_tensors() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 136), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_tensors().into_iter().skip(2).enumerate() {
+        l.push((name, 8 * k));
+    }
+    l
+}
+
+/// The fields of the `tensors` member of a struct that holds it at offset `base`, named as
+/// C's `offsetof` takes them (`tensors.q`).
+fn nested_tensors(base: usize) -> Layout {
+    rust_tensors().into_iter().skip(2).map(|(name, offset)| (format!("tensors.{name}"), base + offset)).collect()
+}
+
+#[test]
+fn attn_tensor_params_matches_the_c_struct() {
+    let rust = rust_tensors();
+    assert_eq!(rust.len(), 2 + 17, "every field is listed");
+    assert_eq!(rust, expected_tensors());
+    match c_layout_of(&c_program_for("AttnTensorParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnTensorParams"),
+        None => eprintln!("gcc not found: compared AttnTensorParams against the recorded C layout only"),
+    }
+}
+
+fn rust_attn() -> Layout {
+    use sparse_attn::params::AttnParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<AttnParams>()), ("alignof".to_string(), align_of::<AttnParams>())];
+    l.push(("tensors".to_string(), offset_of!(AttnParams, tensors)));
+    l.extend(nested_tensors(offset_of!(AttnParams, tensors)));
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(AttnParams, $f))); )* };
+    }
+    fields!(
         block_count, block_index, column_count, column_index,
         batch, seq_q, seq_k, heads_q, heads_kv, desc_heads, row_blocks, max_blocks, max_columns, causal,
         softmax_scale, scale_log2
@@ -161,11 +201,12 @@ fn rust_attn() -> Layout {
     l
 }
 
-/// AttnParams by the C rules: 21 eight-byte fields (5 addresses, 12 strides, 4 index
-/// addresses), then 12 four-byte fields, no padding: 168 + 48 = 216 bytes, 8-byte aligned.
+/// AttnParams by the C rules: the 136-byte AttnTensorParams first (17 eight-byte fields),
+/// then 4 eight-byte index addresses (21 eight-byte fields in all), then 12 four-byte
+/// fields, no padding: 168 + 48 = 216 bytes, 8-byte aligned.
 fn expected_attn() -> Layout {
-    let mut l = vec![("sizeof".to_string(), 216), ("alignof".to_string(), 8)];
-    for (k, (name, _)) in rust_attn().into_iter().skip(2).enumerate() {
+    let mut l = vec![("sizeof".to_string(), 216), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    for (k, (name, _)) in rust_attn().into_iter().skip(3).enumerate() {
         let offset = if k < 21 { 8 * k } else { 168 + 4 * (k - 21) };
         l.push((name, offset));
     }
@@ -175,7 +216,7 @@ fn expected_attn() -> Layout {
 #[test]
 fn attn_params_matches_the_c_struct() {
     let rust = rust_attn();
-    assert_eq!(rust.len(), 2 + 33, "every field is listed");
+    assert_eq!(rust.len(), 2 + 1 + 17 + 16, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_attn());
     match c_layout_of(&c_program_for("AttnParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnParams"),
@@ -186,24 +227,24 @@ fn attn_params_matches_the_c_struct() {
 fn rust_topk() -> Layout {
     use sparse_attn::params::TopkParams;
     let mut l = vec![("sizeof".to_string(), size_of::<TopkParams>()), ("alignof".to_string(), align_of::<TopkParams>())];
+    l.push(("tensors".to_string(), offset_of!(TopkParams, tensors)));
+    l.extend(nested_tensors(offset_of!(TopkParams, tensors)));
     macro_rules! fields {
         ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(TopkParams, $f))); )* };
     }
     fields!(
-        q, k, v, out, lse,
-        q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
-        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
         indices,
         batch, seq_q, seq_k, heads_q, heads_kv, topk, head_chunks, causal, softmax_scale, scale_log2
     );
     l
 }
 
-/// TopkParams by the C rules: 18 eight-byte fields, then 10 four-byte fields, no padding:
-/// 144 + 40 = 184 bytes, 8-byte aligned.
+/// TopkParams by the C rules: the 136-byte AttnTensorParams first (17 eight-byte fields),
+/// then the indices address (18 eight-byte fields in all), then 10 four-byte fields, no
+/// padding: 144 + 40 = 184 bytes, 8-byte aligned.
 fn expected_topk() -> Layout {
-    let mut l = vec![("sizeof".to_string(), 184), ("alignof".to_string(), 8)];
-    for (k, (name, _)) in rust_topk().into_iter().skip(2).enumerate() {
+    let mut l = vec![("sizeof".to_string(), 184), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    for (k, (name, _)) in rust_topk().into_iter().skip(3).enumerate() {
         let offset = if k < 18 { 8 * k } else { 144 + 4 * (k - 18) };
         l.push((name, offset));
     }
@@ -213,7 +254,7 @@ fn expected_topk() -> Layout {
 #[test]
 fn topk_params_matches_the_c_struct() {
     let rust = rust_topk();
-    assert_eq!(rust.len(), 2 + 28, "every field is listed");
+    assert_eq!(rust.len(), 2 + 1 + 17 + 11, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_topk());
     match c_layout_of(&c_program_for("TopkParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkParams"),

@@ -56,25 +56,8 @@ pub fn topk_params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, in
     }
     let indices = check_index("indices", indices, elems("indices", &[batch, seq_q, heads_kv, k])?)?;
     let head_chunks = shape.group_size().div_ceil(TOPK_HEADS_PER_WARP);
-    let s = dense.strides;
     Ok(TopkParams {
-        q: bufs.q.addr,
-        k: bufs.k.addr,
-        v: bufs.v.addr,
-        out: bufs.out.addr,
-        lse: dense.lse,
-        q_batch_stride: s[0][0],
-        q_seq_stride: s[0][1],
-        q_head_stride: s[0][2],
-        k_batch_stride: s[1][0],
-        k_seq_stride: s[1][1],
-        k_head_stride: s[1][2],
-        v_batch_stride: s[2][0],
-        v_seq_stride: s[2][1],
-        v_head_stride: s[2][2],
-        out_batch_stride: s[3][0],
-        out_seq_stride: s[3][1],
-        out_head_stride: s[3][2],
+        tensors: dense.tensors,
         indices,
         batch: shape.batch as i32,
         seq_q: shape.seq_q as i32,

@@ -8,7 +8,7 @@
 use super::args::{AttnBuffers, DeviceBuffer, SourceBuffers};
 use super::kernels::SUPPORTED_HEAD_DIMS;
 use crate::error::{Error, Result};
-use crate::params::AttnParams;
+use crate::params::{AttnParams, AttnTensorParams};
 use crate::pattern::vertical_slash::require_causal;
 use crate::pattern::{BLOCK_M, BLOCK_N};
 use crate::shape::{AttnOptions, AttnShape, Bshd};
@@ -24,23 +24,7 @@ const ROW_ALIGN_ELEMS: usize = (ROW_ALIGN_BYTES / ELEM_BYTES) as usize;
 pub fn attn_params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &SourceBuffers) -> Result<AttnParams> {
     let dense = check_dense(shape, opts, bufs)?;
     let mut p = AttnParams {
-        q: bufs.q.addr,
-        k: bufs.k.addr,
-        v: bufs.v.addr,
-        out: bufs.out.addr,
-        lse: dense.lse,
-        q_batch_stride: dense.strides[0][0],
-        q_seq_stride: dense.strides[0][1],
-        q_head_stride: dense.strides[0][2],
-        k_batch_stride: dense.strides[1][0],
-        k_seq_stride: dense.strides[1][1],
-        k_head_stride: dense.strides[1][2],
-        v_batch_stride: dense.strides[2][0],
-        v_seq_stride: dense.strides[2][1],
-        v_head_stride: dense.strides[2][2],
-        out_batch_stride: dense.strides[3][0],
-        out_seq_stride: dense.strides[3][1],
-        out_head_stride: dense.strides[3][2],
+        tensors: dense.tensors,
         // AttnShape::validate bounds every dimension by i32::MAX.
         batch: shape.batch as i32,
         seq_q: shape.seq_q as i32,
@@ -61,10 +45,9 @@ pub fn attn_params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, so
 pub(crate) struct DenseArgs {
     /// The validated softmax scale.
     pub scale: f32,
-    /// LSE address, 0 when not wanted.
-    pub lse: u64,
-    /// Batch, seq and head strides of q, k, v and out, as the kernels take them.
-    pub strides: [[i64; 3]; 4],
+    /// Addresses (LSE 0 when not wanted) and batch, seq and head strides of q, k, v and
+    /// out, as every attention kernel takes them.
+    pub tensors: AttnTensorParams,
 }
 
 /// The checks every attention kernel shares: shape, head_dim, scale, the four BSHD
@@ -109,7 +92,22 @@ pub(crate) fn check_dense(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuff
         [stride(layout.batch, shape.batch), stride(layout.seq, seq), stride(layout.head, heads)]
     };
     let (sq, sk, hq, hk) = (shape.seq_q, shape.seq_k, shape.heads_q, shape.heads_kv);
-    Ok(DenseArgs { scale, lse, strides: [row(&l.q, sq, hq), row(&l.k, sk, hk), row(&l.v, sk, hk), row(&l.out, sq, hq)] })
+    let [q_batch_stride, q_seq_stride, q_head_stride] = row(&l.q, sq, hq);
+    let [k_batch_stride, k_seq_stride, k_head_stride] = row(&l.k, sk, hk);
+    let [v_batch_stride, v_seq_stride, v_head_stride] = row(&l.v, sk, hk);
+    let [out_batch_stride, out_seq_stride, out_head_stride] = row(&l.out, sq, hq);
+    let tensors = AttnTensorParams {
+        q: bufs.q.addr,
+        k: bufs.k.addr,
+        v: bufs.v.addr,
+        out: bufs.out.addr,
+        lse,
+        q_batch_stride, q_seq_stride, q_head_stride,
+        k_batch_stride, k_seq_stride, k_head_stride,
+        v_batch_stride, v_seq_stride, v_head_stride,
+        out_batch_stride, out_seq_stride, out_head_stride,
+    };
+    Ok(DenseArgs { scale, tensors })
 }
 
 /// Elements from the first to one past the last addressed element (after `Bshd::validate`,

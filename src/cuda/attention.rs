@@ -108,51 +108,19 @@ pub fn attention_forward<T: AttnDtype + DeviceRepr>(
     tensors: AttnTensors<'_, T>,
     source: DeviceSource<'_>,
 ) -> Result<()> {
-    let buffer = |addr: u64, len: usize| DeviceBuffer { addr, len };
-    let check = |name, s: &CudaSlice<T>| super::launch::check_context(stream, name, s);
-    check("q", tensors.q)?;
-    check("k", tensors.k)?;
-    check("v", tensors.v)?;
-    check("out", tensors.out)?;
-    if let Some(l) = tensors.lse.as_deref() {
-        super::launch::check_context(stream, "lse", l)?;
-    }
-    let check_index = |name, s: &CudaSlice<i32>| super::launch::check_context(stream, name, s);
-    match source {
-        DeviceSource::Dense => {}
-        DeviceSource::BlockSparse(d) => {
-            check_index("block_count", &d.block_count)?;
-            check_index("block_index", &d.block_index)?;
-        }
-        DeviceSource::VerticalSlash(d) => {
-            check_index("block_count", &d.block_count)?;
-            check_index("block_offset", &d.block_offset)?;
-            check_index("column_count", &d.column_count)?;
-            check_index("column_index", &d.column_index)?;
-        }
-    }
-    let (q_ptr, _q_guard) = tensors.q.device_ptr(stream);
-    let (k_ptr, _k_guard) = tensors.k.device_ptr(stream);
-    let (v_ptr, _v_guard) = tensors.v.device_ptr(stream);
-    let out_len = tensors.out.len();
-    let (out_ptr, _out_guard) = tensors.out.device_ptr_mut(stream);
-    let lse = tensors.lse.map(|l| {
-        let len = l.len();
-        let (ptr, guard) = l.device_ptr_mut(stream);
-        (buffer(ptr, len), guard)
-    });
-    let bufs = AttnBuffers {
-        q: buffer(q_ptr, tensors.q.len()),
-        k: buffer(k_ptr, tensors.k.len()),
-        v: buffer(v_ptr, tensors.v.len()),
-        out: buffer(out_ptr, out_len),
-        lse: lse.as_ref().map(|(b, _)| *b),
-        layouts: tensors.layouts,
+    let indices: Vec<(&'static str, &CudaSlice<i32>)> = match source {
+        DeviceSource::Dense => Vec::new(),
+        DeviceSource::BlockSparse(d) => vec![("block_count", &d.block_count), ("block_index", &d.block_index)],
+        DeviceSource::VerticalSlash(d) => vec![
+            ("block_count", &d.block_count),
+            ("block_offset", &d.block_offset),
+            ("column_count", &d.column_count),
+            ("column_index", &d.column_index),
+        ],
     };
-
-    // Guards of the index tensors live as long as the launch is being enqueued.
-    let mut index_guards: Vec<SyncOnDrop<'_>> = Vec::new();
-    let mut index = |s| index_buffer(s, stream, &mut index_guards);
+    // Every buffer's access guard, held until the launch below is enqueued.
+    let (bufs, mut guards) = dense_buffers(stream, tensors, &indices)?;
+    let mut index = |s| index_buffer(s, stream, &mut guards);
     let source = match source {
         DeviceSource::Dense => SourceBuffers::Dense,
         DeviceSource::BlockSparse(d) => {
@@ -178,11 +146,58 @@ pub fn attention_forward<T: AttnDtype + DeviceRepr>(
     // stream's context (checked above), and `plan::attention` checked each buffer's length
     // against everything the kernel addresses for this shape and layout; the guards keep
     // cudarc's event ordering for those buffers until the launch is enqueued.
-    unsafe { super::launch(stream, &plan) }
+    let launched = unsafe { super::launch(stream, &plan) };
+    drop(guards);
+    launched
+}
+
+/// The launch's dense tensors as [`AttnBuffers`], with the access guards that keep cudarc's
+/// event ordering for them. First checks that q, k, v, out, the LSE and then each of
+/// `indices` (the launch's index tensors, whose addresses the caller takes afterwards with
+/// [`index_buffer`]) live in `stream`'s context. The caller keeps the guards (and pushes the
+/// index tensors' guards onto them) until the launch is enqueued.
+pub(super) fn dense_buffers<'a, T>(
+    stream: &'a Arc<CudaStream>,
+    tensors: AttnTensors<'a, T>,
+    indices: &[(&'static str, &CudaSlice<i32>)],
+) -> Result<(AttnBuffers, Vec<SyncOnDrop<'a>>)> {
+    let check = |name, s: &CudaSlice<T>| super::launch::check_context(stream, name, s);
+    check("q", tensors.q)?;
+    check("k", tensors.k)?;
+    check("v", tensors.v)?;
+    check("out", tensors.out)?;
+    if let Some(l) = tensors.lse.as_deref() {
+        super::launch::check_context(stream, "lse", l)?;
+    }
+    for &(name, s) in indices {
+        super::launch::check_context(stream, name, s)?;
+    }
+    let buffer = |addr: u64, len: usize| DeviceBuffer { addr, len };
+    let (q_ptr, q_guard) = tensors.q.device_ptr(stream);
+    let (k_ptr, k_guard) = tensors.k.device_ptr(stream);
+    let (v_ptr, v_guard) = tensors.v.device_ptr(stream);
+    let out_len = tensors.out.len();
+    let (out_ptr, out_guard) = tensors.out.device_ptr_mut(stream);
+    let mut guards = vec![q_guard, k_guard, v_guard, out_guard];
+    let lse = tensors.lse.map(|l| {
+        let len = l.len();
+        let (ptr, guard) = l.device_ptr_mut(stream);
+        guards.push(guard);
+        buffer(ptr, len)
+    });
+    let bufs = AttnBuffers {
+        q: buffer(q_ptr, tensors.q.len()),
+        k: buffer(k_ptr, tensors.k.len()),
+        v: buffer(v_ptr, tensors.v.len()),
+        out: buffer(out_ptr, out_len),
+        lse,
+        layouts: tensors.layouts,
+    };
+    Ok((bufs, guards))
 }
 
 /// The address and length of an index tensor, keeping its access guard in `guards`.
-fn index_buffer<'a>(s: &'a CudaSlice<i32>, stream: &'a Arc<CudaStream>, guards: &mut Vec<SyncOnDrop<'a>>) -> DeviceBuffer {
+pub(super) fn index_buffer<'a>(s: &'a CudaSlice<i32>, stream: &'a Arc<CudaStream>, guards: &mut Vec<SyncOnDrop<'a>>) -> DeviceBuffer {
     let (addr, guard) = s.device_ptr(stream);
     guards.push(guard);
     DeviceBuffer { addr, len: s.len() }

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
 
-use super::attention::AttnTensors;
-use crate::attention::{AttnBuffers, DeviceBuffer};
+use super::attention::{dense_buffers, index_buffer, AttnTensors};
 use crate::error::{Error, Result};
 use crate::mask::SparsePattern;
 use crate::pattern::TopkTokens;
@@ -38,40 +37,16 @@ pub fn attention_topk<T: AttnDtype + DeviceRepr>(
     tensors: AttnTensors<'_, T>,
     indices: &TopkDevice,
 ) -> Result<()> {
-    let buffer = |addr: u64, len: usize| DeviceBuffer { addr, len };
-    let check = |name, s: &CudaSlice<T>| super::launch::check_context(stream, name, s);
-    check("q", tensors.q)?;
-    check("k", tensors.k)?;
-    check("v", tensors.v)?;
-    check("out", tensors.out)?;
-    if let Some(l) = tensors.lse.as_deref() {
-        super::launch::check_context(stream, "lse", l)?;
-    }
-    super::launch::check_context(stream, "indices", &indices.indices)?;
-    let (q_ptr, _q_guard) = tensors.q.device_ptr(stream);
-    let (k_ptr, _k_guard) = tensors.k.device_ptr(stream);
-    let (v_ptr, _v_guard) = tensors.v.device_ptr(stream);
-    let out_len = tensors.out.len();
-    let (out_ptr, _out_guard) = tensors.out.device_ptr_mut(stream);
-    let lse = tensors.lse.map(|l| {
-        let len = l.len();
-        let (ptr, guard) = l.device_ptr_mut(stream);
-        (buffer(ptr, len), guard)
-    });
-    let (idx_ptr, _idx_guard) = indices.indices.device_ptr(stream);
-    let bufs = AttnBuffers {
-        q: buffer(q_ptr, tensors.q.len()),
-        k: buffer(k_ptr, tensors.k.len()),
-        v: buffer(v_ptr, tensors.v.len()),
-        out: buffer(out_ptr, out_len),
-        lse: lse.as_ref().map(|(b, _)| *b),
-        layouts: tensors.layouts,
-    };
-    let plan = crate::plan::topk_attention(shape, T::DTYPE, opts, &bufs, buffer(idx_ptr, indices.indices.len()), indices.dims)?;
+    // Every buffer's access guard, held until the launch below is enqueued.
+    let (bufs, mut guards) = dense_buffers(stream, tensors, &[("indices", &indices.indices)])?;
+    let index = index_buffer(&indices.indices, stream, &mut guards);
+    let plan = crate::plan::topk_attention(shape, T::DTYPE, opts, &bufs, index, indices.dims)?;
     // SAFETY: the plan is `plan::topk_attention`'s own, unmodified (params, grid and
     // shared memory agree); every address in the plan comes from a live CudaSlice of this
     // stream's context (checked above) whose length `plan::topk_attention` checked against
     // what the kernel addresses; the guards keep cudarc's ordering for those buffers until
     // the launch is enqueued. The shared memory (at most 36 KiB) needs no opt-in.
-    unsafe { super::launch(stream, &plan) }
+    let launched = unsafe { super::launch(stream, &plan) };
+    drop(guards);
+    launched
 }
