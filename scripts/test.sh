@@ -8,3 +8,4 @@ bash scripts/install-cuda-toolchain.sh
 # With the toolchain installed, a crate without kernels is a failure, not a skip.
 export SPARSE_ATTN_REQUIRE_KERNELS=1
 cargo test --workspace "$@" -- --show-output
+cargo bench --workspace --no-run
