@@ -20,10 +20,12 @@
 #include "params.h"
 #include "common/cp_async.cuh"
 #include "common/epilogue.cuh"
+#include "common/index_list.cuh"
 #include "common/mask.cuh"
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
 #include "common/smem_tile.cuh"
+#include "common/tile_math.cuh"
 
 namespace attn {
 
@@ -51,14 +53,14 @@ __device__ __forceinline__ int64_t desc_row(const AttnParams& p, const CtaPos& c
     return ((int64_t)c.b * p.desc_heads + hd) * p.row_blocks + c.m;
 }
 
-// Clamps a count read from the device into 0..=cap.
-__device__ __forceinline__ int clamp_count(int32_t n, int cap) {
-    return n < 0 ? 0 : (n > cap ? cap : n);
-}
+// The base of a source whose tiles are all contiguous: no list slot ever holds a key.
+struct ContiguousTiles {
+    __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
+};
 
 // Every tile up to the row block's visibility limit: a causal launch stops at the last
 // tile any of its rows can see.
-struct DenseSource {
+struct DenseSource : ContiguousTiles {
     int next_key;
     int limit;
 
@@ -75,33 +77,28 @@ struct DenseSource {
         next_key = limit - next_key > kBlockN ? next_key + kBlockN : limit;
         return true;
     }
-    __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
 };
 
 // The row block's block list: the first block_count entries of its block_index row. An
 // entry outside [0, NB), not above the previous kept entry, or past the visibility limit
 // is skipped (the last two would be double-counted or fully masked work).
-struct BlockSparseSource {
-    const int32_t* list;
-    int count;
+struct BlockSparseSource : ContiguousTiles {
+    IndexRow blocks;
     int pos;
     int prev;
     int key_blocks;
     int limit;
 
     __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
-        const int64_t row = desc_row(p, c);
-        const int cap = p.max_blocks > 0 ? p.max_blocks : 0;
-        count = cap > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.block_count)[row], cap) : 0;
-        list = reinterpret_cast<const int32_t*>(p.block_index) + row * cap;
+        blocks = index_row(p.block_index, p.block_count, p.max_blocks, desc_row(p, c));
         pos = 0;
         prev = -1;
         key_blocks = (int)(((int64_t)p.seq_k + kBlockN - 1) / kBlockN);
         limit = c.key_limit;
     }
     __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
-        while (pos < count) {
-            const int n = __ldg(list + pos);
+        while (pos < blocks.count) {
+            const int n = __ldg(blocks.entries + pos);
             ++pos;
             if (n <= prev || n >= key_blocks || (int64_t)n * kBlockN >= limit) {
                 continue;
@@ -113,7 +110,6 @@ struct BlockSparseSource {
         }
         return false;
     }
-    __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
 };
 
 // Vertical-slash in the converted form (src/pattern/vs_convert.rs): first the tiles of
@@ -123,10 +119,8 @@ struct BlockSparseSource {
 // it (see publish_gathered_keys), is masked out. The converter never lists a column
 // inside one of the row's tiles; a hand-made list that did would count that key twice.
 struct VerticalSlashSource {
-    const int32_t* offsets;
-    const int32_t* columns;
-    int n_offsets;
-    int n_columns;
+    IndexRow offsets;
+    IndexRow columns;
     int pos;
     int prev_end;
     int next_slot;
@@ -134,20 +128,16 @@ struct VerticalSlashSource {
 
     __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
         const int64_t row = desc_row(p, c);
-        const int cap_o = p.max_blocks > 0 ? p.max_blocks : 0;
-        const int cap_c = p.max_columns > 0 ? p.max_columns : 0;
-        n_offsets = cap_o > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.block_count)[row], cap_o) : 0;
-        n_columns = cap_c > 0 ? clamp_count(reinterpret_cast<const int32_t*>(p.column_count)[row], cap_c) : 0;
-        offsets = reinterpret_cast<const int32_t*>(p.block_index) + row * cap_o;
-        columns = reinterpret_cast<const int32_t*>(p.column_index) + row * cap_c;
+        offsets = index_row(p.block_index, p.block_count, p.max_blocks, row);
+        columns = index_row(p.column_index, p.column_count, p.max_columns, row);
         pos = 0;
         prev_end = 0;
         next_slot = 0;
         limit = c.key_limit;
     }
     __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
-        while (pos < n_offsets) {
-            const int o = __ldg(offsets + pos);
+        while (pos < offsets.count) {
+            const int o = __ldg(offsets.entries + pos);
             ++pos;
             if (o < prev_end || o >= limit) {
                 continue;
@@ -158,10 +148,10 @@ struct VerticalSlashSource {
             t.gathered = false;
             return true;
         }
-        if (next_slot < n_columns) {
+        if (next_slot < columns.count) {
             t.key0 = next_slot;
             t.gathered = true;
-            next_slot = n_columns - next_slot > kBlockN ? next_slot + kBlockN : n_columns;
+            next_slot = columns.count - next_slot > kBlockN ? next_slot + kBlockN : columns.count;
             return true;
         }
         return false;
@@ -169,10 +159,10 @@ struct VerticalSlashSource {
     // The key in list slot `first + i`, or -1 when the slot is past the count or the key
     // is out of range.
     __device__ __forceinline__ int gathered_key(const AttnParams& p, int first, int i) const {
-        if (i >= n_columns - first) {
+        if (i >= columns.count - first) {
             return -1;
         }
-        const int key = __ldg(columns + first + i);
+        const int key = __ldg(columns.entries + first + i);
         return key >= 0 && key < p.seq_k ? key : -1;
     }
 };
@@ -221,32 +211,15 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
 template <int D>
 __device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t seq_stride, const TileRef& t,
                                              const int* keys, uint32_t smem, int tid) {
-    using Tile = SmemTile<D>;
-    constexpr int kRowsPerPass = kThreads / Tile::kChunks;
-    const int chunk = tid % Tile::kChunks;
-#pragma unroll
-    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
-        const int row = tid / Tile::kChunks + i * kRowsPerPass;
-        const int key = t.gathered ? keys[row] : contiguous_key(p, t, row);
-        const bool valid = key >= 0;
-        const uint64_t src = valid ? base + 2 * ((uint64_t)key * seq_stride + chunk * 8) : base;
-        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
-    }
+    load_tile_rows<D, kThreads>(base, seq_stride, smem, tid,
+                                [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); });
 }
 
 // Loads the Q tile of this CTA (rows past seq_q zero-filled) into `smem`.
 template <int D>
 __device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, int row0, uint32_t smem, int tid) {
-    using Tile = SmemTile<D>;
-    constexpr int kRowsPerPass = kThreads / Tile::kChunks;
-    const int chunk = tid % Tile::kChunks;
-#pragma unroll
-    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
-        const int row = tid / Tile::kChunks + i * kRowsPerPass;
-        const bool valid = row < p.seq_q - row0;
-        const uint64_t src = valid ? base + 2 * ((uint64_t)(row0 + row) * p.tensors.q_seq_stride + chunk * 8) : base;
-        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
-    }
+    load_tile_rows<D, kThreads>(base, p.tensors.q_seq_stride, smem, tid,
+                                [&](int row) { return row < p.seq_q - row0 ? row0 + row : -1; });
 }
 
 template <typename T, int D, typename Source>
@@ -295,10 +268,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int first_row_last_key = last_visible_key(row0, p.seq_q, p.seq_k, causal);
 
     float acc[kDimBlocks][4];
-#pragma unroll
-    for (int d = 0; d < kDimBlocks; ++d) {
-        acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
-    }
+    zero_fragments(acc);
     RowState st;
     st.init();
 
@@ -328,14 +298,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         cp_async_wait<1>();
         __syncthreads();
 
-        // Q fragments: matrix i of ldmatrix x4 = rows (i % 2) * 8.., chunk (i / 2).
         uint32_t q_frag[kDimSteps][4];
-#pragma unroll
-        for (int kk = 0; kk < kDimSteps; ++kk) {
-            const int row = warp * 16 + (lane & 15);
-            const int chunk = kk * 2 + (lane >> 4);
-            ldmatrix_x4(q_frag[kk], k_smem(1) + Tile::chunk_offset(row, chunk));
-        }
+        load_q_fragments<D>(q_frag, k_smem(1), warp * 16, lane);
         __syncthreads();  // stage 1 is free for the first prefetch
 
         int stage = 0;
@@ -353,64 +317,21 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
             // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
             float s[kKeyBlocks][4];
-#pragma unroll
-            for (int j = 0; j < kKeyBlocks; ++j) {
-                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-            }
-#pragma unroll
-            for (int kk = 0; kk < kDimSteps; ++kk) {
-#pragma unroll
-                for (int nb = 0; nb < kKeyBlocks / 2; ++nb) {
-                    // Matrices: (keys +0, dims +0), (keys +0, dims +8), (keys +8, dims +0),
-                    // (keys +8, dims +8): b0/b1 of key block 2nb, then of 2nb + 1.
-                    const int key_row = nb * 16 + (lane & 7) + ((lane >> 4) << 3);
-                    const int chunk = kk * 2 + ((lane >> 3) & 1);
-                    uint32_t kb[4];
-                    ldmatrix_x4(kb, k_smem(stage) + Tile::chunk_offset(key_row, chunk));
-                    Mma<T>::mma(s[2 * nb], q_frag[kk], kb[0], kb[1]);
-                    Mma<T>::mma(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
-                }
-            }
+            tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
 
             // Per-element mask where the tile is gathered, crosses seq_k, or crosses the
             // causal diagonal of the block's first row.
             const bool needs_mask = cur.gathered || p.seq_k - cur.key0 < kBlockN ||
                                     (int64_t)cur.key0 + (kBlockN - 1) > first_row_last_key;
             if (needs_mask) {
-#pragma unroll
-                for (int j = 0; j < kKeyBlocks; ++j) {
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int col = 8 * j + 2 * t4 + e;
-                        const int key = cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col);
-                        s[j][e] = mask_score(s[j][e], key, last_key[0]);
-                        s[j][2 + e] = mask_score(s[j][2 + e], key, last_key[1]);
-                    }
-                }
+                auto key_of = [&](int col) { return cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col); };
+                mask_tile(s, t4, key_of, last_key[0], last_key[1]);
             }
 
             online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
 
             // O += P V: P straight from the score registers (C layout == A layout).
-#pragma unroll
-            for (int kk = 0; kk < kBlockN / 16; ++kk) {
-                uint32_t a[4];
-                a[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-                a[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-                a[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                a[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-                for (int db = 0; db < kDimBlocks / 2; ++db) {
-                    // Transposed matrices: (keys +0, dims +0), (keys +8, dims +0),
-                    // (keys +0, dims +8), (keys +8, dims +8).
-                    const int key_row = kk * 16 + (lane & 15);
-                    const int chunk = db * 2 + (lane >> 4);
-                    uint32_t vb[4];
-                    ldmatrix_x4_trans(vb, v_smem(stage) + Tile::chunk_offset(key_row, chunk));
-                    Mma<T>::mma(acc[2 * db], a, vb[0], vb[1]);
-                    Mma<T>::mma(acc[2 * db + 1], a, vb[2], vb[3]);
-                }
-            }
+            tile_pv<T, D>(s, acc, v_smem(stage), lane);
             __syncthreads();  // every warp is done with this stage before it is refilled
 
             cur = nxt;

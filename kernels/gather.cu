@@ -7,8 +7,9 @@
 // One warp per (b, i, hk, chunk of 16 heads). Keys are walked 32 index slots at a time:
 // lane l validates slot l and publishes its key; the K and V rows of the tile are then
 // gathered into shared memory with cp.async (zero-filled for skipped slots), double
-// buffered, and the same mma / online-softmax / epilogue pieces as kernels/attention.cu
-// compute the tile. Skipped slots (-1, out of range, causally hidden) are masked to -inf.
+// buffered, and the same pieces as kernels/attention.cu compute the tile (common/
+// tile_math.cuh, online_softmax.cuh, epilogue.cuh). Skipped slots (-1, out of range,
+// causally hidden) are masked to -inf.
 // Repeated keys in a row would be counted twice: the host rejects them before upload.
 #include <stdint.h>
 #include <math.h>
@@ -20,6 +21,7 @@
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
 #include "common/smem_tile.cuh"
+#include "common/tile_math.cuh"
 
 namespace topk {
 
@@ -107,10 +109,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     };
 
     float acc[kDimBlocks][4];
-#pragma unroll
-    for (int d = 0; d < kDimBlocks; ++d) {
-        acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
-    }
+    zero_fragments(acc);
     RowState st;
     st.init();
 
@@ -133,10 +132,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         cp_async_wait<1>();
         __syncthreads();
         uint32_t q_frag[kDimSteps][4];
-#pragma unroll
-        for (int kk = 0; kk < kDimSteps; ++kk) {
-            ldmatrix_x4(q_frag[kk], q_smem + Tile::chunk_offset(lane & 15, kk * 2 + (lane >> 4)));
-        }
+        load_q_fragments<D>(q_frag, q_smem, 0, lane);
 
         for (int tile = 0; tile < n_tiles; ++tile) {
             const int stage = tile & 1;
@@ -149,47 +145,12 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             __syncthreads();
 
             float s[kKeyBlocks][4];
-#pragma unroll
-            for (int j = 0; j < kKeyBlocks; ++j) {
-                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-            }
-#pragma unroll
-            for (int kk = 0; kk < kDimSteps; ++kk) {
-#pragma unroll
-                for (int nb = 0; nb < kKeyBlocks / 2; ++nb) {
-                    const int key_row = nb * 16 + (lane & 7) + ((lane >> 4) << 3);
-                    uint32_t kb[4];
-                    ldmatrix_x4(kb, k_smem(stage) + Tile::chunk_offset(key_row, kk * 2 + ((lane >> 3) & 1)));
-                    Mma<T>::mma(s[2 * nb], q_frag[kk], kb[0], kb[1]);
-                    Mma<T>::mma(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
-                }
-            }
+            tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
             // Every head of the warp shares query row i, hence one visibility rule.
-#pragma unroll
-            for (int j = 0; j < kKeyBlocks; ++j) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int key = s_keys[stage][8 * j + 2 * t4 + e];
-                    s[j][e] = mask_score(s[j][e], key, last_key);
-                    s[j][2 + e] = mask_score(s[j][2 + e], key, last_key);
-                }
-            }
+            auto key_of = [&](int col) { return s_keys[stage][col]; };
+            mask_tile(s, t4, key_of, last_key, last_key);
             online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
-#pragma unroll
-            for (int kk = 0; kk < kSlots / 16; ++kk) {
-                uint32_t a[4];
-                a[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-                a[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-                a[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                a[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-                for (int db = 0; db < kDimBlocks / 2; ++db) {
-                    uint32_t vb[4];
-                    ldmatrix_x4_trans(vb, v_smem(stage) + Tile::chunk_offset(kk * 16 + (lane & 15), db * 2 + (lane >> 4)));
-                    Mma<T>::mma(acc[2 * db], a, vb[0], vb[1]);
-                    Mma<T>::mma(acc[2 * db + 1], a, vb[2], vb[3]);
-                }
-            }
+            tile_pv<T, D>(s, acc, v_smem(stage), lane);
             __syncthreads();  // the stage is read by every lane before it is refilled
         }
         cp_async_wait<0>();

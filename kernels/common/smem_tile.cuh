@@ -6,6 +6,8 @@
 #pragma once
 #include <stdint.h>
 
+#include "common/cp_async.cuh"
+
 namespace attn {
 
 constexpr int kTileRows = 64;  // BLOCK_M == BLOCK_N (pattern::BLOCK_M / BLOCK_N)
@@ -20,5 +22,24 @@ struct SmemTile {
         return (uint32_t)(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
     }
 };
+
+// Issues the cp.async copies of one [64 rows][D] tile into `smem` with `Threads` threads (this
+// one is `tid`): tile row r is sequence position `position(r)` of the tensor at `base` (rows
+// `seq_stride` elements apart), or zero-filled where position(r) is negative.
+template <int D, int Threads, typename Position>
+__device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t seq_stride, uint32_t smem, int tid,
+                                               const Position& position) {
+    using Tile = SmemTile<D>;
+    constexpr int kRowsPerPass = Threads / Tile::kChunks;
+    const int chunk = tid % Tile::kChunks;
+#pragma unroll
+    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
+        const int row = tid / Tile::kChunks + i * kRowsPerPass;
+        const int pos = position(row);
+        const bool valid = pos >= 0;
+        const uint64_t src = valid ? base + 2 * ((uint64_t)pos * seq_stride + chunk * 8) : base;
+        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
+    }
+}
 
 }  // namespace attn
