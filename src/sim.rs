@@ -159,16 +159,10 @@ impl SimBackend {
     ) -> Result<crate::pattern::vs_convert::VsIndex> {
         use crate::pattern::vs_convert::{VsIndex, VsIndexDims};
         let sizes = crate::params::VsConvertParams::for_problem(vs, shape)?;
-        let dims = VsIndexDims {
-            batch: vs.batch(),
-            heads: vs.heads(),
-            row_blocks: sizes.row_blocks as usize,
-            nnz_v: vs.nnz_v(),
-            nnz_s: vs.nnz_s(),
-        };
-        let rows = dims.batch * dims.heads * dims.row_blocks;
-        let (bc, bo) = (self.alloc::<i32>(rows)?, self.alloc::<i32>(rows * dims.nnz_s)?);
-        let (cc, ci) = (self.alloc::<i32>(rows)?, self.alloc::<i32>(rows * dims.nnz_v)?);
+        let dims = VsIndexDims::of(vs, shape);
+        let lens = dims.lens()?;
+        let (bc, bo) = (self.alloc::<i32>(lens.rows)?, self.alloc::<i32>(lens.block_offset)?);
+        let (cc, ci) = (self.alloc::<i32>(lens.rows)?, self.alloc::<i32>(lens.column_index)?);
         let params = crate::params::VsConvertParams {
             vertical_indexes: self.upload(vs.vertical_indexes())?.addr,
             slash_indexes: self.upload(vs.slash_indexes())?.addr,
@@ -185,10 +179,10 @@ impl SimBackend {
             Ok(v)
         };
         Ok(VsIndex {
-            block_count: get(bc, rows)?,
-            block_offset: get(bo, rows * dims.nnz_s)?,
-            column_count: get(cc, rows)?,
-            column_index: get(ci, rows * dims.nnz_v)?,
+            block_count: get(bc, lens.rows)?,
+            block_offset: get(bo, lens.block_offset)?,
+            column_count: get(cc, lens.rows)?,
+            column_index: get(ci, lens.column_index)?,
             dims,
         })
     }

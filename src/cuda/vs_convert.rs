@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use crate::error::{Error, Result};
+use crate::mask::SparsePattern;
 use crate::params::VsConvertParams;
 use crate::pattern::vertical_slash::VerticalSlash;
 use crate::pattern::vs_convert::{row_blocks, VsIndex, VsIndexDims};
@@ -22,7 +23,7 @@ pub struct VsIndexDevice {
 impl VsIndexDevice {
     /// Allocates zeroed output tensors for `dims` on `stream`.
     pub fn alloc(stream: &Arc<CudaStream>, dims: VsIndexDims) -> Result<Self> {
-        let lens = TensorLens::of(dims)?;
+        let lens = dims.lens()?;
         let alloc = |n: usize| stream.alloc_zeros::<i32>(n.max(1)).map_err(driver);
         Ok(Self {
             block_count: alloc(lens.rows)?,
@@ -36,7 +37,7 @@ impl VsIndexDevice {
     /// Copies the tensors back to the host.
     pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<VsIndex> {
         let d = self.dims;
-        let lens = TensorLens::of(d)?;
+        let lens = d.lens()?;
         let fetch = |s: &CudaSlice<i32>, n: usize| -> Result<Vec<i32>> {
             let mut v = stream.clone_dtoh(s).map_err(driver)?;
             v.truncate(n);
@@ -48,40 +49,6 @@ impl VsIndexDevice {
             column_count: fetch(&self.column_count, lens.rows)?,
             column_index: fetch(&self.column_index, lens.column_index)?,
             dims: d,
-        })
-    }
-}
-
-/// Element counts of the input and output tensors for `dims`. Checked: `dims` is a public
-/// field, and a wrapped product would let a short buffer pass the length checks.
-#[derive(Debug, PartialEq, Eq)]
-struct TensorLens {
-    /// `vertical_indexes`: `batch * heads * nnz_v`.
-    vertical: usize,
-    /// `slash_indexes`: `batch * heads * nnz_s`.
-    slash: usize,
-    /// `block_count` and `column_count`: `batch * heads * row_blocks`.
-    rows: usize,
-    /// `rows * nnz_s`.
-    block_offset: usize,
-    /// `rows * nnz_v`.
-    column_index: usize,
-}
-
-impl TensorLens {
-    fn of(d: VsIndexDims) -> Result<Self> {
-        let product = |tensor: &'static str, dims: &[usize]| {
-            dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x)).ok_or_else(|| Error::InvalidParameter {
-                name: tensor,
-                reason: format!("dimensions {dims:?} overflow usize"),
-            })
-        };
-        Ok(Self {
-            vertical: product("vertical_indexes", &[d.batch, d.heads, d.nnz_v])?,
-            slash: product("slash_indexes", &[d.batch, d.heads, d.nnz_s])?,
-            rows: product("block_count", &[d.batch, d.heads, d.row_blocks])?,
-            block_offset: product("block_offset", &[d.batch, d.heads, d.row_blocks, d.nnz_s])?,
-            column_index: product("column_index", &[d.batch, d.heads, d.row_blocks, d.nnz_v])?,
         })
     }
 }
@@ -118,7 +85,7 @@ pub fn vertical_slash_convert(
             reason: format!("output dims {d:?} do not fit the problem {shape:?}"),
         });
     }
-    let lens = TensorLens::of(d)?;
+    let lens = d.lens()?;
     let check = |name, s: &CudaSlice<i32>| super::launch::check_context(stream, name, s);
     check("vertical_indexes", vertical_indexes)?;
     check("slash_indexes", slash_indexes)?;
@@ -170,14 +137,8 @@ pub fn vertical_slash_convert(
 /// Uploads a host descriptor, converts it on the GPU and downloads the result; the GPU
 /// counterpart of [`crate::pattern::vs_convert::convert`].
 pub fn convert_on_gpu(stream: &Arc<CudaStream>, vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
-    let params = VsConvertParams::for_problem(vs, shape)?;
-    let dims = VsIndexDims {
-        batch: vs.batch(),
-        heads: vs.heads(),
-        row_blocks: params.row_blocks as usize,
-        nnz_v: vs.nnz_v(),
-        nnz_s: vs.nnz_s(),
-    };
+    vs.validate(shape)?;
+    let dims = VsIndexDims::of(vs, shape);
     let upload = |v: &[i32]| stream.clone_htod(if v.is_empty() { &[0][..] } else { v }).map_err(driver);
     let vertical = upload(vs.vertical_indexes())?;
     let slash = upload(vs.slash_indexes())?;
@@ -186,23 +147,4 @@ pub fn convert_on_gpu(stream: &Arc<CudaStream>, vs: &VerticalSlash, shape: &Attn
     let host = out.to_host(stream)?;
     stream.synchronize().map_err(driver)?;
     Ok(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `VsIndexDevice::dims` is public: sizes whose products overflow used to panic (debug)
-    /// or wrap (release) in `alloc`, `to_host` and `vertical_slash_convert`, and a wrapped
-    /// product could let a short buffer pass the length checks.
-    #[test]
-    fn tensor_lengths_of_absurd_dims_are_an_error_not_an_overflow() {
-        let dims = VsIndexDims { batch: 2, heads: 1, row_blocks: 1, nnz_v: usize::MAX / 2 + 1, nnz_s: 1 };
-        assert!(matches!(TensorLens::of(dims), Err(Error::InvalidParameter { name: "vertical_indexes", .. })));
-        let dims = VsIndexDims { batch: 1, heads: 1, row_blocks: 1 << 33, nnz_v: 1, nnz_s: 1 << 31 };
-        assert!(matches!(TensorLens::of(dims), Err(Error::InvalidParameter { name: "block_offset", .. })));
-        let dims = VsIndexDims { batch: 2, heads: 3, row_blocks: 5, nnz_v: 7, nnz_s: 11 };
-        let want = TensorLens { vertical: 42, slash: 66, rows: 30, block_offset: 330, column_index: 210 };
-        assert_eq!(TensorLens::of(dims).unwrap(), want);
-    }
 }

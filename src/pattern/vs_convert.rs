@@ -74,6 +74,47 @@ pub struct VsIndexDims {
     pub nnz_s: usize,
 }
 
+/// Element counts of the input and output tensors for `dims`. Checked: `dims` is a public
+/// field, and a wrapped product would let a short buffer pass the length checks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VsTensorLens {
+    /// `vertical_indexes`: `batch * heads * nnz_v`.
+    pub vertical: usize,
+    /// `slash_indexes`: `batch * heads * nnz_s`.
+    pub slash: usize,
+    /// `block_count` and `column_count`: `batch * heads * row_blocks`.
+    pub rows: usize,
+    /// `rows * nnz_s`.
+    pub block_offset: usize,
+    /// `rows * nnz_v`.
+    pub column_index: usize,
+}
+
+impl VsIndexDims {
+    /// The sizes of converting `vs` for `shape` (which the caller has validated them against).
+    pub fn of(vs: &VerticalSlash, shape: &AttnShape) -> Self {
+        Self { batch: vs.batch(), heads: vs.heads(), row_blocks: row_blocks(shape.seq_q), nnz_v: vs.nnz_v(), nnz_s: vs.nnz_s() }
+    }
+
+    /// Element counts of the input and output tensors.
+    pub fn lens(&self) -> Result<VsTensorLens> {
+        let d = self;
+        let product = |tensor: &'static str, dims: &[usize]| {
+            dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x)).ok_or_else(|| Error::InvalidParameter {
+                name: tensor,
+                reason: format!("dimensions {dims:?} overflow usize"),
+            })
+        };
+        Ok(VsTensorLens {
+            vertical: product("vertical_indexes", &[d.batch, d.heads, d.nnz_v])?,
+            slash: product("slash_indexes", &[d.batch, d.heads, d.nnz_s])?,
+            rows: product("block_count", &[d.batch, d.heads, d.row_blocks])?,
+            block_offset: product("block_offset", &[d.batch, d.heads, d.row_blocks, d.nnz_s])?,
+            column_index: product("column_index", &[d.batch, d.heads, d.row_blocks, d.nnz_v])?,
+        })
+    }
+}
+
 /// Converted vertical-slash indices (module docs give the layout and the rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VsIndex {
@@ -131,13 +172,7 @@ pub fn row_blocks(seq_q: usize) -> usize {
 /// `vertical_slash_convert` gives identical tensors.
 pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
     vs.validate(shape)?;
-    let dims = VsIndexDims {
-        batch: vs.batch(),
-        heads: vs.heads(),
-        row_blocks: row_blocks(shape.seq_q),
-        nnz_v: vs.nnz_v(),
-        nnz_s: vs.nnz_s(),
-    };
+    let dims = VsIndexDims::of(vs, shape);
     let rows = dims.batch * dims.heads * dims.row_blocks;
     let mut index = VsIndex {
         block_count: vec![0; rows],
@@ -243,5 +278,24 @@ impl RowBlock {
             count += 1;
         }
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `VsIndexDevice::dims` is public: sizes whose products overflow used to panic (debug)
+    /// or wrap (release) in `alloc`, `to_host` and `vertical_slash_convert`, and a wrapped
+    /// product could let a short buffer pass the length checks.
+    #[test]
+    fn tensor_lengths_of_absurd_dims_are_an_error_not_an_overflow() {
+        let dims = VsIndexDims { batch: 2, heads: 1, row_blocks: 1, nnz_v: usize::MAX / 2 + 1, nnz_s: 1 };
+        assert!(matches!(dims.lens(), Err(Error::InvalidParameter { name: "vertical_indexes", .. })));
+        let dims = VsIndexDims { batch: 1, heads: 1, row_blocks: 1 << 33, nnz_v: 1, nnz_s: 1 << 31 };
+        assert!(matches!(dims.lens(), Err(Error::InvalidParameter { name: "block_offset", .. })));
+        let dims = VsIndexDims { batch: 2, heads: 3, row_blocks: 5, nnz_v: 7, nnz_s: 11 };
+        let want = VsTensorLens { vertical: 42, slash: 66, rows: 30, block_offset: 330, column_index: 210 };
+        assert_eq!(dims.lens().unwrap(), want);
     }
 }
