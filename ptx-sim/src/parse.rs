@@ -43,6 +43,18 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Skips past the `}` that closes a `{` just consumed, over any nested braces.
+    pub(crate) fn skip_to_matching_brace(&mut self) -> Result<()> {
+        let mut depth = 1;
+        while depth > 0 {
+            match self.next()?.tok {
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => depth -= 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
     pub(crate) fn peek(&self) -> Option<&'a Token> {
         self.toks.get(self.pos)
     }
@@ -245,14 +257,7 @@ pub(crate) fn parse_module(text: &str, alloc: &mut dyn GlobalAllocator) -> Resul
                 while !c.eat_punct('{') {
                     c.next()?;
                 }
-                let mut depth = 1;
-                while depth > 0 {
-                    match c.next()?.tok {
-                        Tok::Punct('{') => depth += 1,
-                        Tok::Punct('}') => depth -= 1,
-                        _ => {}
-                    }
-                }
+                c.skip_to_matching_brace()?;
             }
             ".visible" | ".extern" | ".weak" | ".common" => {
                 let is_extern = w == ".extern";
@@ -329,14 +334,7 @@ pub(crate) fn skip_function(c: &mut Cursor) -> Result<bool> {
             Tok::Punct(')') => parens -= 1,
             Tok::Punct(';') if parens == 0 => return Ok(false),
             Tok::Punct('{') if parens == 0 => {
-                let mut depth = 1;
-                while depth > 0 {
-                    match c.next()?.tok {
-                        Tok::Punct('{') => depth += 1,
-                        Tok::Punct('}') => depth -= 1,
-                        _ => {}
-                    }
-                }
+                c.skip_to_matching_brace()?;
                 return Ok(true);
             }
             _ => {}

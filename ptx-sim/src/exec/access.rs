@@ -32,6 +32,18 @@ enum Target<'g> {
     Param(usize),
 }
 
+impl Target<'_> {
+    /// The same space, `bytes` further on: element `i` of a vector access.
+    fn advanced(&self, bytes: u32) -> Self {
+        match *self {
+            Target::Global(al, off) => Target::Global(al, off + bytes as u64),
+            Target::Shared(o) => Target::Shared(o + bytes),
+            Target::Local(o) => Target::Local(o + bytes as usize),
+            Target::Param(o) => Target::Param(o + bytes as usize),
+        }
+    }
+}
+
 impl<'a> Block<'a> {
     fn mem_err(&self, w: &Warp, lane: u32, pc: u32, space: Space, addr: u64, size: u32, reason: String) -> SimError {
         SimError::Memory(Box::new(MemoryFault {
@@ -201,12 +213,7 @@ impl<'a> Block<'a> {
             }
             nl += 1;
             for (i, d) in ds.iter().take(n as usize).enumerate() {
-                let ti = match t {
-                    Target::Global(al, off) => Target::Global(al, off + (i as u32 * esize) as u64),
-                    Target::Shared(o) => Target::Shared(o + i as u32 * esize),
-                    Target::Local(o) => Target::Local(o + (i as u32 * esize) as usize),
-                    Target::Param(o) => Target::Param(o + (i as u32 * esize) as usize),
-                };
+                let ti = t.advanced(i as u32 * esize);
                 let mut v = self.read_target(&ti, esize);
                 if ty.is_signed() && esize < 8 {
                     v = alu::sext(v, esize * 8) as u64;
@@ -242,12 +249,7 @@ impl<'a> Block<'a> {
             nl += 1;
             for (i, s) in srcs.iter().take(n as usize).enumerate() {
                 let v = self.val(w, *s, l);
-                let ti = match t {
-                    Target::Global(al, off) => Target::Global(al, off + (i as u32 * esize) as u64),
-                    Target::Shared(o) => Target::Shared(o + i as u32 * esize),
-                    Target::Local(o) => Target::Local(o + (i as u32 * esize) as usize),
-                    Target::Param(o) => Target::Param(o + (i as u32 * esize) as usize),
-                };
+                let ti = t.advanced(i as u32 * esize);
                 self.write_target(&ti, esize, v);
             }
         }
