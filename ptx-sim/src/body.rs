@@ -8,13 +8,19 @@
 //! slots into the callee's parameter slots and a return copies the callee's return slots
 //! back. Because each function has one fixed set of registers and slots, recursion is
 //! rejected when the module is loaded.
+//!
+//! Statements of a body are handled here (`.reg` declarations, body-scope variables, labels,
+//! guards, calls); each instruction's operands are read with `syntax` and decoded by
+//! `decode`. Layering of the parser, each module using only those before it:
+//! `lex` -> `syntax` -> `decode` -> `body` -> `parse` (which finds the entries and calls
+//! `build_kernel` for each).
 
 use crate::decode::{decode, Ctx, Sym};
 use crate::error::{Result, SimError};
 use crate::ir::{Instr, Op};
 use crate::lex::Tok;
 use crate::module::{Kernel, ParamInfo};
-use crate::parse::{align_up, parse_operands, parse_reg_decl, parse_var, perr, Cursor, Opnd};
+use crate::syntax::{align_up, parse_operands, parse_var, perr, Cursor, Opnd};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -124,6 +130,55 @@ fn skip_perf_directives(c: &mut Cursor) {
             c.pos += 1;
         }
     }
+}
+
+/// Register slots one kernel may declare (each costs 256 bytes per warp).
+const MAX_REGS: u32 = 1 << 16;
+
+/// `.reg .type name<N>, name2, ...;` (the type may be preceded by `.v2`/`.v4`).
+fn parse_reg_decl(c: &mut Cursor, ctx: &mut Ctx) -> Result<()> {
+    let mut vec_n = 1u32;
+    let ty = loop {
+        let w = c.word()?;
+        if let Some(n) = w.strip_prefix(".v").and_then(|n| n.parse::<u32>().ok()) {
+            vec_n = n;
+            continue;
+        }
+        match crate::ir::Ty::parse(w.trim_start_matches('.')) {
+            Some(t) => break t,
+            None => return Err(c.err("unknown register type")),
+        }
+    };
+    if vec_n != 1 {
+        return Err(c.err("vector registers are not supported"));
+    }
+    loop {
+        let name = c.word()?;
+        if c.eat_punct('<') {
+            let n = c.int()?;
+            if n > MAX_REGS as u64 || ctx.nregs as u64 + n > MAX_REGS as u64 {
+                return Err(c.err("too many registers"));
+            }
+            c.expect_punct('>')?;
+            let first = ctx.nregs;
+            ctx.declare_range(&name, n as u32);
+            if ty == crate::ir::Ty::Pred {
+                ctx.preds.extend(first..ctx.nregs);
+            }
+        } else {
+            if ctx.nregs >= MAX_REGS {
+                return Err(c.err("too many registers"));
+            }
+            if ty == crate::ir::Ty::Pred {
+                ctx.preds.insert(ctx.nregs);
+            }
+            ctx.declare(&name);
+        }
+        if !c.eat_punct(',') {
+            break;
+        }
+    }
+    c.expect_punct(';')
 }
 
 impl Builder<'_, '_> {

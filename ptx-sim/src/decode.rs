@@ -1,8 +1,12 @@
 //! Turns one instruction (opcode with its modifiers, operands as written) into an `ir::Op`.
 //! Errors are plain messages; the caller adds the line and the opcode.
+//!
+//! Also holds the names visible while decoding (`Ctx`: registers by scope, symbols as
+//! `Sym` addresses). Layering of the parser, each module using only those before it:
+//! `lex` -> `syntax` (operands as written, `Opnd`) -> `decode` -> `body` -> `parse`.
 
 use crate::ir::*;
-use crate::parse::Opnd;
+use crate::syntax::Opnd;
 use std::collections::HashMap;
 
 /// What a symbol name stands for once memory is laid out.

@@ -1,5 +1,8 @@
 //! Splits PTX text into tokens that carry their line number, so every parse error can name
 //! the line and the token it stopped at.
+//!
+//! The bottom of the parser's layering, each module using only those before it:
+//! `lex` -> `syntax` -> `decode` -> `body` -> `parse`.
 
 use crate::error::{Result, SimError};
 

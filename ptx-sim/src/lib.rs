@@ -26,6 +26,10 @@
 // `%` keeps the crate building on toolchains older than `is_multiple_of` (Rust 1.87).
 #![allow(clippy::manual_is_multiple_of)]
 
+// Each module uses only modules listed before it here, so the module graph has no cycles:
+// error, ir, counters, race (leaves); lex, float, memory, module; alu, tensor;
+// the parser, lex -> syntax -> decode -> body -> parse; exec (the interpreter);
+// device (the host API, on top of parse and exec).
 mod alu;
 mod body;
 mod counters;
@@ -40,6 +44,7 @@ mod memory;
 mod module;
 mod parse;
 mod race;
+mod syntax;
 mod tensor;
 
 pub use counters::Counters;
