@@ -1,7 +1,6 @@
 //! GPU benchmark: causal prefill attention at long context, dense against every sparse
-//! pattern, through the crate's launch functions (`attention_dense`,
-//! `attention_block_sparse`, `attention_vertical_slash`, `attention_topk`), plus the
-//! vertical-slash index-conversion kernel.
+//! pattern, through the crate's launch function (`cuda::attention`), plus the
+//! vertical-slash index-conversion kernel (`cuda::vs_convert`).
 //!
 //! Problem: batch 1, `SPARSE_ATTN_BENCH_SEQ` tokens (default 32768) for both queries and
 //! keys, 32 query heads / 8 kv heads, head_dim 128, bf16, causal, no LSE output.
@@ -35,13 +34,10 @@ use std::time::Duration;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
-use sparse_attn::cuda::{
-    attention_block_sparse, attention_dense, attention_topk, attention_vertical_slash, gpu_context, upload_vs_index,
-    vertical_slash_convert, AttnTensors, BlockSparseDevice, TopkDevice, VsIndexDevice,
-};
-use sparse_attn::pattern::vs_convert::{convert, VsIndex};
-use sparse_attn::pattern::{AShape, BlockSparse, TopkTokens, VerticalSlash};
-use sparse_attn::{AttnOptions, AttnShape, ElementMask, Error, Result, SparsePattern};
+use sparse_attn::cuda::{alloc_vs_index, attention, download_vs_index, gpu_context, upload, vs_convert, AttnTensors};
+use sparse_attn::pattern::vs_convert::{convert, index_dims};
+use sparse_attn::pattern::{AShape, Dense, VerticalSlash};
+use sparse_attn::{AttnOptions, AttnShape, Error, Result, Source, SparsePattern};
 
 use common::Rng;
 
@@ -58,63 +54,54 @@ const NNZ_S: usize = 1024;
 const TOPK: usize = 2048;
 
 /// One benchmarked pattern, as built on the host.
-enum HostPattern {
-    Dense,
-    BlockSparse(BlockSparse),
-    VerticalSlash(VerticalSlash, VsIndex),
-    Topk(TopkTokens),
-}
-
-/// The same, in device memory.
-enum DevicePattern {
-    Dense,
-    BlockSparse(BlockSparseDevice),
-    VerticalSlash(VsIndexDevice),
-    Topk(TopkDevice),
-}
-
 struct Case {
     name: &'static str,
-    pattern: HostPattern,
+    pattern: Box<dyn SparsePattern>,
     /// Kept (query head, query, key) elements, causal mask applied.
     elements: u64,
+    /// The vertical-slash descriptor whose GPU conversion is benchmarked too.
+    converts: Option<VerticalSlash>,
+}
+
+impl Case {
+    fn new(name: &'static str, pattern: impl SparsePattern + 'static, elements: u64) -> Self {
+        Self { name, pattern: Box::new(pattern), elements, converts: None }
+    }
 }
 
 const CASES: [&str; 5] = ["dense", "a_shape_sink1_local16", "block_sparse_10pct", "vertical_slash_v1000_s1024", "topk_2048"];
 
 /// Builds (and validates) one case's host descriptor. Untimed.
 fn build_case(name: &'static str, shape: &AttnShape) -> Result<Case> {
-    let pattern = match name {
-        "dense" => HostPattern::Dense,
-        "a_shape_sink1_local16" => HostPattern::BlockSparse(AShape::new(SINK_BLOCKS, LOCAL_BLOCKS)?.to_block_sparse(shape)?),
-        "block_sparse_10pct" => HostPattern::BlockSparse(common::random_block_sparse(shape, HEADS_Q, BLOCK_FRACTION, 0xB10C)?),
+    let block_sparse = |d: sparse_attn::pattern::BlockSparse| -> Result<Case> {
+        d.validate(shape)?;
+        let elements = common::block_sparse_elements(shape, &d)?;
+        Ok(Case::new(name, d, elements))
+    };
+    match name {
+        "dense" => Ok(Case::new(name, Dense, common::dense_causal_elements(shape))),
+        "a_shape_sink1_local16" => block_sparse(AShape::new(SINK_BLOCKS, LOCAL_BLOCKS)?.to_block_sparse(shape)?),
+        "block_sparse_10pct" => block_sparse(common::random_block_sparse(shape, HEADS_Q, BLOCK_FRACTION, 0xB10C)?),
         "vertical_slash_v1000_s1024" => {
-            let vs = common::minference_vertical_slash(shape, HEADS_Q, NNZ_V.min(shape.seq_k), NNZ_S.min(shape.seq_k), 0x5145)?;
+            let vs = common::minference_vertical_slash(shape, HEADS_Q, NNZ_V.min(shape.seq_k()), NNZ_S.min(shape.seq_k()), 0x5145)?;
             let index = convert(&vs, shape)?; // validates
-            HostPattern::VerticalSlash(vs, index)
+            let elements = common::vertical_slash_elements(shape, &index)?;
+            Ok(Case { converts: Some(vs.clone()), ..Case::new(name, vs, elements) })
         }
-        "topk_2048" => HostPattern::Topk(common::spread_topk(shape, TOPK, 0x70C)?),
-        _ => return Err(Error::InvalidParameter { name: "case", reason: format!("unknown case {name}") }),
-    };
-    let elements = match &pattern {
-        HostPattern::Dense => common::dense_causal_elements(shape),
-        HostPattern::BlockSparse(d) => {
+        "topk_2048" => {
+            let d = common::spread_topk(shape, TOPK, 0x70C)?;
             d.validate(shape)?;
-            common::block_sparse_elements(shape, d)?
+            let elements = common::topk_elements(shape, &d);
+            Ok(Case::new(name, d, elements))
         }
-        HostPattern::VerticalSlash(_, index) => common::vertical_slash_elements(shape, index)?,
-        HostPattern::Topk(d) => {
-            d.validate(shape)?;
-            common::topk_elements(shape, d)
-        }
-    };
-    Ok(Case { name, pattern, elements })
+        _ => Err(Error::InvalidParameter { name: "case", reason: format!("unknown case {name}") }),
+    }
 }
 
 fn print_header(shape: &AttnShape) {
     println!(
         "prefill attention: batch {}, seq {}, {} q heads / {} kv heads, head_dim {}, bf16, causal",
-        shape.batch, shape.seq_q, shape.heads_q, shape.heads_kv, shape.head_dim
+        shape.batch(), shape.seq_q(), shape.heads_q(), shape.heads_kv(), shape.head_dim()
     );
     println!("throughput unit: FLOPs of the kept elements (4 x head_dim per kept query-key pair); read elem/s as FLOP/s");
     println!("{:<28} {:>16} {:>14} {:>12}", "pattern", "kept elements", "of dense", "GFLOP");
@@ -151,7 +138,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
         };
-        if sparse_attn::kernels::modules().is_empty() {
+        if sparse_attn::ptx::modules().is_empty() {
             println!("skipped: this build carries no kernels (no nvcc at build time; run scripts/install-cuda-toolchain.sh)");
             return ExitCode::SUCCESS;
         }
@@ -173,11 +160,11 @@ fn host_only(shape: &AttnShape) -> Result<()> {
     for name in CASES {
         let case = build_case(name, shape)?;
         print_case(shape, &case, dense);
-        if shape.seq_q <= CROSS_CHECK_MAX_SEQ {
+        if shape.seq_q() <= CROSS_CHECK_MAX_SEQ {
             cross_check(shape, &case)?;
         }
     }
-    if shape.seq_q <= CROSS_CHECK_MAX_SEQ {
+    if shape.seq_q() <= CROSS_CHECK_MAX_SEQ {
         println!("kept element counts equal the descriptors' element masks");
     }
     println!("skipped: host-only run (SPARSE_ATTN_BENCH_HOST_ONLY): descriptors built and validated, nothing timed");
@@ -189,22 +176,13 @@ fn host_only(shape: &AttnShape) -> Result<()> {
 const CROSS_CHECK_MAX_SEQ: usize = 4096;
 
 fn cross_check(shape: &AttnShape, case: &Case) -> Result<()> {
-    let mask = match &case.pattern {
-        HostPattern::Dense => ElementMask::dense(shape, true),
-        HostPattern::BlockSparse(d) => d.element_mask(shape, true)?,
-        HostPattern::VerticalSlash(d, _) => d.element_mask(shape, true)?,
-        HostPattern::Topk(d) => d.element_mask(shape, true)?,
-    };
+    let mask = case.pattern.element_mask(shape, true)?;
     if mask.count() as u64 != case.elements {
         return Err(Error::DescriptorMismatch {
             reason: format!("{}: counted {} kept elements, the element mask has {}", case.name, case.elements, mask.count()),
         });
     }
     Ok(())
-}
-
-fn driver(e: cudarc::driver::DriverError) -> Error {
-    Error::Driver(e.to_string())
 }
 
 /// q, k, v and the output in device memory.
@@ -220,24 +198,10 @@ fn random_bf16(len: usize, seed: u64) -> Vec<bf16> {
     (0..len).map(|_| bf16::from_f64(2.0 * rng.unit() - 1.0)).collect()
 }
 
-/// Enqueues one attention launch of `pattern` (not synchronised).
-fn launch(stream: &Arc<CudaStream>, shape: &AttnShape, opts: &AttnOptions, bufs: &mut Buffers, pattern: &DevicePattern) -> Result<()> {
+/// Enqueues one attention launch of `source` (not synchronised).
+fn launch(stream: &Arc<CudaStream>, shape: &AttnShape, opts: &AttnOptions, bufs: &mut Buffers, source: &Source<CudaSlice<i32>>) -> Result<()> {
     let tensors = AttnTensors::contiguous(shape, &bufs.q, &bufs.k, &bufs.v, &mut bufs.out, None);
-    match pattern {
-        DevicePattern::Dense => attention_dense(stream, shape, opts, tensors),
-        DevicePattern::BlockSparse(d) => attention_block_sparse(stream, shape, opts, tensors, d),
-        DevicePattern::VerticalSlash(d) => attention_vertical_slash(stream, shape, opts, tensors, d),
-        DevicePattern::Topk(d) => attention_topk(stream, shape, opts, tensors, d),
-    }
-}
-
-fn upload(stream: &Arc<CudaStream>, shape: &AttnShape, pattern: &HostPattern) -> Result<DevicePattern> {
-    Ok(match pattern {
-        HostPattern::Dense => DevicePattern::Dense,
-        HostPattern::BlockSparse(d) => DevicePattern::BlockSparse(BlockSparseDevice::upload(stream, d, shape)?),
-        HostPattern::VerticalSlash(_, index) => DevicePattern::VerticalSlash(upload_vs_index(stream, index)?),
-        HostPattern::Topk(d) => DevicePattern::Topk(TopkDevice::upload(stream, d, shape)?),
-    })
+    attention(stream, shape, opts, tensors, source)
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
@@ -252,12 +216,12 @@ fn run_gpu(ctx: Arc<CudaContext>, shape: &AttnShape) -> Result<()> {
     let opts = AttnOptions::causal();
     // Inputs: uniform in [-1, 1), rounded to bf16; generated and uploaded once, untimed.
     let mut bufs = Buffers {
-        q: stream.clone_htod(&random_bf16(shape.q_len(), 1)).map_err(driver)?,
-        k: stream.clone_htod(&random_bf16(shape.kv_len(), 2)).map_err(driver)?,
-        v: stream.clone_htod(&random_bf16(shape.kv_len(), 3)).map_err(driver)?,
-        out: stream.alloc_zeros::<bf16>(shape.q_len()).map_err(driver)?,
+        q: stream.clone_htod(&random_bf16(shape.q_len(), 1))?,
+        k: stream.clone_htod(&random_bf16(shape.kv_len(), 2))?,
+        v: stream.clone_htod(&random_bf16(shape.kv_len(), 3))?,
+        out: stream.alloc_zeros::<bf16>(shape.q_len())?,
     };
-    stream.synchronize().map_err(driver)?;
+    stream.synchronize()?;
 
     let mut criterion = Criterion::default()
         .sample_size(20)
@@ -266,15 +230,15 @@ fn run_gpu(ctx: Arc<CudaContext>, shape: &AttnShape) -> Result<()> {
         .configure_from_args();
     print_header(shape);
     let dense = common::dense_causal_elements(shape);
-    let group_name = format!("prefill_seq{}_h{}kv{}_d{}_bf16_causal", shape.seq_q, shape.heads_q, shape.heads_kv, shape.head_dim);
+    let group_name = format!("prefill_seq{}_h{}kv{}_d{}_bf16_causal", shape.seq_q(), shape.heads_q(), shape.heads_kv(), shape.head_dim());
     for name in CASES {
         // Descriptor construction, validation and upload: all before the clock.
         let case = build_case(name, shape)?;
         print_case(shape, &case, dense);
-        let pattern = upload(&stream, shape, &case.pattern)?;
+        let pattern = upload(&stream, &case.pattern.source(shape)?)?;
         // First launch: loads (JIT-compiles) the module and surfaces any launch error.
         launch(&stream, shape, &opts, &mut bufs, &pattern)?;
-        stream.synchronize().map_err(driver)?;
+        stream.synchronize()?;
 
         let mut group = criterion.benchmark_group(&group_name);
         configure(&mut group);
@@ -291,8 +255,8 @@ fn run_gpu(ctx: Arc<CudaContext>, shape: &AttnShape) -> Result<()> {
         });
         group.finish();
 
-        if let HostPattern::VerticalSlash(vs, index) = &case.pattern {
-            bench_vs_convert(&mut criterion, &stream, shape, vs, index)?;
+        if let Some(vs) = &case.converts {
+            bench_vs_convert(&mut criterion, &stream, shape, vs)?;
         }
     }
     criterion.final_summary();
@@ -306,22 +270,22 @@ fn bench_vs_convert(
     stream: &Arc<CudaStream>,
     shape: &AttnShape,
     vs: &VerticalSlash,
-    host_index: &VsIndex,
 ) -> Result<()> {
-    let vertical = stream.clone_htod(vs.vertical_indexes()).map_err(driver)?;
-    let slash = stream.clone_htod(vs.slash_indexes()).map_err(driver)?;
-    let mut out = VsIndexDevice::alloc(stream, host_index.dims)?;
-    vertical_slash_convert(stream, shape, &vertical, &slash, &mut out)?;
-    let gpu_index = out.to_host(stream)?;
-    stream.synchronize().map_err(driver)?;
-    if &gpu_index != host_index {
+    let host_index = convert(vs, shape)?;
+    let vertical = stream.clone_htod(vs.vertical_indexes())?;
+    let slash = stream.clone_htod(vs.slash_indexes())?;
+    let mut out = alloc_vs_index(stream, index_dims(vs, shape)?)?;
+    vs_convert(stream, shape, &vertical, &slash, &mut out)?;
+    let gpu_index = download_vs_index(stream, &out)?;
+    stream.synchronize()?;
+    if gpu_index != host_index {
         return Err(Error::DescriptorMismatch { reason: "vertical_slash_convert on the GPU differs from the host conversion".into() });
     }
-    let mut group = criterion.benchmark_group(format!("index_gpu_seq{}", shape.seq_q));
+    let mut group = criterion.benchmark_group(format!("index_gpu_seq{}", shape.seq_q()));
     configure(&mut group);
     group.bench_function(format!("vertical_slash_convert_h{}_v{}_s{}", vs.heads(), vs.nnz_v(), vs.nnz_s()), |b| {
         b.iter(|| {
-            if let Err(e) = vertical_slash_convert(stream, shape, &vertical, &slash, &mut out) {
+            if let Err(e) = vs_convert(stream, shape, &vertical, &slash, &mut out) {
                 panic!("vertical_slash_convert failed mid-benchmark: {e}");
             }
             if let Err(e) = stream.synchronize() {

@@ -98,7 +98,7 @@ fn run(seq: usize) -> Result<()> {
     // Block-sparse from a boolean block mask.
     let (mb, nb) = (seq.div_ceil(BLOCK_M), seq.div_ceil(BLOCK_N));
     let mask = common::random_block_mask(&shape, HEADS_Q, BLOCK_FRACTION, 0xB10C);
-    let desc = BlockSparse::from_block_mask(shape.batch, HEADS_Q, mb, nb, &mask)?;
+    let desc = BlockSparse::from_block_mask(shape.batch(), HEADS_Q, mb, nb, &mask)?;
     let (kept, live) = desc.kept_tiles(&shape, true)?;
     println!(
         "block_sparse_from_mask: {HEADS_Q} heads x {mb} x {nb} mask, {:.1}% of the causally live tiles kept, max_blocks {}",
@@ -108,7 +108,7 @@ fn run(seq: usize) -> Result<()> {
     drop(desc);
     group.throughput(Throughput::Elements(mask.len() as u64));
     group.bench_function(format!("block_sparse_from_mask_h{HEADS_Q}_{}pct", (BLOCK_FRACTION * 100.0).round()), |b| {
-        b.iter(|| BlockSparse::from_block_mask(shape.batch, HEADS_Q, mb, nb, &mask).map(|d| d.max_blocks()))
+        b.iter(|| BlockSparse::from_block_mask(shape.batch(), HEADS_Q, mb, nb, &mask).map(|d| d.max_blocks()))
     });
     drop(mask);
 

@@ -2,7 +2,7 @@
 //! shared memory per kernel and target).
 
 fn main() {
-    match sparse_attn::kernels::resource_report() {
+    match sparse_attn::ptx::resource_report() {
         Some(report) => print!("{report}"),
         None => {
             eprintln!("this build carries no kernels: no nvcc was found at build time");

@@ -67,7 +67,7 @@ pub enum Error {
 
     /// A CUDA driver call failed.
     #[error("CUDA driver error: {0}")]
-    Driver(String),
+    Driver(#[from] cudarc::driver::DriverError),
 
     /// A non-negative index appears twice in a row whose entries must be distinct (a key
     /// attended twice would be counted twice in the softmax).

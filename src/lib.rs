@@ -15,20 +15,29 @@
 //! Conventions: GQA/MQA needs `heads_q % heads_kv == 0` and never repeats K/V; causal masks
 //! are aligned bottom-right (query `i` sees key `j` iff `j <= i + seq_k - seq_q`); every
 //! index tensor is i32; a row that sees no key gets output 0 and LSE `-inf`.
+//!
+//! The path of a call: a descriptor ([`pattern`]) gives a [`Source`] of index tensors; a
+//! backend ([`cuda`] or [`sim`]) turns its buffers into addresses; [`plan`] validates
+//! everything and computes one [`plan::LaunchPlan`]; the backend runs it. docs/architecture.md
+//! in the repository describes the layers and how to extend them.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod attention;
+mod checked;
+mod inputs;
 pub mod cuda;
 pub mod error;
-pub mod kernels;
 pub mod mask;
-pub mod pattern;
 pub mod params;
+pub mod pattern;
 pub mod plan;
+pub mod ptx;
 pub mod reference;
 pub mod shape;
 pub mod sim;
+pub mod source;
 
 pub use error::{Error, Result};
 pub use mask::{ElementMask, SparsePattern};
+pub use plan::supports;
 pub use shape::{AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};
+pub use source::Source;

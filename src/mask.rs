@@ -4,8 +4,11 @@
 //! the dense masked reference consumes it. It is the common ground on which a sparse
 //! reference, a kernel and a descriptor are compared.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::shape::AttnShape;
+use crate::source::Source;
 
 /// A bit per (batch, query head, query row, key): `[batch, heads_q, seq_q, seq_k]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,14 +42,14 @@ impl ElementMask {
     /// Like `vec!`, when the `batch x heads_q x seq_q x ceil(seq_k / 64)` words do not fit
     /// in memory. [`SparsePattern::element_mask`] checks that and returns an error instead.
     pub fn empty(shape: &AttnShape) -> Self {
-        let words_per_row = shape.seq_k.div_ceil(64);
+        let words_per_row = shape.seq_k().div_ceil(64);
         Self {
-            batch: shape.batch,
-            heads: shape.heads_q,
-            seq_q: shape.seq_q,
-            seq_k: shape.seq_k,
+            batch: shape.batch(),
+            heads: shape.heads_q(),
+            seq_q: shape.seq_q(),
+            seq_k: shape.seq_k(),
             words_per_row,
-            bits: vec![0; shape.batch * shape.heads_q * shape.seq_q * words_per_row],
+            bits: vec![0; shape.batch() * shape.heads_q() * shape.seq_q() * words_per_row],
         }
     }
 
@@ -54,42 +57,47 @@ impl ElementMask {
     /// be allocated is an error rather than a capacity-overflow panic or an allocation
     /// abort: a valid shape with a small descriptor can still imply an enormous mask.
     pub(crate) fn try_empty(shape: &AttnShape) -> Result<Self> {
-        let words_per_row = shape.seq_k.div_ceil(64);
-        let words = [shape.heads_q, shape.seq_q, words_per_row].iter().try_fold(shape.batch, |acc, &d| acc.checked_mul(d));
+        let words_per_row = shape.seq_k().div_ceil(64);
+        let words = crate::checked::product("element mask", &[shape.batch(), shape.heads_q(), shape.seq_q(), words_per_row]).ok();
         let unallocatable = || Error::InvalidParameter {
             name: "element mask",
             reason: format!(
                 "a [{} x {} x {} x {}] bit mask cannot be allocated",
-                shape.batch, shape.heads_q, shape.seq_q, shape.seq_k
+                shape.batch(), shape.heads_q(), shape.seq_q(), shape.seq_k()
             ),
         };
         let words = words.ok_or_else(unallocatable)?;
         let mut bits = Vec::new();
         bits.try_reserve_exact(words).map_err(|_| unallocatable())?;
         bits.resize(words, 0);
-        Ok(Self { batch: shape.batch, heads: shape.heads_q, seq_q: shape.seq_q, seq_k: shape.seq_k, words_per_row, bits })
+        Ok(Self { batch: shape.batch(), heads: shape.heads_q(), seq_q: shape.seq_q(), seq_k: shape.seq_k(), words_per_row, bits })
     }
 
     /// Dense attention: every key, or the bottom-right causal triangle.
     pub fn dense(shape: &AttnShape, causal: bool) -> Self {
         let mut mask = Self::empty(shape);
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
-                for i in 0..shape.seq_q {
-                    mask.set_range(b, h, i, 0, shape.visible_keys(i, causal));
+        mask.allow_visible(shape, causal);
+        mask
+    }
+
+    /// Allows every key each row may see (all, or the bottom-right causal triangle).
+    pub(crate) fn allow_visible(&mut self, shape: &AttnShape, causal: bool) {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
+                for i in 0..shape.seq_q() {
+                    self.set_range(b, h, i, 0, shape.visible_keys(i, causal));
                 }
             }
         }
-        mask
     }
 
     /// Builds a mask from a predicate, evaluated once per element.
     pub fn from_fn(shape: &AttnShape, mut allowed: impl FnMut(usize, usize, usize, usize) -> bool) -> Self {
         let mut mask = Self::empty(shape);
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
-                for i in 0..shape.seq_q {
-                    for j in 0..shape.seq_k {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
+                for i in 0..shape.seq_q() {
+                    for j in 0..shape.seq_k() {
                         if allowed(b, h, i, j) {
                             mask.set(b, h, i, j);
                         }
@@ -180,9 +188,9 @@ impl ElementMask {
 
     /// Fraction of the dense (causal or full) element count that this mask keeps.
     pub fn density(&self, shape: &AttnShape, causal: bool) -> f64 {
-        let dense: usize = (0..shape.seq_q).map(|i| shape.visible_keys(i, causal)).sum::<usize>()
-            * shape.batch
-            * shape.heads_q;
+        let dense: usize = (0..shape.seq_q()).map(|i| shape.visible_keys(i, causal)).sum::<usize>()
+            * shape.batch()
+            * shape.heads_q();
         if dense == 0 {
             return 0.0;
         }
@@ -199,4 +207,10 @@ pub trait SparsePattern {
     /// The exact set of (row, key) elements that attention under this descriptor computes,
     /// including the causal mask when `causal` is set. Validates first.
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask>;
+
+    /// The index tensors a launch reads, as a [`Source`], after validating them against
+    /// `shape` (so a bad index is an error here, on every backend, not an entry a kernel
+    /// skips): borrowed where the descriptor stores them as the kernels read them, built
+    /// otherwise (the converted vertical-slash index, A-shape's block lists).
+    fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>>;
 }

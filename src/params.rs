@@ -1,21 +1,16 @@
-//! Rust mirrors of the launch-parameter structs in `kernels/params.h`.
+//! Rust mirrors of `kernels/params.h`: the launch-parameter structs and the kernel
+//! constants (tile sizes, thread counts, the dtype x head_dim instantiation list).
 //!
 //! Each struct is `#[repr(C)]` with the same fields in the same order, and plain old data
 //! (`bytemuck::Pod`) so it can be passed to a kernel as raw bytes. Device pointers are
 //! `u64` addresses: raw pointers are not `Pod`, and the kernels cast them back.
 //! `tests/params_layout.rs` compiles a host program against `params.h` and checks size,
-//! alignment and every field offset against these definitions.
+//! alignment and every field offset against these definitions, and every constant.
 
-use crate::error::{Error, Result};
-use crate::mask::SparsePattern;
-use crate::pattern::vertical_slash::VerticalSlash;
-use crate::pattern::vs_convert::row_blocks;
-use crate::shape::AttnShape;
+use crate::shape::DType;
 
-/// Threads per block of `vertical_slash_convert` (one thread per row block).
-pub const VS_CONVERT_THREADS: u32 = 128;
-
-/// Parameters of `vertical_slash_convert` (kernels/index.cu), passed by value.
+/// Parameters of `vertical_slash_convert` (kernels/vs_convert.cu), passed by value. Built by
+/// [`crate::plan::vs_convert::params`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct VsConvertParams {
@@ -47,34 +42,6 @@ pub struct VsConvertParams {
     pub row_blocks: i32,
     /// Explicit tail padding (C would insert it implicitly; `Pod` forbids implicit padding).
     pub pad0: i32,
-}
-
-impl VsConvertParams {
-    /// The sizes for converting `vs` under `shape` (validated first), with every device
-    /// address 0: the launcher fills those in once the buffers exist.
-    pub fn for_problem(vs: &VerticalSlash, shape: &AttnShape) -> Result<Self> {
-        vs.validate(shape)?;
-        let to_i32 = |dim: &'static str, value: usize| {
-            i32::try_from(value).map_err(|_| Error::DimensionTooLarge { dim, value, max: i32::MAX as usize })
-        };
-        Ok(Self {
-            batch: to_i32("batch", vs.batch())?,
-            heads: to_i32("heads", vs.heads())?,
-            seq_q: to_i32("seq_q", shape.seq_q)?,
-            seq_k: to_i32("seq_k", shape.seq_k)?,
-            nnz_v: to_i32("nnz_v", vs.nnz_v())?,
-            nnz_s: to_i32("nnz_s", vs.nnz_s())?,
-            row_blocks: to_i32("row_blocks", row_blocks(shape.seq_q))?,
-            ..Self::default()
-        })
-    }
-
-    /// Grid size (blocks of [`VS_CONVERT_THREADS`]) covering every row block once,
-    /// saturating at `u64::MAX` (the fields are public; three i32 factors can pass u64).
-    pub fn grid_blocks(&self) -> u64 {
-        let tasks = self.batch.max(0) as u128 * self.heads.max(0) as u128 * self.row_blocks.max(0) as u128;
-        u64::try_from(tasks.div_ceil(VS_CONVERT_THREADS as u128)).unwrap_or(u64::MAX)
-    }
 }
 
 /// The dense tensors of one attention launch: the first member of [`AttnParams`] and
@@ -120,7 +87,7 @@ pub struct AttnTensorParams {
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`
-/// (kernels/attention.cu), passed by value. Built by [`crate::attention::attn_params`],
+/// (kernels/prefill.cu), passed by value. Built by [`crate::plan::prefill::params`],
 /// which validates every size and address it writes here; the field docs in
 /// kernels/params.h say which pattern reads which index tensor.
 #[repr(C)]
@@ -164,7 +131,8 @@ pub struct AttnParams {
 }
 
 /// Parameters of the top-k token attention kernels `topk_attn_fwd_<dtype>_hd<D>`
-/// (kernels/gather.cu), passed by value. Built by [`crate::attention::topk_params`].
+/// (kernels/topk_attention.cu), passed by value. Built by
+/// [`crate::plan::topk_attention::params`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TopkParams {
@@ -193,3 +161,28 @@ pub struct TopkParams {
     /// `softmax_scale * log2(e)`.
     pub scale_log2: f32,
 }
+
+// ---- Kernel constants: mirrors of kernels/params.h (tests/params_layout.rs checks them) ----
+
+/// Query rows of one index tile (row block) in every sparse format (`SA_INDEX_BLOCK_M`).
+pub const INDEX_BLOCK_M: usize = 64;
+/// Keys of one index tile (key block) in every sparse format (`SA_INDEX_BLOCK_N`).
+pub const INDEX_BLOCK_N: usize = 64;
+/// Query rows per prefill CTA (`SA_PREFILL_TILE_M`).
+pub const PREFILL_TILE_M: usize = 64;
+/// Keys per prefill key tile (`SA_PREFILL_TILE_N`).
+pub const PREFILL_TILE_N: usize = 64;
+/// Threads per prefill CTA: 4 warps (`SA_PREFILL_THREADS`).
+pub const PREFILL_THREADS: u32 = 128;
+/// Query heads of one GQA group that one top-k warp packs as the mma's rows (`SA_TOPK_HEADS_PER_WARP`).
+pub const TOPK_HEADS_PER_WARP: usize = 16;
+/// Index slots (gathered keys) per top-k shared-memory tile (`SA_TOPK_TILE_KEYS`).
+pub const TOPK_TILE_KEYS: usize = 32;
+/// Threads per top-k CTA: one warp (`SA_TOPK_THREADS`).
+pub const TOPK_THREADS: u32 = 32;
+/// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
+pub const VS_CONVERT_THREADS: u32 = 128;
+/// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
+pub const HEAD_DIMS: &[usize] = &[64, 128];
+/// Element types every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`).
+pub const DTYPES: &[DType] = &[DType::F16, DType::BF16];

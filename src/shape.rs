@@ -1,6 +1,6 @@
 //! Problem shapes, BSHD strides, the varlen form, dtypes and attention options.
 //!
-//! Layout conventions (see DESIGN.md): q is `[batch, seq_q, heads_q, head_dim]`, k and v
+//! Layout conventions (README.md, docs/architecture.md): q is `[batch, seq_q, heads_q, head_dim]`, k and v
 //! are `[batch, seq_k, heads_kv, head_dim]`, strides are counted in elements and the last
 //! dimension is contiguous. Causal masks are aligned bottom-right: query `i` sees key `j`
 //! iff `j <= i + (seq_k - seq_q)`.
@@ -10,15 +10,17 @@ use crate::error::{Error, Result};
 /// Largest sequence length: index tensors are i32.
 pub const MAX_SEQ: usize = i32::MAX as usize;
 
-/// Sizes of one (batched) attention problem.
+/// Sizes of one (batched) attention problem, validated once by [`AttnShape::new`]: a value
+/// of this type always has every dimension in `1..=i32::MAX`, `heads_q % heads_kv == 0`,
+/// and q / k / v element counts that fit in `isize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttnShape {
-    pub batch: usize,
-    pub seq_q: usize,
-    pub seq_k: usize,
-    pub heads_q: usize,
-    pub heads_kv: usize,
-    pub head_dim: usize,
+    batch: usize,
+    seq_q: usize,
+    seq_k: usize,
+    heads_q: usize,
+    heads_kv: usize,
+    head_dim: usize,
 }
 
 impl AttnShape {
@@ -37,9 +39,7 @@ impl AttnShape {
         Ok(shape)
     }
 
-    /// Re-checks what [`AttnShape::new`] checks. The fields are public, so every entry point
-    /// that takes a shape calls this first rather than trusting it.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let dims = [
             ("batch", self.batch),
             ("seq_q", self.seq_q),
@@ -69,24 +69,44 @@ impl AttnShape {
         Ok(())
     }
 
-    // The helpers below are meaningful for a shape that `validate` accepts. The fields are
-    // public, so on any other shape they still return (meaningless) values rather than
-    // divide by zero or overflow: 0 for a group or head that cannot exist, saturated
-    // counts and offsets.
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Query rows per sequence.
+    pub fn seq_q(&self) -> usize {
+        self.seq_q
+    }
+    /// Keys per sequence.
+    pub fn seq_k(&self) -> usize {
+        self.seq_k
+    }
+    /// Query heads.
+    pub fn heads_q(&self) -> usize {
+        self.heads_q
+    }
+    /// Key/value heads (divides `heads_q`).
+    pub fn heads_kv(&self) -> usize {
+        self.heads_kv
+    }
+    /// Elements per head vector.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
 
     /// Query heads that share one kv head.
     pub fn group_size(&self) -> usize {
-        self.heads_q.checked_div(self.heads_kv).unwrap_or(0)
+        self.heads_q / self.heads_kv
     }
 
     /// The kv head that query head `head_q` reads.
     pub fn kv_head(&self, head_q: usize) -> usize {
-        head_q.checked_div(self.group_size()).unwrap_or(0)
+        head_q / self.group_size()
     }
 
     /// `seq_k - seq_q`: how far the causal diagonal is shifted right (bottom-right alignment).
     pub fn causal_offset(&self) -> i64 {
-        (self.seq_k as i128 - self.seq_q as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        self.seq_k as i64 - self.seq_q as i64
     }
 
     /// Number of keys query row `i` may see: all `seq_k` without causal masking,
@@ -110,17 +130,17 @@ impl AttnShape {
 
     /// Elements of a contiguous q (and output) tensor.
     pub fn q_len(&self) -> usize {
-        [self.seq_q, self.heads_q, self.head_dim].iter().fold(self.batch, |acc, &d| acc.saturating_mul(d))
+        self.batch * self.seq_q * self.heads_q * self.head_dim
     }
 
     /// Elements of a contiguous k or v tensor.
     pub fn kv_len(&self) -> usize {
-        [self.seq_k, self.heads_kv, self.head_dim].iter().fold(self.batch, |acc, &d| acc.saturating_mul(d))
+        self.batch * self.seq_k * self.heads_kv * self.head_dim
     }
 
     /// Elements of the LSE tensor `[batch, heads_q, seq_q]`.
     pub fn lse_len(&self) -> usize {
-        self.batch.saturating_mul(self.heads_q).saturating_mul(self.seq_q)
+        self.batch * self.heads_q * self.seq_q
     }
 }
 
@@ -133,11 +153,8 @@ pub struct Bshd {
 }
 
 impl Bshd {
-    /// Densely packed `[batch, seq, heads, head_dim]`.
-    ///
-    /// Saturating: an [`AttnShape`] has public fields, so its layout may be asked for before
-    /// the shape is validated; absurd sizes then give strides that validation rejects
-    /// instead of an overflow panic.
+    /// Densely packed `[batch, seq, heads, head_dim]`. Saturating, so absurd sizes give
+    /// strides that validation rejects instead of an overflow panic.
     pub fn contiguous(seq: usize, heads: usize, head_dim: usize) -> Self {
         let row = heads.saturating_mul(head_dim);
         Self { batch: seq.saturating_mul(row), seq: row, head: head_dim }
@@ -352,10 +369,7 @@ impl AttnOptions {
 
 /// Checks that a host tensor has exactly `dims.product()` elements.
 pub(crate) fn check_len(tensor: &'static str, len: usize, dims: &[usize]) -> Result<()> {
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let Some(expected) = expected else {
-        return Err(Error::InvalidParameter { name: tensor, reason: format!("dimensions {dims:?} overflow usize") });
-    };
+    let expected = crate::checked::product(tensor, dims)?;
     if len != expected {
         let dims = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
         return Err(Error::WrongLength { tensor, expected, dims, len });

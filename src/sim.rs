@@ -8,10 +8,15 @@ use std::sync::Mutex;
 
 use ptx_sim::{Counters, Device, LaunchConfig, LaunchOptions, Module};
 
-use crate::attention::DeviceBuffer;
+use crate::checked::non_empty;
 use crate::error::{Error, Result};
-use crate::kernels::module_for;
-use crate::plan::LaunchPlan;
+use crate::mask::SparsePattern;
+use crate::pattern::vs_convert::index_dims;
+use crate::pattern::VerticalSlash;
+use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan};
+use crate::ptx::module_for;
+use crate::shape::{AttnDtype, AttnOptions, AttnShape};
+use crate::source::{Source, VsIndex};
 
 fn sim(e: ptx_sim::SimError) -> Error {
     Error::Simulator(e.to_string())
@@ -41,9 +46,8 @@ impl SimBackend {
     /// An empty slice gets a one-element allocation (as the cudarc backend does), so its
     /// address is still a real one.
     pub fn upload<T: ptx_sim::Element + Default>(&self, data: &[T]) -> Result<DeviceBuffer> {
-        let filler = [T::default()];
-        let data = if data.is_empty() { &filler[..] } else { data };
-        let ptr = self.device.upload(data).map_err(sim)?;
+        let data = non_empty(data);
+        let ptr = self.device.upload(&data).map_err(sim)?;
         Ok(DeviceBuffer { addr: ptr.0, len: data.len() })
     }
 
@@ -60,9 +64,9 @@ impl SimBackend {
     /// Runs `plan` to completion and returns the simulator's work counters. Any memcheck,
     /// barrier or race fault (racecheck when `opts.racecheck`) is an error.
     pub fn launch(&self, plan: &LaunchPlan, opts: &LaunchOptions) -> Result<Counters> {
-        let module = self.module(plan.module)?;
-        let cfg = LaunchConfig { grid: plan.grid, block: plan.block, dynamic_shared_bytes: plan.shared_mem_bytes };
-        self.device.launch(&module, plan.kernel, &cfg, &[&plan.params], opts).map_err(sim)
+        let module = self.module(plan.module())?;
+        let cfg = LaunchConfig { grid: plan.grid(), block: plan.block(), dynamic_shared_bytes: plan.shared_mem_bytes() };
+        self.device.launch(&module, plan.kernel(), &cfg, &[plan.params()], opts).map_err(sim)
     }
 
     fn module(&self, name: &'static str) -> Result<Module> {
@@ -77,15 +81,13 @@ impl SimBackend {
     }
 }
 
-/// A pattern's index tensors on the host, for [`SimBackend::attention`].
+/// Host tensors of one simulated attention call: contiguous BSHD q `[batch, seq_q, heads_q,
+/// head_dim]`, k and v `[batch, seq_k, heads_kv, head_dim]`.
 #[derive(Debug, Clone, Copy)]
-pub enum HostSource<'a> {
-    Dense,
-    BlockSparse(&'a crate::pattern::BlockSparse),
-    /// The converted form (see [`crate::pattern::vs_convert::convert`] or
-    /// [`SimBackend::vs_convert`]).
-    VerticalSlash(&'a crate::pattern::vs_convert::VsIndex),
-    Topk(&'a crate::pattern::TopkTokens),
+pub struct HostTensors<'a, T> {
+    pub q: &'a [T],
+    pub k: &'a [T],
+    pub v: &'a [T],
 }
 
 /// What a simulated attention launch produced.
@@ -100,90 +102,55 @@ pub struct SimAttention<T> {
 }
 
 impl SimBackend {
-    /// Runs the attention kernel for `source` on contiguous host tensors: uploads them,
-    /// launches the same plan the cudarc backend would, and downloads output and LSE.
-    /// Memcheck is always on; any fault is an error.
-    pub fn attention<T: crate::shape::AttnDtype + ptx_sim::Element>(
+    /// Runs attention for `source` on host tensors: uploads them, launches the same plan
+    /// the cudarc backend would ([`crate::plan::attention`]), and downloads output and LSE.
+    /// The arguments mirror [`crate::cuda::attention`]; like there, `source` comes from a
+    /// descriptor's validated [`SparsePattern::source`]. Memcheck is always on; any fault is
+    /// an error.
+    pub fn attention<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
         &self,
-        shape: &crate::shape::AttnShape,
-        opts: &crate::shape::AttnOptions,
-        q: &[T],
-        k: &[T],
-        v: &[T],
-        source: HostSource<'_>,
+        shape: &AttnShape,
+        opts: &AttnOptions,
+        tensors: HostTensors<'_, T>,
+        source: &Source<D>,
     ) -> Result<SimAttention<T>> {
-        use crate::attention::{AttnBuffers, AttnLayouts, SourceBuffers};
-        shape.validate()?;
         let bufs = AttnBuffers {
-            q: self.upload(q)?,
-            k: self.upload(k)?,
-            v: self.upload(v)?,
+            q: self.upload(tensors.q)?,
+            k: self.upload(tensors.k)?,
+            v: self.upload(tensors.v)?,
             out: self.alloc::<T>(shape.q_len())?,
             lse: Some(self.alloc::<f32>(shape.lse_len())?),
             layouts: AttnLayouts::contiguous(shape),
         };
-        let opts = crate::shape::AttnOptions { return_lse: true, ..*opts };
-        let plan = match source {
-            HostSource::Topk(d) => crate::plan::topk_attention(shape, T::DTYPE, &opts, &bufs, self.upload(d.indices())?, d.dims())?,
-            HostSource::Dense => crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &SourceBuffers::Dense)?,
-            HostSource::BlockSparse(d) => {
-                let source = SourceBuffers::BlockSparse {
-                    dims: d.dims(),
-                    block_count: self.upload(d.block_count())?,
-                    block_index: self.upload(d.block_index())?,
-                };
-                crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?
-            }
-            HostSource::VerticalSlash(x) => {
-                let source = SourceBuffers::VerticalSlash {
-                    dims: x.dims,
-                    block_count: self.upload(&x.block_count)?,
-                    block_offset: self.upload(&x.block_offset)?,
-                    column_count: self.upload(&x.column_count)?,
-                    column_index: self.upload(&x.column_index)?,
-                };
-                crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?
-            }
-        };
+        let opts = AttnOptions { return_lse: true, ..*opts };
+        let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
+        let plan = crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?;
         let counters = self.launch(&plan, &LaunchOptions::default())?;
         let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
     }
 
-    /// Converts a vertical-slash descriptor with the `vertical_slash_convert` kernel; the
-    /// simulator counterpart of [`crate::cuda::convert_on_gpu`].
-    pub fn vs_convert(
-        &self,
-        vs: &crate::pattern::VerticalSlash,
-        shape: &crate::shape::AttnShape,
-    ) -> Result<crate::pattern::vs_convert::VsIndex> {
-        use crate::pattern::vs_convert::{VsIndex, VsIndexDims};
-        let sizes = crate::params::VsConvertParams::for_problem(vs, shape)?;
-        let dims = VsIndexDims::of(vs, shape);
-        let lens = dims.lens()?;
-        let (bc, bo) = (self.alloc::<i32>(lens.rows)?, self.alloc::<i32>(lens.block_offset)?);
-        let (cc, ci) = (self.alloc::<i32>(lens.rows)?, self.alloc::<i32>(lens.column_index)?);
-        let params = crate::params::VsConvertParams {
-            vertical_indexes: self.upload(vs.vertical_indexes())?.addr,
-            slash_indexes: self.upload(vs.slash_indexes())?.addr,
-            block_count: bc.addr,
-            block_offset: bo.addr,
-            column_count: cc.addr,
-            column_index: ci.addr,
-            ..sizes
-        };
-        self.launch(&crate::plan::vs_convert(&params)?, &LaunchOptions::default())?;
-        let get = |buf: DeviceBuffer, n: usize| -> Result<Vec<i32>> {
-            let mut v = self.download::<i32>(buf)?;
-            v.truncate(n);
-            Ok(v)
-        };
-        Ok(VsIndex {
-            block_count: get(bc, lens.rows)?,
-            block_offset: get(bo, lens.block_offset)?,
-            column_count: get(cc, lens.rows)?,
-            column_index: get(ci, lens.column_index)?,
+    /// Converts a vertical-slash descriptor (validated first) with the
+    /// `vertical_slash_convert` kernel; the simulator counterpart of
+    /// [`crate::cuda::convert_on_gpu`].
+    pub fn vs_convert(&self, vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
+        vs.validate(shape)?;
+        let dims = index_dims(vs, shape)?;
+        let lens = dims.lens();
+        let (vertical, slash) = (self.upload(vs.vertical_indexes())?, self.upload(vs.slash_indexes())?);
+        let out = VsIndex {
             dims,
+            block_count: self.alloc::<i32>(lens.rows)?,
+            block_offset: self.alloc::<i32>(lens.block_offset)?,
+            column_count: self.alloc::<i32>(lens.rows)?,
+            column_index: self.alloc::<i32>(lens.column_index)?,
+        };
+        self.launch(&crate::plan::vs_convert::plan(shape, vertical, slash, &out)?, &LaunchOptions::default())?;
+        let len = |name| if name == "block_offset" { lens.block_offset } else if name == "column_index" { lens.column_index } else { lens.rows };
+        out.try_map(|name, buf| {
+            let mut v = self.download::<i32>(buf)?;
+            v.truncate(len(name));
+            Ok(v)
         })
     }
 }

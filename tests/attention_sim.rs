@@ -9,16 +9,17 @@
 mod attention_cases;
 mod common;
 
-use attention_cases::{check, matrix, problem, random_block_sparse, random_topk, wide_group_topk_cases, Case, Pattern, Rng};
+use attention_cases::{check, matrix, problem, random_block_sparse, random_topk, wide_group_topk_cases, Case, Rng};
 use ptx_sim::{Counters, LaunchOptions};
-use sparse_attn::attention::{AttnBuffers, AttnLayouts, DeviceBuffer, SourceBuffers};
-use sparse_attn::pattern::vs_convert::{convert, VsIndexDims};
+use sparse_attn::plan::{AttnBuffers, AttnLayouts, DeviceBuffer};
+use sparse_attn::pattern::vs_convert::convert;
 use sparse_attn::pattern::{BlockSparse, TopkTokens};
+use sparse_attn::source::{BlockSparseDims, BlockSparseIndex, Source, TopkDims, TopkIndex, VsIndex, VsIndexDims};
 use sparse_attn::sim::SimBackend;
 use sparse_attn::{plan, AttnDtype, AttnOptions, AttnShape, Bshd, DType};
 
 fn backend_or_skip() -> Option<SimBackend> {
-    if sparse_attn::kernels::resource_report().is_none() {
+    if sparse_attn::ptx::resource_report().is_none() {
         assert!(std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").map_or(true, |v| v != "1"), "SPARSE_ATTN_REQUIRE_KERNELS=1 but no kernels");
         eprintln!("skipped: the crate was built without nvcc, so there is no PTX to simulate");
         return None;
@@ -26,27 +27,10 @@ fn backend_or_skip() -> Option<SimBackend> {
     Some(SimBackend::new(80))
 }
 
-/// The device-side form of a case's source: index tensors uploaded.
-fn source(sim: &SimBackend, case: &Case) -> SourceBuffers {
-    let s = case.shape;
-    match &case.pattern {
-        Pattern::Dense | Pattern::Topk(_) => SourceBuffers::Dense,
-        Pattern::BlockSparse(d) | Pattern::AShape(_, d) => SourceBuffers::BlockSparse {
-            dims: d.dims(),
-            block_count: sim.upload(d.block_count()).unwrap(),
-            block_index: sim.upload(d.block_index()).unwrap(),
-        },
-        Pattern::VerticalSlash(d) => {
-            let x = convert(d, &s).unwrap();
-            SourceBuffers::VerticalSlash {
-                dims: x.dims,
-                block_count: sim.upload(&x.block_count).unwrap(),
-                block_offset: sim.upload(&x.block_offset).unwrap(),
-                column_count: sim.upload(&x.column_count).unwrap(),
-                column_index: sim.upload(&x.column_index).unwrap(),
-            }
-        }
-    }
+/// The device-side form of a case's source: its descriptor's validated index tensors, uploaded.
+fn source(sim: &SimBackend, case: &Case) -> Source<DeviceBuffer> {
+    let host = case.pattern.source(&case.shape).unwrap_or_else(|e| panic!("{}: source: {e}", case.label()));
+    host.try_map(|_, data| sim.upload(&data)).unwrap()
 }
 
 /// Uploads q, k, v into buffers laid out by `layouts` (padding filled with NaN-free junk
@@ -57,44 +41,41 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(
     case: &Case,
     p: &attention_cases::Problem<T>,
     layouts: AttnLayouts,
-    source: &SourceBuffers,
+    source: &Source<DeviceBuffer>,
     opts: &LaunchOptions,
 ) -> (Vec<f32>, Vec<f32>, Counters) {
     let s = case.shape;
     let scatter = |data: &[T], layout: Bshd, seq: usize, heads: usize| -> DeviceBuffer {
-        let dense = Bshd::contiguous(seq, heads, s.head_dim);
-        let len = layout.batch * s.batch.max(1) + layout.seq * seq + layout.head * heads + s.head_dim;
+        let dense = Bshd::contiguous(seq, heads, s.head_dim());
+        let len = layout.batch * s.batch().max(1) + layout.seq * seq + layout.head * heads + s.head_dim();
         let mut buf = vec![T::from_f32(1e4); len];
-        for b in 0..s.batch {
+        for b in 0..s.batch() {
             for i in 0..seq {
                 for h in 0..heads {
                     let (src, dst) = (dense.offset(b, i, h), layout.offset(b, i, h));
-                    buf[dst..dst + s.head_dim].copy_from_slice(&data[src..src + s.head_dim]);
+                    buf[dst..dst + s.head_dim()].copy_from_slice(&data[src..src + s.head_dim()]);
                 }
             }
         }
         sim.upload(&buf).unwrap()
     };
-    let q = scatter(&p.q, layouts.q, s.seq_q, s.heads_q);
-    let k = scatter(&p.k, layouts.k, s.seq_k, s.heads_kv);
-    let v = scatter(&p.v, layouts.v, s.seq_k, s.heads_kv);
-    let out_len = layouts.out.batch * s.batch + layouts.out.seq * s.seq_q + layouts.out.head * s.heads_q + s.head_dim;
+    let q = scatter(&p.q, layouts.q, s.seq_q(), s.heads_q());
+    let k = scatter(&p.k, layouts.k, s.seq_k(), s.heads_kv());
+    let v = scatter(&p.v, layouts.v, s.seq_k(), s.heads_kv());
+    let out_len = layouts.out.batch * s.batch() + layouts.out.seq * s.seq_q() + layouts.out.head * s.heads_q() + s.head_dim();
     let out = sim.alloc::<T>(out_len).unwrap();
     let lse = sim.alloc::<f32>(s.lse_len()).unwrap();
     let bufs = AttnBuffers { q, k, v, out, lse: Some(lse), layouts };
-    let plan = match &case.pattern {
-        Pattern::Topk(d) => plan::topk_attention(&s, T::DTYPE, &case.opts(), &bufs, sim.upload(d.indices()).unwrap(), d.dims()),
-        _ => plan::attention(&s, T::DTYPE, &case.opts(), &bufs, source),
-    }
+    let plan = plan::attention(&s, T::DTYPE, &case.opts(), &bufs, source)
     .unwrap_or_else(|e| panic!("{}: plan: {e}", case.label()));
     let counters = sim.launch(&plan, opts).unwrap_or_else(|e| panic!("{}: {e}", case.label()));
     let raw: Vec<T> = sim.download(out).unwrap();
     let mut gathered = Vec::with_capacity(s.q_len());
-    for b in 0..s.batch {
-        for i in 0..s.seq_q {
-            for h in 0..s.heads_q {
+    for b in 0..s.batch() {
+        for i in 0..s.seq_q() {
+            for h in 0..s.heads_q() {
                 let o = layouts.out.offset(b, i, h);
-                gathered.extend(raw[o..o + s.head_dim].iter().map(|x| x.to_f32()));
+                gathered.extend(raw[o..o + s.head_dim()].iter().map(|x| x.to_f32()));
             }
         }
     }
@@ -117,7 +98,7 @@ fn check_case(sim: &SimBackend, case: &Case, layouts: AttnLayouts, opts: &Launch
 
 fn run_matrix(pattern: &str) {
     let Some(sim) = backend_or_skip() else { return };
-    let cases: Vec<Case> = matrix(1).into_iter().chain(wide_group_topk_cases()).filter(|c| c.pattern.name() == pattern).collect();
+    let cases: Vec<Case> = matrix(1).into_iter().chain(wide_group_topk_cases()).filter(|c| c.name == pattern).collect();
     assert!(cases.len() >= 50, "{pattern}: only {} cases", cases.len());
     for case in &cases {
         check_case(&sim, case, AttnLayouts::contiguous(&case.shape), &LaunchOptions::default());
@@ -158,12 +139,12 @@ fn the_checker_rejects_a_wrong_mask() {
     let shape = AttnShape::new(1, 130, 130, 2, 2, 64).unwrap();
     let mut rng = Rng::new(77);
     let desc = random_block_sparse(&mut rng, &shape, 2, 0.5);
-    let case = Case { shape, causal: false, dtype: DType::BF16, pattern: Pattern::BlockSparse(desc), seed: 77 };
+    let case = Case::new(shape, false, DType::BF16, 77, "block_sparse", desc);
     let p = problem::<half::bf16>(&case);
     let (out, lse, _) = run_case(&sim, &case, &p, AttnLayouts::contiguous(&shape), &source(&sim, &case), &LaunchOptions::default());
-    let dense = Case { pattern: Pattern::Dense, ..case.clone() };
+    let dense = Case::dense(shape, false, DType::BF16, 77);
     let wrong = problem::<half::bf16>(&dense).expected;
-    let caught = std::panic::catch_unwind(|| check(&case, &wrong, &out, &lse)).is_err();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&case, &wrong, &out, &lse))).is_err();
     assert!(caught, "a block-sparse result passed as dense attention");
     check(&case, &p.expected, &out, &lse);
 }
@@ -175,7 +156,7 @@ fn racecheck_is_clean() {
     // One case per pattern and head_dim, with partial tiles and GQA.
     let cases: Vec<Case> = matrix(1)
         .into_iter()
-        .filter(|c| c.shape.seq_q == 65 && c.shape.heads_q == 4 && c.dtype == DType::BF16 && c.causal)
+        .filter(|c| c.shape.seq_q() == 65 && c.shape.heads_q() == 4 && c.dtype == DType::BF16 && c.causal)
         .collect();
     assert_eq!(cases.len(), 5 * 2, "five patterns x two head dims");
     for case in &cases {
@@ -189,14 +170,14 @@ fn padded_strided_layouts_are_honoured() {
     // the padding: a kernel that assumed contiguity would read it.
     let Some(sim) = backend_or_skip() else { return };
     for pattern in ["dense", "block_sparse", "vertical_slash", "topk"] {
-        for case in matrix(1).into_iter().filter(|c| c.pattern.name() == pattern && c.shape.seq_q == 65 && c.shape.head_dim == 128 && c.causal).take(2) {
+        for case in matrix(1).into_iter().filter(|c| c.name == pattern && c.shape.seq_q() == 65 && c.shape.head_dim() == 128 && c.causal).take(2) {
             let s = case.shape;
             let pad = |seq: usize, heads: usize| {
-                let head = s.head_dim + 8;
+                let head = s.head_dim() + 8;
                 let row = heads * head + 16;
                 Bshd { batch: seq * row + 64, seq: row, head }
             };
-            let layouts = AttnLayouts { q: pad(s.seq_q, s.heads_q), k: pad(s.seq_k, s.heads_kv), v: pad(s.seq_k, s.heads_kv), out: pad(s.seq_q, s.heads_q) };
+            let layouts = AttnLayouts { q: pad(s.seq_q(), s.heads_q()), k: pad(s.seq_k(), s.heads_kv()), v: pad(s.seq_k(), s.heads_kv()), out: pad(s.seq_q(), s.heads_q()) };
             check_case(&sim, &case, layouts, &LaunchOptions::default());
         }
     }
@@ -214,20 +195,20 @@ fn sparse_launches_execute_only_the_kept_tiles() {
     let Some(sim) = backend_or_skip() else { return };
     for (causal, head_dim, seq) in [(false, 64, 300), (true, 128, 513), (true, 64, 130)] {
         let shape = AttnShape::new(1, seq, seq, 4, 2, head_dim).unwrap();
-        let dense_case = Case { shape, causal, dtype: DType::BF16, pattern: Pattern::Dense, seed: 5 };
+        let dense_case = Case::dense(shape, causal, DType::BF16, 5);
         let dense = check_case(&sim, &dense_case, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
         // Dense: each row block runs exactly its visible tiles (causal stops at the diagonal).
         let dense_tiles: u64 = (0..seq.div_ceil(64))
             .map(|m| shape.visible_keys(((m + 1) * 64).min(seq) - 1, causal).div_ceil(64) as u64)
             .sum::<u64>()
-            * shape.heads_q as u64;
+            * shape.heads_q() as u64;
         assert_eq!(dense.mma, dense_tiles * 4 * mma_per_warp_tile(head_dim, 64), "dense causal={causal} d={head_dim}");
         for density in [0.1, 0.3, 0.7] {
             let mut rng = Rng::new((density * 100.0) as u64 + seq as u64);
             let desc = random_block_sparse(&mut rng, &shape, 2, density);
             let (kept, dense_count) = desc.kept_tiles(&shape, causal).unwrap();
             assert_eq!(dense_count as u64, dense_tiles);
-            let case = Case { shape, causal, dtype: DType::BF16, pattern: Pattern::BlockSparse(desc), seed: 6 };
+            let case = Case::new(shape, causal, DType::BF16, 6, "block_sparse", desc);
             let sparse = check_case(&sim, &case, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
             // The issue asks for within 10% of dense x kept fraction; the kernel does exactly that.
             assert_eq!(sparse.mma * dense_count as u64, dense.mma * kept as u64, "density {density}: {kept}/{dense_count} tiles kept");
@@ -243,7 +224,7 @@ fn vertical_slash_runs_its_tiles_and_column_tiles_only() {
     let mut rng = Rng::new(31);
     let desc = attention_cases::random_vertical_slash(&mut rng, &shape, 2, 0.05);
     let index = convert(&desc, &shape).unwrap();
-    let VsIndexDims { heads, row_blocks, .. } = index.dims;
+    let (heads, row_blocks) = (index.dims.heads(), index.dims.row_blocks());
     let mut tiles = 0u64;
     for h in 0..heads {
         for m in 0..row_blocks {
@@ -251,7 +232,7 @@ fn vertical_slash_runs_its_tiles_and_column_tiles_only() {
             tiles += offsets.len() as u64 + columns.len().div_ceil(64) as u64;
         }
     }
-    let case = Case { shape, causal: true, dtype: DType::F16, pattern: Pattern::VerticalSlash(desc), seed: 32 };
+    let case = Case::new(shape, true, DType::F16, 32, "vertical_slash", desc);
     let counters = check_case(&sim, &case, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
     assert_eq!(counters.mma, tiles * 4 * mma_per_warp_tile(64, 64));
 }
@@ -265,7 +246,7 @@ fn topk_loads_each_gathered_row_once_per_group() {
     let mut rng = Rng::new(8);
     let desc = random_topk(&mut rng, &shape, 0.4);
     let tiles_per_row = desc.k().div_ceil(32) as u64;
-    let case = Case { shape, causal: false, dtype: DType::BF16, pattern: Pattern::Topk(desc), seed: 9 };
+    let case = Case::new(shape, false, DType::BF16, 9, "topk", desc);
     let counters = check_case(&sim, &case, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
     assert_eq!(counters.mma, 40 * tiles_per_row * mma_per_warp_tile(64, 32));
 }
@@ -285,8 +266,8 @@ fn junk(rng: &mut Rng, n: usize, range: usize) -> Vec<i32> {
 
 /// Runs a launch over garbage index tensors: memcheck must stay clean and every output
 /// finite (LSE may be -inf, never NaN).
-fn run_fuzzed(sim: &SimBackend, shape: &AttnShape, causal: bool, source: &SourceBuffers, topk: Option<(DeviceBuffer, [usize; 4])>) {
-    let mut rng = Rng::new(shape.seq_q as u64 * 31 + shape.seq_k as u64);
+fn run_fuzzed(sim: &SimBackend, shape: &AttnShape, causal: bool, source: &Source<DeviceBuffer>) {
+    let mut rng = Rng::new(shape.seq_q() as u64 * 31 + shape.seq_k() as u64);
     let vals = |rng: &mut Rng, n: usize| (0..n).map(|_| half::bf16::from_f32(rng.normal() as f32)).collect::<Vec<_>>();
     let bufs = AttnBuffers {
         q: sim.upload(&vals(&mut rng, shape.q_len())).unwrap(),
@@ -297,10 +278,7 @@ fn run_fuzzed(sim: &SimBackend, shape: &AttnShape, causal: bool, source: &Source
         layouts: AttnLayouts::contiguous(shape),
     };
     let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
-    let plan = match topk {
-        Some((indices, dims)) => plan::topk_attention(shape, DType::BF16, &opts, &bufs, indices, dims).unwrap(),
-        None => plan::attention(shape, DType::BF16, &opts, &bufs, source).unwrap(),
-    };
+    let plan = plan::attention(shape, DType::BF16, &opts, &bufs, source).unwrap();
     sim.launch(&plan, &LaunchOptions::default()).unwrap_or_else(|e| panic!("fuzzed {shape:?}: {e}"));
     let out: Vec<half::bf16> = sim.download(bufs.out).unwrap();
     assert!(out.iter().all(|x| x.to_f32().is_finite()), "non-finite output");
@@ -317,20 +295,20 @@ fn fuzzed_index_tensors_stay_in_bounds() {
         let rows = 2 * seq_q.div_ceil(64);
         let nb = seq_k.div_ceil(64);
         let (cap, nnz_s, nnz_v) = (5, 4, 70);
-        let bs = SourceBuffers::BlockSparse {
-            dims: [1, 2, rows / 2, cap],
+        let bs = Source::BlockSparse(BlockSparseIndex {
+            dims: BlockSparseDims::new(1, 2, rows / 2, cap).unwrap(),
             block_count: sim.upload(&junk(&mut rng, rows, cap + 2)).unwrap(),
             block_index: sim.upload(&junk(&mut rng, rows * cap, nb + 1)).unwrap(),
-        };
-        run_fuzzed(&sim, &shape, seq_q % 2 == 1, &bs, None);
-        let vs = SourceBuffers::VerticalSlash {
-            dims: VsIndexDims { batch: 1, heads: 2, row_blocks: rows / 2, nnz_v, nnz_s },
+        });
+        run_fuzzed(&sim, &shape, seq_q % 2 == 1, &bs);
+        let vs = Source::VerticalSlash(VsIndex {
+            dims: VsIndexDims::new(1, 2, rows / 2, nnz_v, nnz_s).unwrap(),
             block_count: sim.upload(&junk(&mut rng, rows, nnz_s + 2)).unwrap(),
             block_offset: sim.upload(&junk(&mut rng, rows * nnz_s, seq_k + 10)).unwrap(),
             column_count: sim.upload(&junk(&mut rng, rows, nnz_v + 2)).unwrap(),
             column_index: sim.upload(&junk(&mut rng, rows * nnz_v, seq_k + 10)).unwrap(),
-        };
-        run_fuzzed(&sim, &shape, true, &vs, None);
+        });
+        run_fuzzed(&sim, &shape, true, &vs);
         // Top-k, duplicates included (the host would reject them; the kernel must still
         // stay in bounds).
         let k = 40;
@@ -338,8 +316,8 @@ fn fuzzed_index_tensors_stay_in_bounds() {
         for slot in (1..indices.len()).step_by(7) {
             indices[slot] = indices[slot - 1];
         }
-        let dims = [1, seq_q, 2, k];
-        run_fuzzed(&sim, &shape, seq_q % 2 == 0, &SourceBuffers::Dense, Some((sim.upload(&indices).unwrap(), dims)));
+        let topk = Source::TopK(TopkIndex { dims: TopkDims::new(1, seq_q, 2, k).unwrap(), indices: sim.upload(&indices).unwrap() });
+        run_fuzzed(&sim, &shape, seq_q % 2 == 0, &topk);
     }
 }
 
@@ -379,9 +357,10 @@ fn fuzzed_block_lists_compute_exactly_the_entries_they_keep() {
             block_index.extend(row);
         }
         let clean = BlockSparse::new(1, 2, mb, cap, block_count, block_index).unwrap();
-        let case = Case { shape, causal, dtype: DType::BF16, pattern: Pattern::BlockSparse(clean), seed: 12 };
+        let case = Case::new(shape, causal, DType::BF16, 12, "block_sparse", clean);
         let p = problem::<half::bf16>(&case);
-        let dirty = SourceBuffers::BlockSparse { dims: [1, 2, mb, cap], block_count: sim.upload(&counts).unwrap(), block_index: sim.upload(&lists).unwrap() };
+        let dims = BlockSparseDims::new(1, 2, mb, cap).unwrap();
+        let dirty = Source::BlockSparse(BlockSparseIndex { dims, block_count: sim.upload(&counts).unwrap(), block_index: sim.upload(&lists).unwrap() });
         let (out, lse, _) = run_case(&sim, &case, &p, AttnLayouts::contiguous(&shape), &dirty, &LaunchOptions::default());
         check(&case, &p.expected, &out, &lse);
     }
@@ -402,10 +381,13 @@ fn fuzzed_topk_rows_skip_what_they_must() {
             _ => 90 + rng.below(1000) as i32, // at or past seq_k
         };
     }
-    let case = Case { shape, causal: true, dtype: DType::F16, pattern: Pattern::Topk(clean.clone()), seed: 43 };
+    let case = Case::new(shape, true, DType::F16, 43, "topk", clean.clone());
     let p = problem::<half::f16>(&case);
-    let dirty_case = Case { pattern: Pattern::Topk(TopkTokens::new(1, 50, 1, clean.k(), dirty).unwrap()), ..case.clone() };
-    let (out, lse, _) = run_case(&sim, &dirty_case, &p, AttnLayouts::contiguous(&shape), &SourceBuffers::Dense, &LaunchOptions::default());
+    // Uploaded as it is: validating it (as `source()` does) would reject it.
+    let dirty = TopkTokens::new(1, 50, 1, clean.k(), dirty).unwrap();
+    let dims = TopkDims::new(1, 50, 1, dirty.k()).unwrap();
+    let dirty = Source::TopK(TopkIndex { dims, indices: sim.upload(dirty.indices()).unwrap() });
+    let (out, lse, _) = run_case(&sim, &case, &p, AttnLayouts::contiguous(&shape), &dirty, &LaunchOptions::default());
     check(&case, &p.expected, &out, &lse);
 }
 
@@ -415,7 +397,7 @@ fn shared_memory_accesses_are_bank_conflict_free() {
     // the cp.async fills hit 8 distinct 16-byte bank groups; the simulator counts the
     // wavefronts, so a broken swizzle shows up here as extra ones.
     let Some(sim) = backend_or_skip() else { return };
-    let cases: Vec<Case> = matrix(1).into_iter().filter(|c| c.shape.seq_q == 257 && c.shape.heads_q == 4 && c.dtype == DType::F16 && c.causal).collect();
+    let cases: Vec<Case> = matrix(1).into_iter().filter(|c| c.shape.seq_q() == 257 && c.shape.heads_q() == 4 && c.dtype == DType::F16 && c.causal).collect();
     assert_eq!(cases.len(), 5 * 2, "five patterns x two head dims");
     for case in &cases {
         let counters = check_case(&sim, case, AttnLayouts::contiguous(&case.shape), &LaunchOptions::default());
@@ -486,18 +468,18 @@ fn fuzzed_vertical_columns_attend_each_key_once() {
         let r = (h / 2) * mb + i / 64;
         j <= i + 70 && kept[r].contains(&j)
     });
-    let case = Case { shape, causal: true, dtype: DType::BF16, pattern: Pattern::Dense, seed: 556 };
+    let case = Case::dense(shape, true, DType::BF16, 556);
     let mut p = problem::<half::bf16>(&case);
     let inputs = sparse_attn::reference::RefInputs::new(shape, &p.q, &p.k, &p.v).unwrap();
     p.expected = sparse_attn::reference::masked_attention(&inputs, &case.opts(), &mask).unwrap();
     let rows = heads * mb;
-    let source = SourceBuffers::VerticalSlash {
-        dims: VsIndexDims { batch: 1, heads, row_blocks: mb, nnz_v, nnz_s: 1 },
+    let source = Source::VerticalSlash(VsIndex {
+        dims: VsIndexDims::new(1, heads, mb, nnz_v, 1).unwrap(),
         block_count: sim.upload(&vec![0; rows]).unwrap(),
         block_offset: sim.upload(&vec![-1; rows]).unwrap(),
         column_count: sim.upload(&counts).unwrap(),
         column_index: sim.upload(&columns).unwrap(),
-    };
+    });
     let (out, lse, _) = run_case(&sim, &case, &p, AttnLayouts::contiguous(&shape), &source, &LaunchOptions::default());
     assert!(mask.count() > 5000, "the rule keeps a meaningful number of elements ({})", mask.count());
     check(&case, &p.expected, &out, &lse);

@@ -1,13 +1,12 @@
 //! Host-side validation of prefill attention launches: every check in
-//! `attention::attn_params` has a case here that trips it and nothing else, plus the
+//! `plan::prefill::params` has a case here that trips it and nothing else, plus the
 //! launch geometry and the kernel table. No GPU needed: buffers are described by made-up
 //! (but aligned, disjoint) device addresses.
 
-use sparse_attn::attention::{
-    kernel_name, shared_mem_bytes, supports, AttnBuffers, AttnLayouts, AttnPattern, DeviceBuffer, SourceBuffers, THREADS,
-};
-use sparse_attn::pattern::vs_convert::VsIndexDims;
-use sparse_attn::plan;
+use sparse_attn::plan::prefill::{kernel_name, shared_mem_bytes, THREADS};
+use sparse_attn::plan::{self, AttnBuffers, AttnLayouts, DeviceBuffer};
+use sparse_attn::source::{BlockSparseDims, BlockSparseIndex, Source, TopkDims, TopkIndex, VsIndex, VsIndexDims};
+use sparse_attn::supports;
 use sparse_attn::{AttnOptions, AttnShape, Bshd, DType, Error};
 
 /// Buffers for `shape`, contiguous, each at its own 1 GiB-aligned address.
@@ -28,32 +27,32 @@ fn index_at(slot: u64, len: usize) -> DeviceBuffer {
 }
 
 /// A block-sparse source with `heads` descriptor heads and 3 slots per row block.
-fn block_sparse(shape: &AttnShape, heads: usize) -> SourceBuffers {
-    let rows = shape.batch * heads * shape.seq_q.div_ceil(64);
-    SourceBuffers::BlockSparse {
-        dims: [shape.batch, heads, shape.seq_q.div_ceil(64), 3],
+fn block_sparse(shape: &AttnShape, heads: usize) -> Source<DeviceBuffer> {
+    let rows = shape.batch() * heads * shape.seq_q().div_ceil(64);
+    Source::BlockSparse(BlockSparseIndex {
+        dims: BlockSparseDims::new(shape.batch(), heads, shape.seq_q().div_ceil(64), 3).unwrap(),
         block_count: index_at(0, rows),
         block_index: index_at(1, rows * 3),
-    }
+    })
 }
 
-fn vertical_slash(shape: &AttnShape, heads: usize) -> SourceBuffers {
-    let dims = VsIndexDims { batch: shape.batch, heads, row_blocks: shape.seq_q.div_ceil(64), nnz_v: 5, nnz_s: 2 };
-    let rows = dims.batch * dims.heads * dims.row_blocks;
-    SourceBuffers::VerticalSlash {
+fn vertical_slash(shape: &AttnShape, heads: usize) -> Source<DeviceBuffer> {
+    let dims = VsIndexDims::new(shape.batch(), heads, shape.seq_q().div_ceil(64), 5, 2).unwrap();
+    let rows = dims.batch() * dims.heads() * dims.row_blocks();
+    Source::VerticalSlash(VsIndex {
         dims,
         block_count: index_at(0, rows),
         block_offset: index_at(1, rows * 2),
         column_count: index_at(2, rows),
         column_index: index_at(3, rows * 5),
-    }
+    })
 }
 
 fn shape() -> AttnShape {
     AttnShape::new(2, 130, 200, 8, 2, 128).unwrap()
 }
 
-fn plan_err(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &SourceBuffers) -> Error {
+fn plan_err(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &Source<DeviceBuffer>) -> Error {
     plan::attention(shape, DType::BF16, opts, bufs, source).expect_err("the launch must be refused")
 }
 
@@ -63,12 +62,12 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     let opts = AttnOptions { causal: true, softmax_scale: Some(0.5), return_lse: true };
     let bufs = buffers(&s, true);
     let p = plan::attention(&s, DType::BF16, &opts, &bufs, &block_sparse(&s, 2)).unwrap();
-    assert_eq!(p.module, "attention");
-    assert_eq!(p.kernel, "attn_fwd_block_sparse_bf16_hd128");
-    assert_eq!(p.grid, [3, 8, 2], "ceil(130 / 64) row blocks, heads_q, batch");
-    assert_eq!(p.block, [THREADS, 1, 1]);
-    assert_eq!(p.shared_mem_bytes, 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
+    assert_eq!(p.module(), "prefill");
+    assert_eq!(p.kernel(), "attn_fwd_block_sparse_bf16_hd128");
+    assert_eq!(p.grid(), [3, 8, 2], "ceil(130 / 64) row blocks, heads_q, batch");
+    assert_eq!(p.block(), [THREADS, 1, 1]);
+    assert_eq!(p.shared_mem_bytes(), 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
     let t = params.tensors;
     assert_eq!((t.q, t.k, t.v, t.out, t.lse), (1 << 30, 2 << 30, 3 << 30, 4 << 30, 5 << 30));
     assert_eq!((t.q_batch_stride, t.q_seq_stride, t.q_head_stride), (130 * 8 * 128, 8 * 128, 128));
@@ -81,9 +80,9 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
 
     // Dense, f16, head_dim 64, no LSE: 32 KiB of shared memory and a null LSE address.
     let s64 = AttnShape::new(1, 64, 64, 1, 1, 64).unwrap();
-    let p = plan::attention(&s64, DType::F16, &AttnOptions::default(), &buffers(&s64, false), &SourceBuffers::Dense).unwrap();
-    assert_eq!((p.kernel, p.grid, p.shared_mem_bytes), ("attn_fwd_dense_f16_hd64", [1, 1, 1], 32768));
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
+    let p = plan::attention(&s64, DType::F16, &AttnOptions::default(), &buffers(&s64, false), &Source::Dense).unwrap();
+    assert_eq!((p.kernel(), p.grid(), p.shared_mem_bytes()), ("attn_fwd_dense_f16_hd64", [1, 1, 1], 32768));
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
     assert_eq!((params.tensors.lse, params.desc_heads, params.causal), (0, 0, 0));
     assert!((params.softmax_scale - 0.125).abs() < 1e-7, "default scale is 1/sqrt(64)");
 }
@@ -94,8 +93,8 @@ fn a_stride_of_a_single_entry_dimension_is_not_passed_on() {
     let s = AttnShape::new(1, 64, 64, 2, 2, 64).unwrap();
     let mut bufs = buffers(&s, false);
     bufs.layouts.q = Bshd { batch: 12345, ..bufs.layouts.q };
-    let p = plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap();
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params);
+    let p = plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &Source::Dense).unwrap();
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
     assert_eq!(params.tensors.q_batch_stride, 0);
 }
 
@@ -103,21 +102,16 @@ fn a_stride_of_a_single_entry_dimension_is_not_passed_on() {
 fn unsupported_head_dims_are_refused() {
     for d in [32, 96, 256] {
         let s = AttnShape::new(1, 64, 64, 1, 1, d).unwrap();
-        let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, false), &SourceBuffers::Dense);
+        let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, false), &Source::Dense);
         assert!(matches!(e, Error::UnsupportedHeadDim { head_dim, .. } if head_dim == d), "{e}");
     }
 }
 
 #[test]
 fn an_unvalidated_shape_is_refused() {
-    let mut s = shape();
-    s.heads_kv = 3; // 8 % 3 != 0; fields are public, so this bypasses AttnShape::new
-    let e = plan_err(&s, &AttnOptions::default(), &buffers(&shape(), false), &SourceBuffers::Dense);
-    assert_eq!(e, Error::HeadsNotDivisible { heads_q: 8, heads_kv: 3 });
-    s = shape();
-    s.seq_k = 0;
-    let e = plan_err(&s, &AttnOptions::default(), &buffers(&shape(), false), &SourceBuffers::Dense);
-    assert_eq!(e, Error::ZeroDimension { dim: "seq_k" });
+    // AttnShape's fields are private: the shapes a launch used to re-check cannot be built.
+    assert_eq!(AttnShape::new(2, 130, 200, 8, 3, 128), Err(Error::HeadsNotDivisible { heads_q: 8, heads_kv: 3 }));
+    assert_eq!(AttnShape::new(2, 130, 0, 8, 2, 128), Err(Error::ZeroDimension { dim: "seq_k" }));
 }
 
 #[test]
@@ -125,7 +119,7 @@ fn a_bad_softmax_scale_is_refused() {
     let s = shape();
     for value in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         let opts = AttnOptions { softmax_scale: Some(value), ..Default::default() };
-        let e = plan_err(&s, &opts, &buffers(&s, false), &SourceBuffers::Dense);
+        let e = plan_err(&s, &opts, &buffers(&s, false), &Source::Dense);
         assert!(matches!(e, Error::InvalidSoftmaxScale { .. }), "{value}: {e}");
     }
 }
@@ -137,7 +131,7 @@ fn short_buffers_are_named() {
     let shorten = |f: fn(&mut AttnBuffers) -> &mut DeviceBuffer, name: &str| {
         let mut bufs = buffers(&s, false);
         f(&mut bufs).len -= 1;
-        let e = plan_err(&s, &opts, &bufs, &SourceBuffers::Dense);
+        let e = plan_err(&s, &opts, &bufs, &Source::Dense);
         assert!(matches!(e, Error::BufferTooSmall { tensor, .. } if tensor == name), "{name}: {e}");
     };
     shorten(|b| &mut b.q, "q");
@@ -151,8 +145,8 @@ fn overlapping_output_strides_are_refused() {
     let s = shape();
     let mut bufs = buffers(&s, false);
     // seq stride smaller than heads * head_dim: rows of different heads would share memory.
-    bufs.layouts.out = Bshd { batch: s.seq_q * 8 * 128, seq: 512, head: 128 };
-    let e = plan_err(&s, &AttnOptions::default(), &bufs, &SourceBuffers::Dense);
+    bufs.layouts.out = Bshd { batch: s.seq_q() * 8 * 128, seq: 512, head: 128 };
+    let e = plan_err(&s, &AttnOptions::default(), &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidStrides { tensor: "out", .. }), "{e}");
 }
 
@@ -161,20 +155,20 @@ fn rows_must_be_16_byte_aligned() {
     let s = shape();
     let mut bufs = buffers(&s, false);
     bufs.k.addr += 8;
-    let e = plan_err(&s, &AttnOptions::default(), &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &AttnOptions::default(), &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "k", .. }), "{e}");
 
     // A head stride of 132 elements (264 bytes) leaves every other head row misaligned.
     let mut bufs = buffers(&s, false);
-    bufs.layouts.v = Bshd { batch: s.seq_k * 2 * 132, seq: 2 * 132, head: 132 };
-    bufs.v.len = s.batch * s.seq_k * 2 * 132;
-    let e = plan_err(&s, &AttnOptions::default(), &bufs, &SourceBuffers::Dense);
+    bufs.layouts.v = Bshd { batch: s.seq_k() * 2 * 132, seq: 2 * 132, head: 132 };
+    bufs.v.len = s.batch() * s.seq_k() * 2 * 132;
+    let e = plan_err(&s, &AttnOptions::default(), &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidStrides { tensor: "v", ref reason } if reason.contains("head stride 132")), "{e}");
 
     // A padded but aligned layout (head stride 136) is fine.
-    bufs.layouts.v = Bshd { batch: s.seq_k * 2 * 136, seq: 2 * 136, head: 136 };
-    bufs.v.len = s.batch * s.seq_k * 2 * 136;
-    plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap();
+    bufs.layouts.v = Bshd { batch: s.seq_k() * 2 * 136, seq: 2 * 136, head: 136 };
+    bufs.v.len = s.batch() * s.seq_k() * 2 * 136;
+    plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &Source::Dense).unwrap();
 }
 
 #[test]
@@ -182,7 +176,7 @@ fn a_null_tensor_is_refused() {
     let s = shape();
     let mut bufs = buffers(&s, false);
     bufs.q.addr = 0;
-    let e = plan_err(&s, &AttnOptions::default(), &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &AttnOptions::default(), &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "q", ref reason } if reason.contains("null")), "{e}");
 }
 
@@ -190,17 +184,17 @@ fn a_null_tensor_is_refused() {
 fn the_lse_buffer_must_match_the_options() {
     let s = shape();
     let want = AttnOptions { return_lse: true, ..Default::default() };
-    let e = plan_err(&s, &want, &buffers(&s, false), &SourceBuffers::Dense);
+    let e = plan_err(&s, &want, &buffers(&s, false), &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "lse", .. }), "{e}");
-    let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, true), &SourceBuffers::Dense);
+    let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, true), &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "lse", .. }), "{e}");
     let mut bufs = buffers(&s, true);
     bufs.lse.as_mut().unwrap().len = s.lse_len() - 1;
-    let e = plan_err(&s, &want, &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &want, &bufs, &Source::Dense);
     assert_eq!(e, Error::BufferTooSmall { tensor: "lse", needed: s.lse_len(), len: s.lse_len() - 1 });
     let mut bufs = buffers(&s, true);
     bufs.lse.as_mut().unwrap().addr += 2;
-    let e = plan_err(&s, &want, &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &want, &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "lse", .. }), "{e}");
 }
 
@@ -209,19 +203,19 @@ fn outputs_must_not_alias_inputs() {
     let s = shape();
     let mut bufs = buffers(&s, false);
     bufs.out.addr = bufs.q.addr + 1024; // inside q
-    let e = plan_err(&s, &AttnOptions::default(), &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &AttnOptions::default(), &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "out", ref reason } if reason.contains("`q`")), "{e}");
 
     let opts = AttnOptions { return_lse: true, ..Default::default() };
     let mut bufs = buffers(&s, true);
     bufs.lse.as_mut().unwrap().addr = bufs.v.addr + 64; // inside v
-    let e = plan_err(&s, &opts, &bufs, &SourceBuffers::Dense);
+    let e = plan_err(&s, &opts, &bufs, &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "lse", .. }), "{e}");
 
     // Reading q, k and v from one buffer is fine: only writes must not alias.
     let mut bufs = buffers(&s, false);
     bufs.k = bufs.v;
-    plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap();
+    plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &Source::Dense).unwrap();
 }
 
 #[test]
@@ -233,31 +227,33 @@ fn block_sparse_descriptor_dims_must_fit_the_problem() {
     for heads in [8, 2] {
         plan::attention(&s, DType::BF16, &opts, &bufs, &block_sparse(&s, heads)).unwrap();
     }
-    let mismatch = |source: SourceBuffers, what: &str| {
+    let mismatch = |source: Source<DeviceBuffer>, what: &str| {
         let e = plan_err(&s, &opts, &bufs, &source);
         assert!(matches!(e, Error::DescriptorMismatch { ref reason } if reason.contains(what)), "{what}: {e}");
     };
     mismatch(block_sparse(&s, 4), "4 heads");
-    let SourceBuffers::BlockSparse { dims, block_count, block_index } = block_sparse(&s, 2) else { unreachable!() };
-    mismatch(SourceBuffers::BlockSparse { dims: [1, dims[1], dims[2], dims[3]], block_count, block_index }, "batch 1");
-    mismatch(SourceBuffers::BlockSparse { dims: [dims[0], dims[1], 2, dims[3]], block_count, block_index }, "2 row blocks");
+    let Source::BlockSparse(BlockSparseIndex { dims, block_count, block_index }) = block_sparse(&s, 2) else { unreachable!() };
+    let [b, h, mb, cap] = dims.to_array();
+    let with_dims = |dims| Source::BlockSparse(BlockSparseIndex { dims, block_count, block_index });
+    mismatch(with_dims(BlockSparseDims::new(1, h, mb, cap).unwrap()), "batch 1");
+    mismatch(with_dims(BlockSparseDims::new(b, h, 2, cap).unwrap()), "2 row blocks");
     let short = |count_len: usize, index_len: usize, name: &str| {
-        let source = SourceBuffers::BlockSparse {
+        let source = Source::BlockSparse(BlockSparseIndex {
             dims,
             block_count: DeviceBuffer { len: count_len, ..block_count },
             block_index: DeviceBuffer { len: index_len, ..block_index },
-        };
+        });
         let e = plan_err(&s, &opts, &bufs, &source);
         assert!(matches!(e, Error::BufferTooSmall { tensor, .. } if tensor == name), "{name}: {e}");
     };
     short(block_count.len - 1, block_index.len, "block_count");
     short(block_count.len, block_index.len - 1, "block_index");
-    let misaligned = SourceBuffers::BlockSparse { dims, block_count: DeviceBuffer { addr: block_count.addr + 2, ..block_count }, block_index };
+    let misaligned = Source::BlockSparse(BlockSparseIndex { dims, block_count: DeviceBuffer { addr: block_count.addr + 2, ..block_count }, block_index });
     let e = plan_err(&s, &opts, &bufs, &misaligned);
     assert!(matches!(e, Error::InvalidParameter { name: "block_count", .. }), "{e}");
-    let huge = SourceBuffers::BlockSparse { dims: [dims[0], dims[1], dims[2], usize::MAX / 2], block_count, block_index };
-    let e = plan_err(&s, &opts, &bufs, &huge);
-    assert!(matches!(e, Error::InvalidParameter { name: "block_index", .. }), "{e}");
+    // Dims whose element count overflows cannot be built (the dims type validates once).
+    let e = BlockSparseDims::new(b, h, mb, usize::MAX / 2).unwrap_err();
+    assert!(matches!(e, Error::DimensionTooLarge { dim: "block_index", .. }), "{e}");
 }
 
 #[test]
@@ -269,7 +265,7 @@ fn vertical_slash_needs_causal_and_matching_dims() {
     assert!(matches!(e, Error::InvalidParameter { name: "causal", .. }), "{e}");
     let e = plan_err(&s, &AttnOptions::causal(), &bufs, &vertical_slash(&s, 3));
     assert!(matches!(e, Error::DescriptorMismatch { .. }), "{e}");
-    let SourceBuffers::VerticalSlash { dims, block_count, block_offset, column_count, column_index } = vertical_slash(&s, 2) else {
+    let Source::VerticalSlash(VsIndex { dims, block_count, block_offset, column_count, column_index }) = vertical_slash(&s, 2) else {
         unreachable!()
     };
     let cases = [
@@ -281,13 +277,14 @@ fn vertical_slash_needs_causal_and_matching_dims() {
     for (name, which) in cases {
         let mut b = [block_count, block_offset, column_count, column_index];
         b[which].len -= 1;
-        let source = SourceBuffers::VerticalSlash { dims, block_count: b[0], block_offset: b[1], column_count: b[2], column_index: b[3] };
+        let source = Source::VerticalSlash(VsIndex { dims, block_count: b[0], block_offset: b[1], column_count: b[2], column_index: b[3] });
         let e = plan_err(&s, &AttnOptions::causal(), &bufs, &source);
         assert!(matches!(e, Error::BufferTooSmall { tensor, .. } if tensor == name), "{name}: {e}");
     }
     // No verticals at all: a zero-length column_index is fine (the kernel never reads it).
-    let none = VsIndexDims { nnz_v: 0, ..dims };
-    let source = SourceBuffers::VerticalSlash { dims: none, block_count, block_offset, column_count, column_index: DeviceBuffer { addr: 0, len: 0 } };
+    let none = VsIndexDims::new(dims.batch(), dims.heads(), dims.row_blocks(), 0, dims.nnz_s()).unwrap();
+    let column_index = DeviceBuffer { addr: 0, len: 0 };
+    let source = Source::VerticalSlash(VsIndex { dims: none, block_count, block_offset, column_count, column_index });
     plan::attention(&s, DType::F16, &AttnOptions::causal(), &bufs, &source).unwrap();
 }
 
@@ -295,14 +292,15 @@ fn vertical_slash_needs_causal_and_matching_dims() {
 fn a_grid_beyond_the_hardware_limit_is_an_error() {
     // 70 000 query heads exceed gridDim.y = 65 535.
     let s = AttnShape::new(1, 64, 64, 70_000, 1, 64).unwrap();
-    let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, false), &SourceBuffers::Dense);
+    let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, false), &Source::Dense);
     assert!(matches!(e, Error::InvalidParameter { name: "grid", .. }), "{e}");
 }
 
 #[test]
 fn kernel_table_covers_every_instantiation_and_only_those() {
-    let patterns = [(AttnPattern::Dense, "dense"), (AttnPattern::BlockSparse, "block_sparse"), (AttnPattern::VerticalSlash, "vertical_slash")];
-    for (pattern, p) in patterns {
+    let s = shape();
+    let patterns = [(Source::Dense, "dense"), (block_sparse(&s, 2), "block_sparse"), (vertical_slash(&s, 2), "vertical_slash")];
+    for (pattern, p) in &patterns {
         for (dtype, t) in [(DType::F16, "f16"), (DType::BF16, "bf16")] {
             for d in [64, 128] {
                 assert_eq!(kernel_name(pattern, dtype, d).unwrap(), format!("attn_fwd_{p}_{t}_hd{d}"));
@@ -312,13 +310,13 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     }
     assert_eq!((shared_mem_bytes(64), shared_mem_bytes(128)), (32 * 1024, 64 * 1024));
     // Every name the host asks for is an entry of the embedded PTX, for every target.
-    let modules: Vec<_> = sparse_attn::kernels::modules().iter().filter(|m| m.name == "attention").collect();
+    let modules: Vec<_> = sparse_attn::ptx::modules().iter().filter(|m| m.name == "prefill").collect();
     if modules.is_empty() {
         eprintln!("skipped the PTX half: the crate was built without nvcc");
         return;
     }
     for m in modules {
-        for (pattern, _) in patterns {
+        for (pattern, _) in &patterns {
             for dtype in [DType::F16, DType::BF16] {
                 for d in [64, 128] {
                     let name = kernel_name(pattern, dtype, d).unwrap();
@@ -333,7 +331,7 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
 fn supports_reports_the_instantiated_combinations() {
     assert!(!supports(DType::BF16, 96, 90), "no head_dim 96 kernel");
     assert!(!supports(DType::F16, 64, 75), "sm_75 has no bf16 mma / cp.async");
-    let built = sparse_attn::kernels::resource_report().is_some();
+    let built = sparse_attn::ptx::resource_report().is_some();
     for dtype in [DType::F16, DType::BF16] {
         for d in [64, 128] {
             for cc in [80, 86, 89, 90, 100] {
@@ -345,17 +343,18 @@ fn supports_reports_the_instantiated_combinations() {
 
 #[test]
 fn topk_launch_geometry_and_params() {
-    use sparse_attn::attention::{topk_kernel_name, topk_shared_mem_bytes, TOPK_THREADS};
+    use sparse_attn::params::TOPK_THREADS;
+    use sparse_attn::plan::topk_attention::{kernel_name as topk_kernel_name, shared_mem_bytes as topk_shared_mem_bytes};
     // GQA 40:2 = 20 heads per group: two warps per (row, kv head), the second half full.
     let s = AttnShape::new(2, 70, 90, 40, 2, 64).unwrap();
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    let dims = [2, 70, 2, 7];
-    let p = plan::topk_attention(&s, DType::F16, &opts, &buffers(&s, true), index_at(0, 2 * 70 * 2 * 7), dims).unwrap();
-    assert_eq!((p.module, p.kernel), ("gather", "topk_attn_fwd_f16_hd64"));
-    assert_eq!(p.grid, [70, 2 * 2, 2], "seq_q, heads_kv x ceil(20 / 16), batch");
-    assert_eq!(p.block, [TOPK_THREADS, 1, 1]);
-    assert_eq!(p.shared_mem_bytes, (4 * 32 + 16) * 64 * 2);
-    let params: sparse_attn::params::TopkParams = bytemuck::pod_read_unaligned(&p.params);
+    let source = Source::TopK(TopkIndex { dims: TopkDims::new(2, 70, 2, 7).unwrap(), indices: index_at(0, 2 * 70 * 2 * 7) });
+    let p = plan::attention(&s, DType::F16, &opts, &buffers(&s, true), &source).unwrap();
+    assert_eq!((p.module(), p.kernel()), ("topk_attention", "topk_attn_fwd_f16_hd64"));
+    assert_eq!(p.grid(), [70, 2 * 2, 2], "seq_q, heads_kv x ceil(20 / 16), batch");
+    assert_eq!(p.block(), [TOPK_THREADS, 1, 1]);
+    assert_eq!(p.shared_mem_bytes(), (4 * 32 + 16) * 64 * 2);
+    let params: sparse_attn::params::TopkParams = bytemuck::pod_read_unaligned(&p.params());
     assert_eq!((params.topk, params.head_chunks, params.causal, params.indices), (7, 2, 1, 16 << 30));
     assert_eq!((params.heads_q, params.heads_kv, params.seq_q, params.seq_k), (40, 2, 70, 90));
     assert_eq!(topk_kernel_name(DType::BF16, 128).unwrap(), "topk_attn_fwd_bf16_hd128");
@@ -368,7 +367,8 @@ fn topk_index_dims_and_buffer_are_checked() {
     let s = AttnShape::new(1, 70, 90, 4, 2, 128).unwrap();
     let opts = AttnOptions::default();
     let bufs = buffers(&s, false);
-    let run = |dims: [usize; 4], len: usize| plan::topk_attention(&s, DType::BF16, &opts, &bufs, index_at(0, len), dims);
+    let topk = |[b, sq, h, k]: [usize; 4], len: usize| Source::TopK(TopkIndex { dims: TopkDims::new(b, sq, h, k).unwrap(), indices: index_at(0, len) });
+    let run = |dims: [usize; 4], len: usize| plan::attention(&s, DType::BF16, &opts, &bufs, &topk(dims, len));
     run([1, 70, 2, 8], 70 * 2 * 8).unwrap();
     for (dims, what) in [([2, 70, 2, 8], "batch = 2"), ([1, 69, 2, 8], "seq_q = 69"), ([1, 70, 4, 8], "heads_kv = 4")] {
         let e = run(dims, 2 * 70 * 4 * 8).unwrap_err();
@@ -380,6 +380,6 @@ fn topk_index_dims_and_buffer_are_checked() {
     // The dense-tensor checks are the same as the prefill kernels'.
     let mut bad = bufs;
     bad.out.addr = bad.q.addr;
-    let e = plan::topk_attention(&s, DType::BF16, &opts, &bad, index_at(0, 70 * 2 * 8), [1, 70, 2, 8]).unwrap_err();
+    let e = plan::attention(&s, DType::BF16, &opts, &bad, &topk([1, 70, 2, 8], 70 * 2 * 8)).unwrap_err();
     assert!(matches!(e, Error::InvalidParameter { name: "out", .. }), "{e}");
 }

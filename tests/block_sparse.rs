@@ -38,12 +38,12 @@ fn expand_by_hand(
     block_mask: &[bool],
     causal: bool,
 ) -> ElementMask {
-    let row_blocks = shape.seq_q.div_ceil(64);
-    let group = shape.heads_q / heads;
+    let row_blocks = shape.seq_q().div_ceil(64);
+    let group = shape.heads_q() / heads;
     ElementMask::from_fn(shape, |b, h, i, j| {
         let mh = h / group;
         let allowed = block_mask[((b * heads + mh) * row_blocks + i / 64) * key_blocks + j / 64];
-        let causal_ok = !causal || (j as i64) <= i as i64 + shape.seq_k as i64 - shape.seq_q as i64;
+        let causal_ok = !causal || (j as i64) <= i as i64 + shape.seq_k() as i64 - shape.seq_q() as i64;
         allowed && causal_ok
     })
 }
@@ -51,11 +51,11 @@ fn expand_by_hand(
 /// A random problem with a random block mask over it, H chosen as heads_q or heads_kv.
 fn random_case(rng: &mut Rng, max_seq: usize) -> (AttnShape, usize, usize, Vec<bool>) {
     let shape = random_shape(rng, max_seq);
-    let heads = if rng.chance(0.5) { shape.heads_q } else { shape.heads_kv };
-    let row_blocks = shape.seq_q.div_ceil(64);
-    let key_blocks = shape.seq_k.div_ceil(64);
+    let heads = if rng.chance(0.5) { shape.heads_q() } else { shape.heads_kv() };
+    let row_blocks = shape.seq_q().div_ceil(64);
+    let key_blocks = shape.seq_k().div_ceil(64);
     let density = [0.0, 0.1, 0.3, 0.6, 0.9, 1.0][rng.below(6)];
-    let mask = random_block_mask(rng, shape.batch * heads * row_blocks, key_blocks, density);
+    let mask = random_block_mask(rng, shape.batch() * heads * row_blocks, key_blocks, density);
     (shape, heads, key_blocks, mask)
 }
 
@@ -68,9 +68,9 @@ fn element_mask_equals_block_mask_expanded_by_hand() {
     let mut rng = Rng::new(0xB10C_0001);
     for _ in 0..60 {
         let (shape, heads, key_blocks, mask) = random_case(&mut rng, 300);
-        let row_blocks = shape.seq_q.div_ceil(64);
+        let row_blocks = shape.seq_q().div_ceil(64);
         let pattern =
-            BlockSparse::from_block_mask(shape.batch, heads, row_blocks, key_blocks, &mask).unwrap();
+            BlockSparse::from_block_mask(shape.batch(), heads, row_blocks, key_blocks, &mask).unwrap();
         for causal in [false, true] {
             let got = pattern.element_mask(&shape, causal).unwrap();
             assert_eq!(
@@ -108,9 +108,9 @@ fn reference_equals_masked_attention_on_random_shapes() {
     let mut rng = Rng::new(0xB10C_0002);
     for case in 0..24 {
         let (shape, heads, key_blocks, mask) = random_case(&mut rng, 300);
-        let row_blocks = shape.seq_q.div_ceil(64);
+        let row_blocks = shape.seq_q().div_ceil(64);
         let pattern =
-            BlockSparse::from_block_mask(shape.batch, heads, row_blocks, key_blocks, &mask).unwrap();
+            BlockSparse::from_block_mask(shape.batch(), heads, row_blocks, key_blocks, &mask).unwrap();
         let inputs = random_inputs(&mut rng, shape);
         let causal = case % 2 == 0;
         let scale = if rng.chance(0.5) { None } else { Some(0.05 + rng.unit() as f32) };
@@ -124,10 +124,10 @@ fn reference_equals_masked_attention_on_random_shapes() {
             "case {case} {shape:?} H={heads}: out {d_out:e}, lse {d_lse:e}"
         );
         // Rows with no key follow the convention, so -inf == -inf above compared something real.
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
-                for i in 0..shape.seq_q {
-                    let lse = got.lse[(b * shape.heads_q + h) * shape.seq_q + i];
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
+                for i in 0..shape.seq_q() {
+                    let lse = got.lse[(b * shape.heads_q() + h) * shape.seq_q() + i];
                     assert_eq!(lse == f64::NEG_INFINITY, element.row_keys(b, h, i).next().is_none());
                 }
             }
@@ -164,20 +164,20 @@ fn kept_tiles_counts_tiles_with_a_visible_element() {
     let mut rng = Rng::new(0xB10C_0004);
     for _ in 0..40 {
         let (shape, heads, key_blocks, mask) = random_case(&mut rng, 300);
-        let row_blocks = shape.seq_q.div_ceil(64);
+        let row_blocks = shape.seq_q().div_ceil(64);
         let pattern =
-            BlockSparse::from_block_mask(shape.batch, heads, row_blocks, key_blocks, &mask).unwrap();
+            BlockSparse::from_block_mask(shape.batch(), heads, row_blocks, key_blocks, &mask).unwrap();
         for causal in [false, true] {
             // Count tiles from element masks: a tile counts if any of its elements is set.
             let tiles_of = |m: &ElementMask| {
                 let mut n = 0;
-                for b in 0..shape.batch {
-                    for h in 0..shape.heads_q {
+                for b in 0..shape.batch() {
+                    for h in 0..shape.heads_q() {
                         for rb in 0..row_blocks {
                             for kb in 0..key_blocks {
-                                let rows = rb * 64..((rb + 1) * 64).min(shape.seq_q);
+                                let rows = rb * 64..((rb + 1) * 64).min(shape.seq_q());
                                 let live = rows.into_iter().any(|i| {
-                                    (kb * 64..((kb + 1) * 64).min(shape.seq_k)).any(|j| m.get(b, h, i, j))
+                                    (kb * 64..((kb + 1) * 64).min(shape.seq_k())).any(|j| m.get(b, h, i, j))
                                 });
                                 n += live as usize;
                             }
@@ -437,9 +437,10 @@ fn validate_rejects_duplicate_indices() {
 
 #[test]
 fn validate_rejects_an_unvalidated_shape() {
-    // AttnShape's fields are public; a literal can skip AttnShape::new.
-    let bad = AttnShape { heads_kv: 0, ..shape_130x200() };
-    assert_eq!(edited(2, |_, _| {}).validate(&bad), Err(Error::ZeroDimension { dim: "heads_kv" }));
+    // AttnShape's fields are private: the shape validate used to re-check cannot be built.
+    let s = shape_130x200();
+    let bad = AttnShape::new(s.batch(), s.seq_q(), s.seq_k(), s.heads_q(), 0, s.head_dim());
+    assert_eq!(bad, Err(Error::ZeroDimension { dim: "heads_kv" }));
 }
 
 #[test]
@@ -459,7 +460,7 @@ fn reference_rejects_bad_scale_bad_lengths_and_mismatched_pattern() {
     let err = block_sparse_attention(&short, &AttnOptions::default(), &p).unwrap_err();
     assert!(matches!(err, Error::WrongLength { tensor: "v", .. }), "{err:?}");
 
-    let other = random_inputs(&mut rng, AttnShape { seq_q: 300, ..shape });
+    let other = random_inputs(&mut rng, AttnShape::new(shape.batch(), 300, shape.seq_k(), shape.heads_q(), shape.heads_kv(), shape.head_dim()).unwrap());
     assert!(matches!(
         block_sparse_attention(&other, &AttnOptions::default(), &p),
         Err(Error::DescriptorMismatch { .. })
@@ -498,11 +499,11 @@ fn adversarial_indices_never_panic_and_are_rejected() {
     let (mut accepted, mut rejected) = (0, 0);
     for _ in 0..400 {
         let shape = random_shape(&mut rng, 200);
-        let heads = if rng.chance(0.5) { shape.heads_q } else { shape.heads_kv };
-        let row_blocks = shape.seq_q.div_ceil(64);
-        let key_blocks = shape.seq_k.div_ceil(64);
+        let heads = if rng.chance(0.5) { shape.heads_q() } else { shape.heads_kv() };
+        let row_blocks = shape.seq_q().div_ceil(64);
+        let key_blocks = shape.seq_k().div_ceil(64);
         let max_blocks = rng.range(1, 5);
-        let rows = shape.batch * heads * row_blocks;
+        let rows = shape.batch() * heads * row_blocks;
         let clean = rng.chance(0.5);
         let mut count = Vec::new();
         let mut index = Vec::new();
@@ -524,7 +525,7 @@ fn adversarial_indices_never_panic_and_are_rejected() {
             }
         }
         let expect_ok = valid_by_definition(&count, &index, max_blocks, key_blocks);
-        let p = BlockSparse::new(shape.batch, heads, row_blocks, max_blocks, count, index).unwrap();
+        let p = BlockSparse::new(shape.batch(), heads, row_blocks, max_blocks, count, index).unwrap();
         let causal = rng.chance(0.5);
         let inputs = random_inputs(&mut rng, shape);
         let o = opts(causal, None);
@@ -533,7 +534,7 @@ fn adversarial_indices_never_panic_and_are_rejected() {
         assert_eq!(p.kept_tiles(&shape, causal).is_ok(), expect_ok);
         assert_eq!(block_sparse_attention(&inputs, &o, &p).is_ok(), expect_ok);
         // The accessors must not panic on any position of the descriptor either.
-        for b in 0..shape.batch {
+        for b in 0..shape.batch() {
             for h in 0..heads {
                 for m in 0..row_blocks {
                     let _ = p.blocks(b, h, m);

@@ -21,8 +21,8 @@ fn config(
 
 /// Diagonal key block of row block `m`, written from the definition (None: sees no key).
 fn diagonal(shape: &AttnShape, m: usize) -> Option<usize> {
-    let last_row = ((m + 1) * 64).min(shape.seq_q) as i64 - 1;
-    let last_key = (last_row + shape.seq_k as i64 - shape.seq_q as i64).min(shape.seq_k as i64 - 1);
+    let last_row = ((m + 1) * 64).min(shape.seq_q()) as i64 - 1;
+    let last_key = (last_row + shape.seq_k() as i64 - shape.seq_q() as i64).min(shape.seq_k() as i64 - 1);
     (last_key >= 0).then_some(last_key as usize / 64)
 }
 
@@ -31,7 +31,7 @@ fn candidates(shape: &AttnShape, m: usize, causal: bool) -> usize {
     if causal {
         diagonal(shape, m).map_or(0, |d| d + 1)
     } else {
-        shape.seq_k.div_ceil(64)
+        shape.seq_k().div_ceil(64)
     }
 }
 
@@ -51,24 +51,24 @@ fn block_mean(x: &[f64], seq: usize, heads: usize, dim: usize, b: usize, h: usiz
 /// descending mean score (mean over the heads the mask serves), ties to the lower id.
 fn oracle(inputs: &RefInputs, cfg: &BlockTopkConfig, scale: f64) -> Vec<Vec<i32>> {
     let s = inputs.shape;
-    let heads = if cfg.per_kv_group { s.heads_kv } else { s.heads_q };
-    let per = s.heads_q / heads;
+    let heads = if cfg.per_kv_group { s.heads_kv() } else { s.heads_q() };
+    let per = s.heads_q() / heads;
     let mut rows = Vec::new();
-    for b in 0..s.batch {
+    for b in 0..s.batch() {
         for mh in 0..heads {
-            for m in 0..s.seq_q.div_ceil(64) {
+            for m in 0..s.seq_q().div_ceil(64) {
                 let cand = candidates(&s, m, cfg.causal);
                 let score = |n: usize| {
                     let mut total = 0.0;
                     for h in mh * per..(mh + 1) * per {
-                        let q = block_mean(&inputs.q, s.seq_q, s.heads_q, s.head_dim, b, h, m);
+                        let q = block_mean(&inputs.q, s.seq_q(), s.heads_q(), s.head_dim(), b, h, m);
                         let k = block_mean(
                             &inputs.k,
-                            s.seq_k,
-                            s.heads_kv,
-                            s.head_dim,
+                            s.seq_k(),
+                            s.heads_kv(),
+                            s.head_dim(),
                             b,
-                            h / (s.heads_q / s.heads_kv),
+                            h / (s.heads_q() / s.heads_kv()),
                             n,
                         );
                         total += scale * q.iter().zip(&k).map(|(x, y)| x * y).sum::<f64>();
@@ -140,9 +140,10 @@ fn rejects_inputs_whose_lengths_or_shape_are_wrong() {
     let mut long_k = inputs.clone();
     long_k.k.push(0.0);
     assert!(matches!(estimate_block_topk(&long_k, &cfg, 0.1), Err(Error::WrongLength { tensor: "k", .. })));
-    let mut no_kv = inputs.clone();
-    no_kv.shape.heads_kv = 0;
-    assert_eq!(estimate_block_topk(&no_kv, &cfg, 0.1), Err(Error::ZeroDimension { dim: "heads_kv" }));
+    // The shape the estimator used to re-check cannot be built (AttnShape's fields are private).
+    let s = inputs.shape;
+    let no_kv = AttnShape::new(s.batch(), s.seq_q(), s.seq_k(), s.heads_q(), 0, s.head_dim());
+    assert_eq!(no_kv, Err(Error::ZeroDimension { dim: "heads_kv" }));
 }
 
 #[test]
@@ -155,10 +156,10 @@ fn selection_equals_brute_force_on_random_problems() {
         let scale = 0.01 + rng.unit();
         let p = estimate_block_topk(&inputs, &cfg, scale).unwrap();
         p.validate(&shape).unwrap();
-        let want_heads = if cfg.per_kv_group { shape.heads_kv } else { shape.heads_q };
+        let want_heads = if cfg.per_kv_group { shape.heads_kv() } else { shape.heads_q() };
         assert_eq!(
             (p.batch(), p.heads(), p.row_blocks()),
-            (shape.batch, want_heads, shape.seq_q.div_ceil(64))
+            (shape.batch(), want_heads, shape.seq_q().div_ceil(64))
         );
         assert_eq!(all_rows(&p), oracle(&inputs, &cfg, scale), "case {case} {shape:?} {cfg:?}");
     }
@@ -213,10 +214,10 @@ fn forced_blocks_beyond_top_k_are_all_kept() {
 /// row block `m` of query head `h`, so that pair's score dwarfs all others.
 fn plant(inputs: &mut RefInputs, h: usize, m: usize, n: usize, gain: f64) {
     let s = inputs.shape;
-    let pooled = block_mean(&inputs.q, s.seq_q, s.heads_q, s.head_dim, 0, h, m);
-    let hk = h / (s.heads_q / s.heads_kv);
-    for j in n * 64..((n + 1) * 64).min(s.seq_k) {
-        let off = (j * s.heads_kv + hk) * s.head_dim;
+    let pooled = block_mean(&inputs.q, s.seq_q(), s.heads_q(), s.head_dim(), 0, h, m);
+    let hk = h / (s.heads_q() / s.heads_kv());
+    for j in n * 64..((n + 1) * 64).min(s.seq_k()) {
+        let off = (j * s.heads_kv() + hk) * s.head_dim();
         for (e, p) in pooled.iter().enumerate() {
             inputs.k[off + e] = gain * p;
         }

@@ -24,7 +24,7 @@ fn gpu_conversion_equals_cpu_conversion() {
         let seq_q = rng.range(1, 700);
         let seq_k = if rng.chance(0.5) { seq_q } else { rng.range(1, 700) };
         let shape = AttnShape::new(rng.range(1, 2), seq_q, seq_k, 4, rng.range(1, 2), 64).unwrap();
-        let heads = if rng.chance(0.5) { shape.heads_q } else { shape.heads_kv };
+        let heads = if rng.chance(0.5) { shape.heads_q() } else { shape.heads_kv() };
         let with_slash_zero = rng.chance(0.5);
         let vs = common::random_vertical_slash(&mut rng, &shape, heads, 40, with_slash_zero);
         let cpu = convert(&vs, &shape).unwrap();

@@ -124,24 +124,31 @@ fn vs_convert_params_is_plain_bytes() {
 
 #[test]
 fn vs_convert_params_for_problem_fills_the_sizes() {
+    use sparse_attn::pattern::vs_convert::index_dims;
     use sparse_attn::pattern::VerticalSlash;
-    use sparse_attn::AttnShape;
+    use sparse_attn::plan::{vs_convert, DeviceBuffer};
+    use sparse_attn::source::VsIndex;
+    use sparse_attn::{AttnShape, SparsePattern};
+    let buf = |n: u64| DeviceBuffer { addr: n << 20, len: 1 << 20 };
+    let out = |dims| VsIndex { dims, block_count: buf(1), block_offset: buf(2), column_count: buf(3), column_index: buf(4) };
     let shape = AttnShape::new(2, 130, 200, 4, 2, 64).unwrap();
     // H = heads_kv = 2, three verticals and two slashes per head.
     let vs = VerticalSlash::new(2, 2, 3, 2, [0, 5, 9].repeat(4), [7, 0].repeat(4)).unwrap();
-    let p = VsConvertParams::for_problem(&vs, &shape).unwrap();
+    let p = vs_convert::params(&shape, buf(5), buf(6), &out(index_dims(&vs, &shape).unwrap())).unwrap();
     assert_eq!(
         (p.batch, p.heads, p.seq_q, p.seq_k, p.nnz_v, p.nnz_s, p.row_blocks, p.pad0),
         (2, 2, 130, 200, 3, 2, 3, 0) // ceil(130 / 64) = 3 row blocks
     );
-    assert_eq!([p.vertical_indexes, p.slash_indexes, p.block_count, p.block_offset, p.column_count, p.column_index], [0; 6]);
+    assert_eq!([p.vertical_indexes, p.slash_indexes, p.block_count, p.block_offset, p.column_count, p.column_index], [5 << 20, 6 << 20, 1 << 20, 2 << 20, 3 << 20, 4 << 20]);
     // 2 * 2 * 3 = 12 row blocks fit one 128-thread block.
-    assert_eq!(p.grid_blocks(), 1);
-    let many = VsConvertParams { batch: 3, heads: 50, row_blocks: 64, ..p };
-    assert_eq!(many.grid_blocks(), (3 * 50 * 64u64).div_ceil(128));
+    let plan = vs_convert::plan(&shape, buf(5), buf(6), &out(index_dims(&vs, &shape).unwrap())).unwrap();
+    assert_eq!(plan.grid(), [1, 1, 1]);
+    let many = AttnShape::new(3, 64 * 64, 64, 50, 50, 64).unwrap();
+    let dims = sparse_attn::source::VsIndexDims::new(3, 50, 64, 3, 2).unwrap();
+    assert_eq!(vs_convert::plan(&many, buf(5), buf(6), &out(dims)).unwrap().grid(), [(3 * 50 * 64u32).div_ceil(128), 1, 1]);
     // An invalid descriptor is refused before any size is computed.
     let bad = VerticalSlash::new(2, 2, 3, 2, [0, 5, 500].repeat(4), [7, 0].repeat(4)).unwrap();
-    assert!(matches!(VsConvertParams::for_problem(&bad, &shape), Err(sparse_attn::Error::IndexOutOfRange { .. })));
+    assert!(matches!(bad.source(&shape), Err(sparse_attn::Error::IndexOutOfRange { .. })));
 }
 
 fn rust_tensors() -> Layout {

@@ -9,22 +9,22 @@ use sparse_attn::{AttnOptions, AttnShape, ElementMask, Error};
 /// Naive single-threaded attention, written directly from the formula.
 fn naive(inputs: &RefInputs, scale: f64, causal: bool) -> (Vec<f64>, Vec<f64>) {
     let s = inputs.shape;
-    let (d, g) = (s.head_dim, s.group_size());
+    let (d, g) = (s.head_dim(), s.group_size());
     let mut out = vec![0.0; s.q_len()];
     let mut lse = vec![f64::NEG_INFINITY; s.lse_len()];
-    for b in 0..s.batch {
-        for h in 0..s.heads_q {
-            for i in 0..s.seq_q {
-                let qo = ((b * s.seq_q + i) * s.heads_q + h) * d;
+    for b in 0..s.batch() {
+        for h in 0..s.heads_q() {
+            for i in 0..s.seq_q() {
+                let qo = ((b * s.seq_q() + i) * s.heads_q() + h) * d;
                 let n = s.visible_keys(i, causal);
                 if n == 0 {
                     continue;
                 }
-                let kv = |j: usize| ((b * s.seq_k + j) * s.heads_kv + h / g) * d;
+                let kv = |j: usize| ((b * s.seq_k() + j) * s.heads_kv() + h / g) * d;
                 let scores: Vec<f64> =
                     (0..n).map(|j| scale * (0..d).map(|x| inputs.q[qo + x] * inputs.k[kv(j) + x]).sum::<f64>()).collect();
                 let z: f64 = scores.iter().map(|x| x.exp()).sum();
-                lse[(b * s.heads_q + h) * s.seq_q + i] = z.ln();
+                lse[(b * s.heads_q() + h) * s.seq_q() + i] = z.ln();
                 for x in 0..d {
                     out[qo + x] = (0..n).map(|j| scores[j].exp() / z * inputs.v[kv(j) + x]).sum();
                 }
@@ -44,7 +44,7 @@ fn dense_matches_naive_formula() {
             let opts = AttnOptions { causal, ..Default::default() };
             let got = dense_attention(&inputs, &opts).unwrap();
             // The kernels take the scale as f32, so the reference does too.
-            let scale = (1.0 / (shape.head_dim as f32).sqrt()) as f64;
+            let scale = (1.0 / (shape.head_dim() as f32).sqrt()) as f64;
             let (out, lse) = naive(&inputs, scale, causal);
             for (a, b) in got.out.iter().zip(&out) {
                 assert!((a - b).abs() < 1e-12, "{shape:?} causal={causal}: {a} vs {b}");

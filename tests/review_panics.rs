@@ -1,9 +1,11 @@
 //! Caller input that used to panic (or silently misbehave) instead of returning an
-//! `Error`: hand-built `RefInputs` and `AttnShape`s (public fields), key lists handed to
+//! `Error`: hand-built `RefInputs` (public fields) and invalid `AttnShape`s (now refused by
+//! its only constructor), key lists handed to
 //! `attend_rows`, counts that overflow `usize`, and a top-k row too long for the kernel's
 //! 32-bit tile arithmetic. Each test names the defect it pins down.
 
-use sparse_attn::attention::{AttnBuffers, AttnLayouts, DeviceBuffer, SourceBuffers};
+use sparse_attn::plan::{AttnBuffers, AttnLayouts, DeviceBuffer};
+use sparse_attn::source::{Source, TopkDims, TopkIndex, VsIndex, VsIndexDims};
 use sparse_attn::pattern::{TopkTokens, VerticalSlash};
 use sparse_attn::reference::{attend_rows, dense_attention, masked_attention, vertical_slash_attention, RefInputs};
 use sparse_attn::shape::DType;
@@ -28,11 +30,10 @@ fn dense_reference_rejects_a_short_q_instead_of_panicking() {
 #[test]
 fn dense_reference_rejects_an_invalid_hand_built_shape() {
     // heads_kv = 0 used to divide by zero in `kv_head`; head_dim = 0 gave an infinite scale.
-    let good = shape();
-    for bad in [AttnShape { heads_kv: 0, ..good }, AttnShape { head_dim: 0, ..good }] {
-        let inputs = RefInputs { shape: bad, q: vec![], k: vec![], v: vec![] };
-        let err = dense_attention(&inputs, &AttnOptions::default()).unwrap_err();
-        assert!(matches!(err, Error::ZeroDimension { .. }), "{bad:?}: {err:?}");
+    // Such a shape can no longer be built: AttnShape's fields are private.
+    for (heads_kv, head_dim) in [(0, 8), (1, 0)] {
+        let err = AttnShape::new(1, 5, 7, 2, heads_kv, head_dim).unwrap_err();
+        assert!(matches!(err, Error::ZeroDimension { .. }), "{heads_kv} {head_dim}: {err:?}");
     }
 }
 
@@ -59,7 +60,7 @@ fn attend_rows_rejects_a_key_outside_seq_k() {
     let s = shape();
     let inputs = inputs_with_q_len(s, s.q_len());
     // A key list naming key seq_k used to panic inside a worker thread.
-    let err = attend_rows(&inputs, 0.5, |_, _, i, list| list.push(if i == 3 { s.seq_k } else { 0 })).unwrap_err();
+    let err = attend_rows(&inputs, 0.5, |_, _, i, list| list.push(if i == 3 { s.seq_k() } else { 0 })).unwrap_err();
     assert!(matches!(err, Error::IndexOutOfRange { .. }), "{err:?}");
     // ...and inconsistent inputs are an error, not a slice panic.
     let short = inputs_with_q_len(s, 1);
@@ -92,13 +93,13 @@ fn topk_kept_fraction_does_not_overflow_on_a_large_problem() {
 
 #[test]
 fn contiguous_layouts_of_an_absurd_hand_built_shape_do_not_panic() {
-    let shape = AttnShape { batch: 1, seq_q: usize::MAX / 2, seq_k: 64, heads_q: 4, heads_kv: 1, head_dim: 64 };
-    // Used to overflow computing the strides, before any validation could run.
-    let layouts = AttnLayouts::contiguous(&shape);
-    let buf = |addr: u64| DeviceBuffer { addr, len: usize::MAX };
-    let bufs = AttnBuffers { q: buf(0x1_0000), k: buf(0x2_0000), v: buf(0x3_0000), out: buf(0x4_0000), lse: None, layouts };
-    let err = plan::attention(&shape, DType::F16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap_err();
+    // Used to overflow computing the strides, before any validation could run; now the
+    // shape itself cannot be built (private fields, validating constructor).
+    let err = AttnShape::new(1, usize::MAX / 2, 64, 4, 1, 64).unwrap_err();
     assert!(matches!(err, Error::DimensionTooLarge { .. }), "{err:?}");
+    // Strides of absurd sizes still saturate instead of overflowing.
+    let l = sparse_attn::Bshd::contiguous(usize::MAX / 2, 4, 64);
+    assert_eq!(l.batch, usize::MAX);
 }
 
 /// Fake, well-aligned, non-overlapping device buffers for a contiguous problem: the plan
@@ -119,20 +120,18 @@ fn fake_buffers(shape: &AttnShape) -> AttnBuffers {
 
 #[test]
 fn topk_rows_longer_than_the_kernel_can_tile_are_rejected() {
-    // gather.cu computes ceil(topk / 32) in i32: for topk > i32::MAX - 31 that overflows
+    // topk_attention.cu computes ceil(topk / 32) in i32: for topk > i32::MAX - 31 that overflows
     // and the kernel silently attends nothing. The host must refuse such a row length.
     let shape = AttnShape::new(1, 1, 64, 1, 1, 64).unwrap();
     let bufs = fake_buffers(&shape);
     let opts = AttnOptions::default();
+    let topk = |k: usize| Source::TopK(TopkIndex { dims: TopkDims::new(1, 1, 1, k).unwrap(), indices: DeviceBuffer { addr: 0x800_0000, len: k } });
     for k in [i32::MAX as usize - 30, i32::MAX as usize] {
-        let indices = DeviceBuffer { addr: 0x800_0000, len: k };
-        let err = plan::topk_attention(&shape, DType::F16, &opts, &bufs, indices, [1, 1, 1, k]).unwrap_err();
+        let err = plan::attention(&shape, DType::F16, &opts, &bufs, &topk(k)).unwrap_err();
         assert!(matches!(err, Error::DimensionTooLarge { dim: "k", .. }), "k = {k}: {err:?}");
     }
     // The longest row the kernel tiles exactly is still accepted.
-    let k = i32::MAX as usize - 31;
-    let indices = DeviceBuffer { addr: 0x800_0000, len: k };
-    plan::topk_attention(&shape, DType::F16, &opts, &bufs, indices, [1, 1, 1, k]).unwrap();
+    plan::attention(&shape, DType::F16, &opts, &bufs, &topk(i32::MAX as usize - 31)).unwrap();
 }
 
 #[test]
@@ -156,21 +155,14 @@ fn element_mask_accessors_outside_the_mask_neither_panic_nor_alias_another_row()
 
 #[test]
 fn shape_accessors_of_an_invalid_hand_built_shape_do_not_panic() {
-    // AttnShape's fields are public; these helpers used to divide by zero or overflow.
+    // These helpers used to divide by zero or overflow on hand-built shapes; AttnShape's
+    // fields are private now, so its constructor refuses every one of them.
     let good = shape();
     let huge = usize::MAX;
-    for bad in [
-        AttnShape { heads_kv: 0, ..good },
-        AttnShape { heads_q: 1, heads_kv: 2, ..good },
-        AttnShape { batch: huge, seq_q: huge, seq_k: huge, heads_q: huge, heads_kv: 1, head_dim: huge },
-        AttnShape { seq_q: 0, seq_k: huge, ..good },
-    ] {
-        assert!(bad.validate().is_err());
-        let _ = (bad.group_size(), bad.kv_head(1), bad.kv_head(huge));
-        let _ = (bad.q_len(), bad.kv_len(), bad.lse_len(), bad.causal_offset());
-        let _ = (bad.visible_keys(0, true), bad.visible_keys(huge, true), bad.visible_keys(huge, false));
-        let _ = (bad.q_layout(), bad.kv_layout());
+    for bad in [(1, 5, 7, 2, 0, 8), (1, 5, 7, 1, 2, 8), (huge, huge, huge, huge, 1, huge), (1, 0, huge, 2, 1, 8)] {
+        assert!(AttnShape::new(bad.0, bad.1, bad.2, bad.3, bad.4, bad.5).is_err(), "{bad:?}");
     }
+    let _ = (good.visible_keys(huge, true), good.visible_keys(huge, false), good.kv_head(huge));
     // Valid shapes are unaffected.
     assert_eq!((good.group_size(), good.kv_head(1), good.q_len(), good.causal_offset()), (2, 0, 80, 2));
     assert_eq!((good.visible_keys(0, true), good.visible_keys(4, true), good.visible_keys(9, true)), (3, 7, 7));
@@ -187,13 +179,18 @@ fn varlen_seqlens_past_the_batch_do_not_panic() {
 
 #[test]
 fn vs_convert_plan_of_huge_params_is_an_error_not_an_overflow() {
-    // VsConvertParams' fields are public; batch x heads x row_blocks used to overflow u64
-    // computing the grid.
-    let params = sparse_attn::params::VsConvertParams { batch: i32::MAX, heads: i32::MAX, row_blocks: i32::MAX, ..Default::default() };
-    let err = plan::vs_convert(&params).unwrap_err();
+    // batch x heads x row_blocks used to overflow u64 computing the grid; now it is counted
+    // in usize from validated dims, and a grid too large for one launch is an error.
+    let plan_for = |batch: usize, heads: usize, seq_q: usize| {
+        let shape = AttnShape::new(batch, seq_q, 64, heads, heads, 1).unwrap();
+        let dims = VsIndexDims::new(batch, heads, seq_q.div_ceil(64), 1, 1).unwrap();
+        let buf = |n: u64| DeviceBuffer { addr: n << 40, len: usize::MAX };
+        let out = VsIndex { dims, block_count: buf(1), block_offset: buf(2), column_count: buf(3), column_index: buf(4) };
+        plan::vs_convert::plan(&shape, buf(5), buf(6), &out)
+    };
+    let err = plan_for(1 << 16, 1 << 8, i32::MAX as usize).unwrap_err();
     assert!(matches!(err, Error::InvalidParameter { name: "grid", .. }), "{err:?}");
-    let params = sparse_attn::params::VsConvertParams { batch: 2, heads: 3, row_blocks: 100, ..Default::default() };
-    assert_eq!(plan::vs_convert(&params).unwrap().grid, [5, 1, 1]);
+    assert_eq!(plan_for(2, 3, 100 * 64).unwrap().grid(), [5, 1, 1]);
 }
 
 #[test]
@@ -211,7 +208,8 @@ fn element_mask_of_a_huge_valid_problem_is_an_error_not_a_panic() {
 
 #[test]
 fn shared_memory_sizes_of_any_head_dim_do_not_overflow() {
-    use sparse_attn::attention::{shared_mem_bytes, topk_shared_mem_bytes};
+    use sparse_attn::plan::prefill::shared_mem_bytes;
+    use sparse_attn::plan::topk_attention::shared_mem_bytes as topk_shared_mem_bytes;
     assert_eq!((shared_mem_bytes(64), shared_mem_bytes(128)), (32 * 1024, 64 * 1024));
     assert_eq!((topk_shared_mem_bytes(64), topk_shared_mem_bytes(128)), (18 * 1024, 36 * 1024));
     // Public functions of a caller's head_dim: they used to overflow (and truncate to u32).
@@ -228,13 +226,14 @@ fn a_scale_whose_exp2_form_overflows_f32_is_rejected() {
     let shape = AttnShape::new(1, 64, 64, 1, 1, 64).unwrap();
     let bufs = fake_buffers(&shape);
     let opts = AttnOptions { softmax_scale: Some(3.0e38), ..Default::default() };
-    let err = plan::attention(&shape, DType::F16, &opts, &bufs, &SourceBuffers::Dense).unwrap_err();
+    let err = plan::attention(&shape, DType::F16, &opts, &bufs, &Source::Dense).unwrap_err();
     assert!(matches!(err, Error::InvalidSoftmaxScale { .. }), "{err:?}");
     let indices = DeviceBuffer { addr: 0x800_0000, len: 64 };
-    let err = plan::topk_attention(&shape, DType::F16, &opts, &bufs, indices, [1, 64, 1, 1]).unwrap_err();
+    let topk = Source::TopK(TopkIndex { dims: TopkDims::new(1, 64, 1, 1).unwrap(), indices });
+    let err = plan::attention(&shape, DType::F16, &opts, &bufs, &topk).unwrap_err();
     assert!(matches!(err, Error::InvalidSoftmaxScale { .. }), "{err:?}");
     let opts = AttnOptions { softmax_scale: Some(1.0e30), ..Default::default() };
-    plan::attention(&shape, DType::F16, &opts, &bufs, &SourceBuffers::Dense).unwrap();
+    plan::attention(&shape, DType::F16, &opts, &bufs, &Source::Dense).unwrap();
 }
 
 #[test]
@@ -245,6 +244,6 @@ fn strides_beyond_i64_are_rejected_not_wrapped_negative() {
     let mut bufs = fake_buffers(&shape);
     bufs.q.len = usize::MAX;
     bufs.layouts.q.seq = (1usize << 63) + 8;
-    let err = plan::attention(&shape, DType::F16, &AttnOptions::default(), &bufs, &SourceBuffers::Dense).unwrap_err();
+    let err = plan::attention(&shape, DType::F16, &AttnOptions::default(), &bufs, &Source::Dense).unwrap_err();
     assert!(matches!(err, Error::InvalidStrides { tensor: "q", .. }), "{err:?}");
 }

@@ -106,10 +106,6 @@ fn element_count_overflow_is_rejected() {
 
 #[test]
 fn hand_built_shapes_are_revalidated() {
-    // The fields are public; entry points must not trust them.
-    let mut s = AttnShape::new(1, 8, 8, 4, 2, 64).unwrap();
-    s.heads_kv = 0;
-    assert_eq!(s.validate().unwrap_err(), Error::ZeroDimension { dim: "heads_kv" });
-    let inputs = sparse_attn::reference::RefInputs::from_f64(s, vec![], vec![], vec![]);
-    assert_eq!(inputs.unwrap_err(), Error::ZeroDimension { dim: "heads_kv" });
+    // The fields are private: the only way to a shape is the validating constructor.
+    assert_eq!(AttnShape::new(1, 8, 8, 4, 0, 64).unwrap_err(), Error::ZeroDimension { dim: "heads_kv" });
 }

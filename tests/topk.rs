@@ -16,11 +16,11 @@ const TOL: f64 = 1e-12;
 /// random slots, padded with -1; about one row in eight is all padding. Keys are drawn
 /// from the whole `0..seq_k`, so causal rows also carry hidden keys.
 fn random_indices(rng: &mut Rng, shape: &AttnShape, k: usize) -> TopkTokens {
-    let rows = shape.batch * shape.seq_q * shape.heads_kv;
+    let rows = shape.batch() * shape.seq_q() * shape.heads_kv();
     let mut indices = Vec::with_capacity(rows * k);
-    let mut pool: Vec<i32> = (0..shape.seq_k as i32).collect();
+    let mut pool: Vec<i32> = (0..shape.seq_k() as i32).collect();
     for _ in 0..rows {
-        let n = if rng.chance(0.125) { 0 } else { rng.range(0, k.min(shape.seq_k)) };
+        let n = if rng.chance(0.125) { 0 } else { rng.range(0, k.min(shape.seq_k())) };
         // Partial Fisher-Yates: the first n of the pool become n distinct random keys.
         for t in 0..n {
             let u = rng.range(t, pool.len() - 1);
@@ -35,16 +35,16 @@ fn random_indices(rng: &mut Rng, shape: &AttnShape, k: usize) -> TopkTokens {
         }
         indices.extend(row);
     }
-    TopkTokens::new(shape.batch, shape.seq_q, shape.heads_kv, k, indices).expect("generated tensor has the right length")
+    TopkTokens::new(shape.batch(), shape.seq_q(), shape.heads_kv(), k, indices).expect("generated tensor has the right length")
 }
 
 /// The element mask the format defines, computed by scanning raw rows (independent of
 /// `TopkTokens`'s own enumeration).
 fn expected_allowed(t: &TopkTokens, s: &AttnShape, causal: bool, b: usize, h: usize, i: usize, j: usize) -> bool {
     let k = t.k();
-    let start = ((b * s.seq_q + i) * s.heads_kv + h / (s.heads_q / s.heads_kv)) * k;
+    let start = ((b * s.seq_q() + i) * s.heads_kv() + h / (s.heads_q() / s.heads_kv())) * k;
     let listed = t.indices()[start..start + k].contains(&(j as i32));
-    let limit = if causal { i as i64 + s.seq_k as i64 - s.seq_q as i64 } else { i64::MAX };
+    let limit = if causal { i as i64 + s.seq_k() as i64 - s.seq_q() as i64 } else { i64::MAX };
     listed && (j as i64) <= limit
 }
 
@@ -58,11 +58,11 @@ fn check_against_mask(rng: &mut Rng, shape: AttnShape, k: usize, causal: bool) {
     let (out, lse) = sparse.max_abs_diff(&masked);
     assert!(out <= TOL && lse <= TOL, "{shape:?} k={k} causal={causal}: out diff {out}, lse diff {lse}");
     // Padding-only and fully hidden rows must produce the documented empty-row result.
-    for b in 0..shape.batch {
-        for h in 0..shape.heads_q {
-            for i in 0..shape.seq_q {
+    for b in 0..shape.batch() {
+        for h in 0..shape.heads_q() {
+            for i in 0..shape.seq_q() {
                 if mask.row_keys(b, h, i).next().is_none() {
-                    assert_eq!(sparse.lse[(b * shape.heads_q + h) * shape.seq_q + i], f64::NEG_INFINITY);
+                    assert_eq!(sparse.lse[(b * shape.heads_q() + h) * shape.seq_q() + i], f64::NEG_INFINITY);
                 }
             }
         }
@@ -75,14 +75,14 @@ fn element_mask_matches_the_format_definition() {
     for case in 0..40 {
         let shape = random_shape(&mut rng, 150);
         let causal = case % 2 == 0;
-        let k = rng.range(1, shape.seq_k + 8);
+        let k = rng.range(1, shape.seq_k() + 8);
         let pattern = random_indices(&mut rng, &shape, k);
         let mask = pattern.element_mask(&shape, causal).unwrap();
-        assert_eq!(mask.dims(), [shape.batch, shape.heads_q, shape.seq_q, shape.seq_k]);
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
-                for i in 0..shape.seq_q {
-                    for j in 0..shape.seq_k {
+        assert_eq!(mask.dims(), [shape.batch(), shape.heads_q(), shape.seq_q(), shape.seq_k()]);
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
+                for i in 0..shape.seq_q() {
+                    for j in 0..shape.seq_k() {
                         let want = expected_allowed(&pattern, &shape, causal, b, h, i, j);
                         assert_eq!(mask.get(b, h, i, j), want, "{shape:?} causal={causal} at [{b}, {h}, {i}, {j}]");
                     }
@@ -98,7 +98,7 @@ fn reference_equals_masked_attention_on_random_shapes() {
     for case in 0..48 {
         let shape = random_shape(&mut rng, 300);
         // Alternate k below and above seq_k (the latter forces -1 padding in every row).
-        let k = if case % 3 == 0 { shape.seq_k + rng.range(1, 20) } else { rng.range(1, shape.seq_k.min(96)) };
+        let k = if case % 3 == 0 { shape.seq_k() + rng.range(1, 20) } else { rng.range(1, shape.seq_k().min(96)) };
         check_against_mask(&mut rng, shape, k, case % 2 == 0);
     }
 }
@@ -132,14 +132,14 @@ fn full_rows_reproduce_dense_attention() {
         let shape = AttnShape::new(1, 77, 90, 4, 2, 32).unwrap();
         let inputs = random_inputs(&mut rng, shape);
         let mut indices = Vec::new();
-        for _ in 0..shape.seq_q * shape.heads_kv {
-            let mut row: Vec<i32> = (0..shape.seq_k as i32).collect();
+        for _ in 0..shape.seq_q() * shape.heads_kv() {
+            let mut row: Vec<i32> = (0..shape.seq_k() as i32).collect();
             for t in (1..row.len()).rev() {
                 row.swap(t, rng.range(0, t));
             }
             indices.extend(row);
         }
-        let pattern = TopkTokens::new(1, shape.seq_q, shape.heads_kv, shape.seq_k, indices).unwrap();
+        let pattern = TopkTokens::new(1, shape.seq_q(), shape.heads_kv(), shape.seq_k(), indices).unwrap();
         let opts = AttnOptions { causal, ..AttnOptions::default() };
         let sparse = topk_attention(&inputs, &opts, &pattern).unwrap();
         let dense = dense_attention(&inputs, &opts).unwrap();
@@ -224,7 +224,7 @@ fn construction_errors() {
     assert!(matches!(err, Error::DimensionTooLarge { dim: "k", .. }), "{err:?}");
     let max = i32::MAX as usize;
     let err = TopkTokens::new(max, max, max, max, vec![]).unwrap_err();
-    assert!(matches!(err, Error::InvalidParameter { name: "indices", .. }), "{err:?}");
+    assert!(matches!(err, Error::DimensionTooLarge { dim: "indices", .. }), "{err:?}");
 }
 
 #[test]
@@ -267,14 +267,10 @@ fn validation_errors_name_the_problem() {
     let bad_scale = AttnOptions { softmax_scale: Some(f32::NAN), ..AttnOptions::default() };
     assert!(matches!(topk_attention(&inputs, &bad_scale, &ok), Err(Error::InvalidSoftmaxScale { .. })));
 
-    // AttnShape and RefInputs have public fields: a hand-broken shape or tensor is an
-    // error, not a division by zero or an out-of-bounds slice.
-    let mut broken = shape;
-    broken.heads_q = 1;
-    broken.heads_kv = 2;
-    let ok2 = TopkTokens::new(1, 2, 2, 3, vec![-1; 12]).unwrap();
-    assert_eq!(ok2.validate(&broken), Err(Error::HeadsNotDivisible { heads_q: 1, heads_kv: 2 }));
-    assert!(matches!(ok2.element_mask(&broken, false), Err(Error::HeadsNotDivisible { .. })));
+    // A broken shape cannot be built (AttnShape's fields are private); RefInputs has public
+    // fields: a hand-broken tensor is an error, not an out-of-bounds slice.
+    let broken = AttnShape::new(shape.batch(), shape.seq_q(), shape.seq_k(), 1, 2, shape.head_dim());
+    assert_eq!(broken, Err(Error::HeadsNotDivisible { heads_q: 1, heads_kv: 2 }));
     for tensor in ["q", "k", "v"] {
         let mut short = inputs.clone();
         match tensor {
@@ -296,24 +292,24 @@ fn adversarial_indices_are_rejected_not_panicked_on() {
     for case in 0..300 {
         let shape = random_shape(&mut rng, 40);
         let k = rng.range(1, 12);
-        let n = shape.batch * shape.seq_q * shape.heads_kv * k;
+        let n = shape.batch() * shape.seq_q() * shape.heads_kv() * k;
         let mode = case % 3;
         let indices: Vec<i32> = (0..n)
             .map(|_| match mode {
                 // Full-range garbage: almost always out of range.
                 0 => rng.next_u64() as i32,
                 // Near the valid range on both sides, with many repeats.
-                1 => rng.range(0, shape.seq_k + 3) as i32 - 2,
+                1 => rng.range(0, shape.seq_k() + 3) as i32 - 2,
                 // Mostly valid, occasionally one bad entry.
-                _ if rng.chance(0.995) => rng.range(0, shape.seq_k) as i32 - 1,
-                _ => shape.seq_k as i32,
+                _ if rng.chance(0.995) => rng.range(0, shape.seq_k()) as i32 - 1,
+                _ => shape.seq_k() as i32,
             })
             .collect();
         let expect_ok = indices.chunks(k).all(|row| {
-            row.iter().all(|&j| j == -1 || (0..shape.seq_k as i32).contains(&j))
+            row.iter().all(|&j| j == -1 || (0..shape.seq_k() as i32).contains(&j))
                 && row.iter().enumerate().all(|(a, &x)| x == -1 || !row[..a].contains(&x))
         });
-        let pattern = TopkTokens::new(shape.batch, shape.seq_q, shape.heads_kv, k, indices).unwrap();
+        let pattern = TopkTokens::new(shape.batch(), shape.seq_q(), shape.heads_kv(), k, indices).unwrap();
         let result = pattern.validate(&shape);
         assert_eq!(result.is_ok(), expect_ok, "case {case}: {result:?}");
         let inputs = random_inputs(&mut rng, shape);

@@ -79,27 +79,27 @@ fn check_row_invariants(index: &VsIndex, b: usize, h: usize, m: usize, limit: i6
         assert!(pair[1] > pair[0], "columns unsorted: {columns:?}");
     }
     assert!(tiles.iter().chain(columns).all(|&k| k >= 0 && (k as i64) < limit), "entry past limit {limit}");
-    let row = (b * d.heads + h) * d.row_blocks + m;
-    let tile_tail = &index.block_offset[row * d.nnz_s + tiles.len()..(row + 1) * d.nnz_s];
-    let column_tail = &index.column_index[row * d.nnz_v + columns.len()..(row + 1) * d.nnz_v];
+    let row = (b * d.heads() + h) * d.row_blocks() + m;
+    let tile_tail = &index.block_offset[row * d.nnz_s() + tiles.len()..(row + 1) * d.nnz_s()];
+    let column_tail = &index.column_index[row * d.nnz_v() + columns.len()..(row + 1) * d.nnz_v()];
     assert!(tile_tail.iter().chain(column_tail).all(|&x| x == -1), "padding past the counts must be -1");
 }
 
 fn compare_with_brute_force(vs: &VerticalSlash, shape: &AttnShape) {
     let index = convert(vs, shape).unwrap();
     let d = index.dims;
-    assert_eq!((d.batch, d.heads, d.row_blocks, d.nnz_v, d.nnz_s), (vs.batch(), vs.heads(), row_blocks(shape.seq_q), vs.nnz_v(), vs.nnz_s()));
-    assert_eq!(index.block_count.len(), d.batch * d.heads * d.row_blocks);
-    assert_eq!(index.block_offset.len(), d.batch * d.heads * d.row_blocks * d.nnz_s);
-    assert_eq!(index.column_index.len(), d.batch * d.heads * d.row_blocks * d.nnz_v);
-    for b in 0..d.batch {
-        for h in 0..d.heads {
-            for m in 0..d.row_blocks {
-                let (seq_q, seq_k) = (shape.seq_q as i64, shape.seq_k as i64);
+    assert_eq!((d.batch(), d.heads(), d.row_blocks(), d.nnz_v(), d.nnz_s()), (vs.batch(), vs.heads(), row_blocks(shape.seq_q()), vs.nnz_v(), vs.nnz_s()));
+    assert_eq!(index.block_count.len(), d.batch() * d.heads() * d.row_blocks());
+    assert_eq!(index.block_offset.len(), d.batch() * d.heads() * d.row_blocks() * d.nnz_s());
+    assert_eq!(index.column_index.len(), d.batch() * d.heads() * d.row_blocks() * d.nnz_v());
+    for b in 0..d.batch() {
+        for h in 0..d.heads() {
+            for m in 0..d.row_blocks() {
+                let (seq_q, seq_k) = (shape.seq_q() as i64, shape.seq_k() as i64);
                 let want = brute_row_block(seq_q, seq_k, m as i64, vs.verticals(b, h).unwrap(), vs.slashes(b, h).unwrap());
                 let (tiles, columns) = index.row_block(b, h, m).unwrap();
                 assert_eq!((tiles, columns), (&want.0[..], &want.1[..]), "{shape:?} b={b} h={h} m={m} vs={vs:?}");
-                let limit = ((((m + 1) * BLOCK_M).min(shape.seq_q)) as i64 + seq_k - seq_q).min(seq_k);
+                let limit = ((((m + 1) * BLOCK_M).min(shape.seq_q())) as i64 + seq_k - seq_q).min(seq_k);
                 check_row_invariants(&index, b, h, m, limit);
             }
         }
@@ -111,7 +111,7 @@ fn matches_brute_force_on_random_descriptors() {
     let mut rng = Rng::new(0x5eed_0001);
     for _ in 0..400 {
         let shape = common::random_shape(&mut rng, 400);
-        let heads = if rng.chance(0.5) { shape.heads_q } else { shape.heads_kv };
+        let heads = if rng.chance(0.5) { shape.heads_q() } else { shape.heads_kv() };
         let with_zero = rng.chance(0.3);
         let vs = random_vs(&mut rng, &shape, heads, with_zero);
         compare_with_brute_force(&vs, &shape);
@@ -247,7 +247,7 @@ fn equals_minference_when_slash_zero_is_present() {
         let shape = AttnShape::new(rng.range(1, 2), seq, seq, heads, heads, 32).unwrap();
         let vs = random_vs(&mut rng, &shape, heads, true);
         let index = convert(&vs, &shape).unwrap();
-        for b in 0..shape.batch {
+        for b in 0..shape.batch() {
             for h in 0..heads {
                 for m in 0..row_blocks(seq) {
                     let (want_tiles, want_columns) = minference_row_block(m as i64, vs.verticals(b, h).unwrap(), vs.slashes(b, h).unwrap());
@@ -277,7 +277,7 @@ fn minference_restatement_differs_only_where_documented() {
 // ---- the CUDA kernel's source, run on the host ------------------------------------------
 //
 // No GPU here and the simulator is not ready, so the kernel's own source
-// (kernels/index.cu with kernels/common/vs_index.cuh) is compiled as host C++ with the CUDA
+// (kernels/vs_convert.cu with kernels/common/vs_index.cuh) is compiled as host C++ with the CUDA
 // qualifiers defined away, and its grid is run thread by thread under AddressSanitizer.
 // That checks the device logic and indexing against the CPU conversion exactly, and that
 // no input makes it touch memory outside its (exactly sized) buffers.
@@ -293,7 +293,7 @@ const HOST_HARNESS: &str = r#"
 #define __launch_bounds__(n)
 struct HostDim3 { unsigned x = 0, y = 0, z = 0; };
 static HostDim3 blockIdx, blockDim, threadIdx;
-#include "index.cu"
+#include "vs_convert.cu"
 
 static void print(const char* name, const std::vector<int32_t>& t) {
     printf("%s", name);
@@ -415,11 +415,11 @@ fn kernel_source_matches_cpu_conversion() {
         } else {
             common::random_shape(&mut rng, 400)
         };
-        let heads = if rng.chance(0.5) { shape.heads_q } else { shape.heads_kv };
+        let heads = if rng.chance(0.5) { shape.heads_q() } else { shape.heads_kv() };
         let with_zero = rng.chance(0.5);
         let vs = random_vs(&mut rng, &shape, heads, with_zero);
         let index = convert(&vs, &shape).unwrap();
-        let dims = [shape.batch, heads, shape.seq_q, shape.seq_k, vs.nnz_v(), vs.nnz_s(), row_blocks(shape.seq_q)];
+        let dims = [shape.batch(), heads, shape.seq_q(), shape.seq_k(), vs.nnz_v(), vs.nnz_s(), row_blocks(shape.seq_q())];
         cases.push(HostCase { dims, verticals: vs.vertical_indexes().to_vec(), slashes: vs.slash_indexes().to_vec() });
         expected.push(index);
     }
@@ -477,9 +477,9 @@ fn kernel_source_stays_in_bounds_on_garbage_indices() {
 
 #[test]
 fn kernel_is_compiled_without_spills() {
-    // build.rs compiles kernels/index.cu when nvcc exists; its ptxas report must list the
+    // build.rs compiles kernels/vs_convert.cu when nvcc exists; its ptxas report must list the
     // conversion kernel for every target with no spill traffic.
-    let Some(report) = sparse_attn::kernels::resource_report() else {
+    let Some(report) = sparse_attn::ptx::resource_report() else {
         eprintln!("built without nvcc: no ptxas report to check");
         return;
     };

@@ -25,18 +25,18 @@ fn head_rows(sel: &VsSelection, b: usize, h: usize) -> (&[i32], &[i32]) {
 /// estimator's own softmax.
 fn oracle_scores(inputs: &RefInputs, lse: &[f64], b: usize, h: usize, last_q: usize) -> (Vec<f64>, Vec<f64>) {
     let s = inputs.shape;
-    let (d, group) = (s.head_dim, s.heads_q / s.heads_kv);
-    let mut vertical = vec![0.0; s.seq_k];
-    let mut slash = vec![0.0; s.seq_k];
-    for i in s.seq_q.saturating_sub(last_q)..s.seq_q {
-        let diag = i as i64 + s.seq_k as i64 - s.seq_q as i64;
-        let row_lse = lse[(b * s.heads_q + h) * s.seq_q + i];
-        for j in 0..s.seq_k {
+    let (d, group) = (s.head_dim(), s.heads_q() / s.heads_kv());
+    let mut vertical = vec![0.0; s.seq_k()];
+    let mut slash = vec![0.0; s.seq_k()];
+    for i in s.seq_q().saturating_sub(last_q)..s.seq_q() {
+        let diag = i as i64 + s.seq_k() as i64 - s.seq_q() as i64;
+        let row_lse = lse[(b * s.heads_q() + h) * s.seq_q() + i];
+        for j in 0..s.seq_k() {
             if j as i64 > diag {
                 continue;
             }
-            let q = &inputs.q[((b * s.seq_q + i) * s.heads_q + h) * d..][..d];
-            let k = &inputs.k[((b * s.seq_k + j) * s.heads_kv + h / group) * d..][..d];
+            let q = &inputs.q[((b * s.seq_q() + i) * s.heads_q() + h) * d..][..d];
+            let k = &inputs.k[((b * s.seq_k() + j) * s.heads_kv() + h / group) * d..][..d];
             let dot: f64 = q.iter().zip(k).map(|(x, y)| x * y).sum();
             let p = (SCALE * dot - row_lse).exp();
             vertical[j] += p;
@@ -77,22 +77,22 @@ fn selection_is_a_top_set_of_reference_probabilities() {
         let inputs = random_inputs(&mut rng, shape);
         let cfg = config(
             [1, 16, 64][case % 3],
-            rng.range(1, shape.seq_k + 10),
-            rng.range(1, shape.seq_k + 10),
+            rng.range(1, shape.seq_k() + 10),
+            rng.range(1, shape.seq_k() + 10),
             rng.range(0, 20),
             rng.range(0, 20),
         );
         let sel = estimate_vertical_slash_indices(&inputs, &cfg, SCALE).unwrap();
-        assert_eq!((sel.batch, sel.heads), (shape.batch, shape.heads_q));
-        assert_eq!(sel.nnz_v, cfg.vertical_size.min(shape.seq_k));
-        assert_eq!(sel.nnz_s, cfg.slash_size.min(shape.seq_k));
-        assert_eq!(sel.vertical_indexes.len(), shape.batch * shape.heads_q * sel.nnz_v);
-        assert_eq!(sel.slash_indexes.len(), shape.batch * shape.heads_q * sel.nnz_s);
+        assert_eq!((sel.batch, sel.heads), (shape.batch(), shape.heads_q()));
+        assert_eq!(sel.nnz_v, cfg.vertical_size.min(shape.seq_k()));
+        assert_eq!(sel.nnz_s, cfg.slash_size.min(shape.seq_k()));
+        assert_eq!(sel.vertical_indexes.len(), shape.batch() * shape.heads_q() * sel.nnz_v);
+        assert_eq!(sel.slash_indexes.len(), shape.batch() * shape.heads_q() * sel.nnz_s);
 
         let opts = AttnOptions { causal: true, softmax_scale: Some(SCALE as f32), return_lse: true };
         let lse = dense_attention(&inputs, &opts).unwrap().lse;
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
                 let (vertical, slash) = oracle_scores(&inputs, &lse, b, h, cfg.last_q);
                 let (v_row, s_row) = head_rows(&sel, b, h);
                 let what = format!("case {case} {shape:?} {cfg:?} [b={b}, h={h}]");
@@ -127,7 +127,7 @@ fn minference_forced_columns_and_diagonals_are_present() {
 fn planted_strong_column_is_selected() {
     let mut rng = Rng::new(0x75e3);
     let shape = AttnShape::new(1, 300, 300, 4, 2, 64).unwrap();
-    let (d, col) = (shape.head_dim, 150);
+    let (d, col) = (shape.head_dim(), 150);
     let base = random_inputs(&mut rng, shape);
     let cfg = config(64, 5, 4, 4, 4);
 
@@ -165,7 +165,7 @@ fn planted_diagonal_is_selected() {
     let mut rng = Rng::new(0x75e4);
     // seq_k > seq_q exercises the bottom-right offset.
     let shape = AttnShape::new(2, 200, 260, 2, 2, 64).unwrap();
-    let (d, lag, offset) = (shape.head_dim, 37usize, 60usize);
+    let (d, lag, offset) = (shape.head_dim(), 37usize, 60usize);
     let base = random_inputs(&mut rng, shape);
     let cfg = config(64, 4, 5, 4, 4);
 
@@ -255,9 +255,9 @@ fn invalid_configs_and_inputs_are_errors() {
         assert!(matches!(err, Error::InvalidSoftmaxScale { .. }), "{scale}: {err:?}");
     }
 
-    let mut bad_shape = inputs.clone();
-    bad_shape.shape.heads_kv = 3;
-    let err = estimate_vertical_slash_indices(&bad_shape, &cfg, SCALE).unwrap_err();
+    // The shape the estimator used to re-check cannot be built (AttnShape's fields are private).
+    let s = inputs.shape;
+    let err = AttnShape::new(s.batch(), s.seq_q(), s.seq_k(), s.heads_q(), 3, s.head_dim()).unwrap_err();
     assert_eq!(err, Error::HeadsNotDivisible { heads_q: 2, heads_kv: 3 });
 
     let mut short_q = inputs.clone();
@@ -300,9 +300,9 @@ fn descriptor_wraps_the_indices_and_validates() {
         assert_eq!(vs.slash_indexes(), &sel.slash_indexes[..]);
         assert_eq!(vs.validate(&shape), Ok(()), "case {case} {shape:?}");
         let mask = vs.pure_mask(&shape).unwrap();
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
-                for i in 0..shape.seq_q {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
+                for i in 0..shape.seq_q() {
                     let visible = shape.visible_keys(i, true);
                     let want_cols = 3.min(cfg.vertical_size).min(visible);
                     for j in 0..want_cols {

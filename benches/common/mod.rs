@@ -29,7 +29,7 @@ pub use test_common::Rng;
 
 /// Key blocks that at least one row of row block `m` sees under the causal mask.
 fn live_key_blocks(shape: &AttnShape, m: usize) -> usize {
-    let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q) - 1;
+    let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q()) - 1;
     shape.visible_keys(last_row, true).div_ceil(BLOCK_N)
 }
 
@@ -40,19 +40,19 @@ fn live_key_blocks(shape: &AttnShape, m: usize) -> usize {
 /// estimator to run). Returns the descriptor built by `BlockSparse::from_block_mask`.
 pub fn random_block_sparse(shape: &AttnShape, heads: usize, fraction: f64, seed: u64) -> Result<BlockSparse> {
     let mask = random_block_mask(shape, heads, fraction, seed);
-    let (mb, nb) = (shape.seq_q.div_ceil(BLOCK_M), shape.seq_k.div_ceil(BLOCK_N));
-    BlockSparse::from_block_mask(shape.batch, heads, mb, nb, &mask)
+    let (mb, nb) = (shape.seq_q().div_ceil(BLOCK_M), shape.seq_k().div_ceil(BLOCK_N));
+    BlockSparse::from_block_mask(shape.batch(), heads, mb, nb, &mask)
 }
 
 /// The boolean mask behind [`random_block_sparse`], `[batch, heads, MB, NB]`.
 pub fn random_block_mask(shape: &AttnShape, heads: usize, fraction: f64, seed: u64) -> Vec<bool> {
-    let (mb, nb) = (shape.seq_q.div_ceil(BLOCK_M), shape.seq_k.div_ceil(BLOCK_N));
+    let (mb, nb) = (shape.seq_q().div_ceil(BLOCK_M), shape.seq_k().div_ceil(BLOCK_N));
     let live: Vec<usize> = (0..mb).map(|m| live_key_blocks(shape, m)).collect();
     let total: usize = live.iter().sum();
     let forced: usize = live.iter().map(|&l| l.min(2)).sum();
     let p = if total > forced { ((fraction * total as f64 - forced as f64) / (total - forced) as f64).clamp(0.0, 1.0) } else { 0.0 };
     let mut rng = Rng::new(seed);
-    let mut mask = vec![false; shape.batch * heads * mb * nb];
+    let mut mask = vec![false; shape.batch() * heads * mb * nb];
     for (row, slots) in mask.chunks_exact_mut(nb).enumerate() {
         let l = live[row % mb];
         if l == 0 {
@@ -78,7 +78,7 @@ pub fn random_block_mask(shape: &AttnShape, heads: usize, fraction: f64, seed: u
 /// roughly a tenth of the causal elements at 32K-128K tokens; the benches print the
 /// fraction it actually keeps.
 pub fn minference_vertical_slash(shape: &AttnShape, heads: usize, nnz_v: usize, nnz_s: usize, seed: u64) -> Result<VerticalSlash> {
-    let seq = shape.seq_k;
+    let seq = shape.seq_k();
     if nnz_v > seq || nnz_s > seq {
         return Err(Error::InvalidParameter {
             name: "nnz",
@@ -86,10 +86,10 @@ pub fn minference_vertical_slash(shape: &AttnShape, heads: usize, nnz_v: usize, 
         });
     }
     let mut rng = Rng::new(seed);
-    let mut verticals = Vec::with_capacity(shape.batch * heads * nnz_v);
-    let mut slashes = Vec::with_capacity(shape.batch * heads * nnz_s);
+    let mut verticals = Vec::with_capacity(shape.batch() * heads * nnz_v);
+    let mut slashes = Vec::with_capacity(shape.batch() * heads * nnz_s);
     let mut taken = vec![false; seq];
-    for _ in 0..shape.batch * heads {
+    for _ in 0..shape.batch() * heads {
         let mut v = distinct(&mut taken, nnz_v, 30, || rng.below(seq));
         v.sort_unstable();
         verticals.extend(v);
@@ -102,7 +102,7 @@ pub fn minference_vertical_slash(shape: &AttnShape, heads: usize, nnz_v: usize, 
         s.sort_unstable_by(|a, b| b.cmp(a));
         slashes.extend(s);
     }
-    VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes)
+    VerticalSlash::new(shape.batch(), heads, nnz_v, nnz_s, verticals, slashes)
 }
 
 /// `n` distinct values below `taken.len()`: `0..forced` first, then draws from `draw`
@@ -136,11 +136,11 @@ fn distinct(taken: &mut [bool], n: usize, forced: usize, mut draw: impl FnMut() 
 /// the whole context, the least cache-friendly realistic case for the gather kernel; keys
 /// are ascending within a row (their order does not change what the kernel computes).
 pub fn spread_topk(shape: &AttnShape, k: usize, seed: u64) -> Result<TopkTokens> {
-    let rows = shape.batch * shape.seq_q * shape.heads_kv;
+    let rows = shape.batch() * shape.seq_q() * shape.heads_kv();
     let mut indices = vec![NO_KEY; rows * k];
     let mut rng = Rng::new(seed);
     for (row, slots) in indices.chunks_exact_mut(k).enumerate() {
-        let i = (row / shape.heads_kv) % shape.seq_q;
+        let i = (row / shape.heads_kv()) % shape.seq_q();
         let visible = shape.visible_keys(i, true);
         if visible <= k {
             for (slot, j) in slots.iter_mut().zip(0..visible) {
@@ -153,12 +153,12 @@ pub fn spread_topk(shape: &AttnShape, k: usize, seed: u64) -> Result<TopkTokens>
             }
         }
     }
-    TopkTokens::new(shape.batch, shape.seq_q, shape.heads_kv, k, indices)
+    TopkTokens::new(shape.batch(), shape.seq_q(), shape.heads_kv(), k, indices)
 }
 
 /// Query rows in `rows` that see key `j` under the causal mask.
 fn rows_seeing(shape: &AttnShape, rows: std::ops::Range<usize>, j: usize) -> u64 {
-    if j >= shape.seq_k {
+    if j >= shape.seq_k() {
         return 0;
     }
     // Row i sees j iff i + seq_k - seq_q >= j, i.e. i >= j - (seq_k - seq_q).
@@ -168,25 +168,25 @@ fn rows_seeing(shape: &AttnShape, rows: std::ops::Range<usize>, j: usize) -> u64
 
 /// Causally visible elements of the key range `keys` for the rows of row block `m`.
 fn range_elements(shape: &AttnShape, m: usize, keys: std::ops::Range<usize>) -> u64 {
-    let rows = m * BLOCK_M..((m + 1) * BLOCK_M).min(shape.seq_q);
+    let rows = m * BLOCK_M..((m + 1) * BLOCK_M).min(shape.seq_q());
     keys.map(|j| rows_seeing(shape, rows.clone(), j)).sum()
 }
 
 /// Causally visible (query head, query, key) elements of the whole problem.
 pub fn dense_causal_elements(shape: &AttnShape) -> u64 {
-    let per_head: u64 = (0..shape.seq_q).map(|i| shape.visible_keys(i, true) as u64).sum();
-    per_head * (shape.batch * shape.heads_q) as u64
+    let per_head: u64 = (0..shape.seq_q()).map(|i| shape.visible_keys(i, true) as u64).sum();
+    per_head * (shape.batch() * shape.heads_q()) as u64
 }
 
 /// Elements a causal block-sparse launch computes (every query head).
 pub fn block_sparse_elements(shape: &AttnShape, desc: &BlockSparse) -> Result<u64> {
     let mut kept = 0;
-    for b in 0..shape.batch {
-        for h in 0..shape.heads_q {
+    for b in 0..shape.batch() {
+        for h in 0..shape.heads_q() {
             for m in 0..desc.row_blocks() {
                 for &n in desc.blocks(b, desc.mask_head(shape, h), m)? {
                     let start = n as usize * BLOCK_N;
-                    kept += range_elements(shape, m, start..(start + BLOCK_N).min(shape.seq_k));
+                    kept += range_elements(shape, m, start..(start + BLOCK_N).min(shape.seq_k()));
                 }
             }
         }
@@ -198,18 +198,18 @@ pub fn block_sparse_elements(shape: &AttnShape, desc: &BlockSparse) -> Result<u6
 /// the tiles' keys and the columns, each cut by the causal mask.
 pub fn vertical_slash_elements(shape: &AttnShape, index: &VsIndex) -> Result<u64> {
     let d = index.dims;
-    let group = if d.heads == shape.heads_q { 1 } else { shape.group_size() as u64 };
+    let group = if d.heads() == shape.heads_q() { 1 } else { shape.group_size() as u64 };
     let mut kept = 0;
-    for b in 0..d.batch {
-        for h in 0..d.heads {
-            for m in 0..d.row_blocks {
+    for b in 0..d.batch() {
+        for h in 0..d.heads() {
+            for m in 0..d.row_blocks() {
                 let (tiles, columns) = index.row_block(b, h, m).ok_or_else(|| Error::DescriptorMismatch {
                     reason: format!("converted index has no row block [{b}, {h}, {m}]"),
                 })?;
-                let rows = m * BLOCK_M..((m + 1) * BLOCK_M).min(shape.seq_q);
+                let rows = m * BLOCK_M..((m + 1) * BLOCK_M).min(shape.seq_q());
                 for &o in tiles {
                     let o = o as usize;
-                    kept += group * range_elements(shape, m, o..(o + BLOCK_N).min(shape.seq_k));
+                    kept += group * range_elements(shape, m, o..(o + BLOCK_N).min(shape.seq_k()));
                 }
                 for &c in columns {
                     kept += group * rows_seeing(shape, rows.clone(), c as usize);
@@ -237,5 +237,5 @@ pub fn topk_elements(shape: &AttnShape, desc: &TopkTokens) -> u64 {
 /// q.k dot product and `2 * head_dim` for accumulating p.v. Softmax work is not counted,
 /// as in FlashAttention's TFLOP/s figures.
 pub fn attention_flops(shape: &AttnShape, elements: u64) -> u64 {
-    4 * shape.head_dim as u64 * elements
+    4 * shape.head_dim() as u64 * elements
 }

@@ -34,10 +34,10 @@ pub fn synthetic_inputs(shape: AttnShape) -> Result<Inputs> {
         1.5 * if x % 2 == 0 { angle.cos() } else { angle.sin() }
     };
     let build = |seq: usize, heads: usize, noise: &mut dyn FnMut() -> f64, sink: bool| -> Vec<half::bf16> {
-        let mut t = Vec::with_capacity(seq * heads * shape.head_dim);
+        let mut t = Vec::with_capacity(seq * heads * shape.head_dim());
         for pos in 0..seq {
             for _ in 0..heads {
-                for x in 0..shape.head_dim {
+                for x in 0..shape.head_dim() {
                     let mut value = noise();
                     if x < 16 {
                         value += positional(pos, x);
@@ -52,8 +52,8 @@ pub fn synthetic_inputs(shape: AttnShape) -> Result<Inputs> {
         }
         t
     };
-    let q = build(shape.seq_q, shape.heads_q, &mut noise, false);
-    let k = build(shape.seq_k, shape.heads_kv, &mut noise, true);
+    let q = build(shape.seq_q(), shape.heads_q(), &mut noise, false);
+    let k = build(shape.seq_k(), shape.heads_kv(), &mut noise, true);
     // V is plain unit-variance noise, the input the kernels' error bounds are stated for.
     let v: Vec<half::bf16> = (0..shape.kv_len()).map(|_| half::bf16::from_f64(noise())).collect();
     let reference = RefInputs::new(shape, &q, &k, &v)?;
@@ -64,7 +64,7 @@ pub fn synthetic_inputs(shape: AttnShape) -> Result<Inputs> {
 /// heads: what an ideal DSA-style indexer would pick. Causally hidden keys are never picked.
 pub fn select_topk_tokens(inputs: &RefInputs, k: usize, scale: f64) -> Result<TopkTokens> {
     let s = inputs.shape;
-    let (d, group) = (s.head_dim, s.group_size());
+    let (d, group) = (s.head_dim(), s.group_size());
     let row = |b: usize, i: usize, h_kv: usize| -> Vec<i32> {
         let visible = s.visible_keys(i, true);
         let mut scored: Vec<(f64, usize)> = (0..visible)
@@ -85,7 +85,7 @@ pub fn select_topk_tokens(inputs: &RefInputs, k: usize, scale: f64) -> Result<To
         keys
     };
     let rows: Vec<(usize, usize, usize)> =
-        (0..s.batch).flat_map(|b| (0..s.seq_q).flat_map(move |i| (0..s.heads_kv).map(move |h| (b, i, h)))).collect();
+        (0..s.batch()).flat_map(|b| (0..s.seq_q()).flat_map(move |i| (0..s.heads_kv()).map(move |h| (b, i, h)))).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = rows.len().div_ceil(threads);
     let indices: Vec<i32> = std::thread::scope(|scope| {
@@ -95,6 +95,6 @@ pub fn select_topk_tokens(inputs: &RefInputs, k: usize, scale: f64) -> Result<To
             .collect();
         workers.into_iter().flat_map(|w| w.join().expect("top-k selection worker panicked")).collect()
     });
-    TopkTokens::new(s.batch, s.seq_q, s.heads_kv, k, indices)
+    TopkTokens::new(s.batch(), s.seq_q(), s.heads_kv(), k, indices)
 }
 

@@ -11,25 +11,14 @@ use std::time::Instant;
 
 use cudarc::driver::CudaStream;
 use half::bf16;
-use sparse_attn::cuda::{
-    attention_forward, convert_on_gpu, upload_vs_index, AttnTensors, BlockSparseDevice, DeviceSource, TopkDevice,
-};
-use sparse_attn::pattern::vs_convert::VsIndex;
-use sparse_attn::pattern::{BlockSparse, TopkTokens, VerticalSlash};
-use sparse_attn::sim::{HostSource, SimBackend};
-use sparse_attn::{AttnOptions, AttnShape, Error, Result};
+use sparse_attn::cuda::{attention, convert_on_gpu, upload, AttnTensors};
+use sparse_attn::pattern::vs_convert::convert;
+use sparse_attn::sim::{HostTensors, SimBackend};
+use sparse_attn::{AttnOptions, AttnShape, Error, Result, Source};
+use std::borrow::Cow;
 
 use crate::data::Inputs;
 use crate::Case;
-
-/// What an attention kernel reads for one pattern.
-pub enum KernelSource {
-    Dense,
-    BlockSparse(BlockSparse),
-    /// The descriptor (the index kernel converts it) and its CPU conversion.
-    VerticalSlash(VerticalSlash, VsIndex),
-    Topk(TopkTokens),
-}
 
 /// bf16 inputs, f32 accumulation: the output's own rounding (2^-8 relative on values of
 /// order 1) plus rounding the probabilities to bf16 before P.V bound the error well below
@@ -58,7 +47,7 @@ enum Cost {
 }
 
 pub fn run_all(shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, cases: &[Case]) -> Result<()> {
-    if sparse_attn::kernels::modules().is_empty() {
+    if sparse_attn::ptx::modules().is_empty() {
         println!("kernels: none in this build (no nvcc at build time); run scripts/demo.sh to install it");
         return Ok(());
     }
@@ -75,14 +64,15 @@ pub fn run_all(shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, cases: &[
     println!("{:<34} {:>11} {:>11} {:>22}", "kernel", "max |err|", "LSE |err|", "cost");
     let mut dense_mma = None;
     for case in cases {
-        if let KernelSource::VerticalSlash(vs, cpu_index) = &case.source {
+        if let Some(vs) = case.converts {
+            let cpu_index = convert(vs, shape)?;
             let index = match &backend {
                 Backend::Gpu(stream) => convert_on_gpu(stream, vs, shape)?,
                 Backend::Sim(sim) => sim.vs_convert(vs, shape)?,
             };
-            let verdict = if &index == cpu_index { "equals" } else { "DIFFERS FROM" };
+            let verdict = if index == cpu_index { "equals" } else { "DIFFERS FROM" };
             println!("{:<34} {verdict} the CPU converter", "vertical_slash_convert");
-            if &index != cpu_index {
+            if index != cpu_index {
                 return Err(Error::DescriptorMismatch { reason: "the index kernel differs from the CPU converter".into() });
             }
         }
@@ -122,50 +112,33 @@ fn errors(run: &Run, out: &[f64], lse: &[f64]) -> (f64, f64) {
     (if err.is_nan() { f64::INFINITY } else { err }, if lse_err.is_nan() { f64::INFINITY } else { lse_err })
 }
 
-fn run_sim(sim: &SimBackend, shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, source: &KernelSource) -> Result<Run> {
-    let source = match source {
-        KernelSource::Dense => HostSource::Dense,
-        KernelSource::BlockSparse(d) => HostSource::BlockSparse(d),
-        KernelSource::VerticalSlash(_, x) => HostSource::VerticalSlash(x),
-        KernelSource::Topk(d) => HostSource::Topk(d),
-    };
-    let r = sim.attention(shape, opts, &inputs.q, &inputs.k, &inputs.v, source)?;
+fn run_sim(sim: &SimBackend, shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, source: &Source<Cow<'_, [i32]>>) -> Result<Run> {
+    let r = sim.attention(shape, opts, HostTensors { q: &inputs.q, k: &inputs.k, v: &inputs.v }, source)?;
     Ok(Run { out: r.out, lse: r.lse, cost: Cost::Mma(r.counters.mma) })
 }
 
-fn run_gpu(stream: &Arc<CudaStream>, shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, source: &KernelSource) -> Result<Run> {
-    let driver = |e: cudarc::driver::DriverError| Error::Driver(e.to_string());
-    let q = stream.clone_htod(&inputs.q).map_err(driver)?;
-    let k = stream.clone_htod(&inputs.k).map_err(driver)?;
-    let v = stream.clone_htod(&inputs.v).map_err(driver)?;
-    let mut out = stream.alloc_zeros::<bf16>(shape.q_len()).map_err(driver)?;
-    let mut lse = stream.alloc_zeros::<f32>(shape.lse_len()).map_err(driver)?;
+fn run_gpu(stream: &Arc<CudaStream>, shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, source: &Source<Cow<'_, [i32]>>) -> Result<Run> {
+    let q = stream.clone_htod(&inputs.q)?;
+    let k = stream.clone_htod(&inputs.k)?;
+    let v = stream.clone_htod(&inputs.v)?;
+    let mut out = stream.alloc_zeros::<bf16>(shape.q_len())?;
+    let mut lse = stream.alloc_zeros::<f32>(shape.lse_len())?;
     let opts = AttnOptions { return_lse: true, ..*opts };
     // Index tensors are uploaded before the clock starts; the timed part is the launch.
-    let (blocks, vs_index, topk) = match source {
-        KernelSource::BlockSparse(d) => (Some(BlockSparseDevice::upload(stream, d, shape)?), None, None),
-        KernelSource::VerticalSlash(_, x) => (None, Some(upload_vs_index(stream, x)?), None),
-        KernelSource::Topk(d) => (None, None, Some(TopkDevice::upload(stream, d, shape)?)),
-        KernelSource::Dense => (None, None, None),
-    };
+    let source = upload(stream, source)?;
     // The first launch loads (JIT-compiles) the module; time the second.
     let mut seconds = 0.0;
     for _ in 0..2 {
-        stream.synchronize().map_err(driver)?;
+        stream.synchronize()?;
         let start = Instant::now();
         let tensors = AttnTensors::contiguous(shape, &q, &k, &v, &mut out, Some(&mut lse));
-        match (&blocks, &vs_index, &topk) {
-            (Some(b), _, _) => attention_forward(stream, shape, &opts, tensors, DeviceSource::BlockSparse(b))?,
-            (_, Some(x), _) => attention_forward(stream, shape, &opts, tensors, DeviceSource::VerticalSlash(x))?,
-            (_, _, Some(t)) => sparse_attn::cuda::attention_topk(stream, shape, &opts, tensors, t)?,
-            _ => attention_forward(stream, shape, &opts, tensors, DeviceSource::Dense)?,
-        }
-        stream.synchronize().map_err(driver)?;
+        attention(stream, shape, &opts, tensors, &source)?;
+        stream.synchronize()?;
         seconds = start.elapsed().as_secs_f64();
     }
     Ok(Run {
-        out: stream.clone_dtoh(&out).map_err(driver)?,
-        lse: stream.clone_dtoh(&lse).map_err(driver)?,
+        out: stream.clone_dtoh(&out)?,
+        lse: stream.clone_dtoh(&lse)?,
         cost: Cost::Seconds(seconds),
     })
 }

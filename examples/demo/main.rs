@@ -21,26 +21,28 @@ use std::time::Instant;
 
 use sparse_attn::pattern::vs_convert::{convert, VsIndex};
 use sparse_attn::pattern::{
-    estimate_block_topk, estimate_vertical_slash, AShape, BlockSparse, BlockTopkConfig, VsEstimateConfig, BLOCK_M,
-    BLOCK_N,
+    estimate_block_topk, estimate_vertical_slash, AShape, BlockSparse, BlockTopkConfig, Dense, VerticalSlash,
+    VsEstimateConfig, BLOCK_M, BLOCK_N,
 };
 use sparse_attn::reference::{
     a_shape_attention, block_sparse_attention, dense_attention, masked_attention, topk_attention,
     vertical_slash_attention, RefOutput,
 };
-use sparse_attn::{AttnOptions, AttnShape, Error, Result, SparsePattern};
+use sparse_attn::{AttnOptions, AttnShape, Error, Result, Source, SparsePattern};
+use std::borrow::Cow;
 
-use kernels::KernelSource;
 
 const HEADS_Q: usize = 4;
 const HEADS_KV: usize = 1;
 const HEAD_DIM: usize = 64;
 
-/// One pattern of the demo: its descriptor, what a kernel consumes, and its CPU result.
-pub struct Case {
+/// One pattern of the demo: the index tensors a kernel consumes, its CPU result, and for
+/// vertical-slash the descriptor the index kernel converts.
+pub struct Case<'a> {
     pub name: &'static str,
-    pub source: KernelSource,
+    pub source: Source<Cow<'a, [i32]>>,
     pub reference: RefOutput,
+    pub converts: Option<&'a VerticalSlash>,
 }
 
 fn main() {
@@ -73,42 +75,44 @@ fn run() -> Result<()> {
     let a_blocks = a_shape.to_block_sparse(&shape)?;
     let vs = estimate_vertical_slash(reference, &VsEstimateConfig::new(128, 128), scale)?;
     let vs_index = convert(&vs, &shape)?;
+    let dense_source = Dense.source(&shape)?;
     let topk = data::select_topk_tokens(reference, 256, scale)?;
 
     println!("{:<34} {:>9} {:>9} {:>15} {:>8}", "pattern", "elements", "tiles", "|sparse-masked|", "time");
-    let mut cases = vec![Case { name: "dense", source: KernelSource::Dense, reference: dense }];
+    let mut cases = vec![Case { name: "dense", source: dense_source, reference: dense, converts: None }];
     type Reference<'a> = &'a dyn Fn() -> Result<RefOutput>;
-    let patterns: [(&'static str, &dyn SparsePattern, Option<f64>, KernelSource, Reference); 4] = [
+    // (name, descriptor, tile share, sparse reference, the descriptor the index kernel converts)
+    let patterns: [(&'static str, &dyn SparsePattern, Option<f64>, Reference, Option<&VerticalSlash>); 4] = [
         (
             "block-sparse (block top-8 estimate)",
             &block_topk,
             Some(block_tiles(&block_topk, &shape)?),
-            KernelSource::BlockSparse(block_topk.clone()),
             &|| block_sparse_attention(reference, &opts, &block_topk),
+            None,
         ),
         (
             "A-shape (1 sink + 3 local blocks)",
             &a_shape,
             Some(block_tiles(&a_blocks, &shape)?),
-            KernelSource::BlockSparse(a_blocks.clone()),
             &|| a_shape_attention(reference, &opts, &a_shape),
+            None,
         ),
         (
             "vertical-slash (128 v + 128 s)",
             &vs,
             Some(vs_tiles(&vs_index, &shape)),
-            KernelSource::VerticalSlash(vs.clone(), vs_index.clone()),
             &|| vertical_slash_attention(reference, &opts, &vs),
+            Some(&vs),
         ),
         (
             "top-k tokens (k = 256)",
             &topk,
             None,
-            KernelSource::Topk(topk.clone()),
             &|| topk_attention(reference, &opts, &topk),
+            None,
         ),
     ];
-    for (name, pattern, tiles, source, sparse_reference) in patterns {
+    for (name, pattern, tiles, sparse_reference, converts) in patterns {
         let mask = pattern.element_mask(&shape, true)?;
         let t = Instant::now();
         let sparse = sparse_reference()?;
@@ -122,7 +126,7 @@ fn run() -> Result<()> {
                 reason: format!("{name}: sparse reference differs from masked dense attention by {exact:e}"),
             });
         }
-        cases.push(Case { name, source, reference: sparse });
+        cases.push(Case { name, source: pattern.source(&shape)?, reference: sparse, converts });
     }
     println!("\nelements: share of the dense causal (row, key) pairs computed; tiles: share of the");
     println!("dense causal {BLOCK_M}x{BLOCK_N} tiles a tiled kernel visits. |sparse-masked| must be ~1e-15: the");
@@ -145,14 +149,14 @@ fn vs_tiles(index: &VsIndex, shape: &AttnShape) -> f64 {
         .zip(&index.column_count)
         .map(|(&b, &c)| b.max(0) as usize + (c.max(0) as usize).div_ceil(BLOCK_N))
         .sum::<usize>()
-        * (shape.heads_q / index.dims.heads);
-    let dense_per_head: usize = (0..shape.seq_q.div_ceil(BLOCK_M))
+        * (shape.heads_q() / index.dims.heads());
+    let dense_per_head: usize = (0..shape.seq_q().div_ceil(BLOCK_M))
         .map(|m| {
-            let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q) - 1;
+            let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q()) - 1;
             shape.visible_keys(last_row, true).div_ceil(BLOCK_N)
         })
         .sum();
-    kept as f64 / (dense_per_head * shape.batch * shape.heads_q) as f64
+    kept as f64 / (dense_per_head * shape.batch() * shape.heads_q()) as f64
 }
 
 fn parse_seq() -> usize {

@@ -1,103 +1,144 @@
-//! Loading embedded PTX into a context and launching a plan on a stream.
+//! The one launch path of the GPU backend: from a raw `CUstream` and a [`LaunchPlan`] to
+//! `cuLaunchKernel`. It loads the embedded PTX for the stream's device once per context,
+//! opts a kernel in to more than 48 KiB of dynamic shared memory when its plan needs it,
+//! and launches. Both the safe cudarc functions and the raw entry points end here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ffi::{c_void, CString};
+use std::sync::{Mutex, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::sys::{self, CUfunction_attribute_enum};
+use cudarc::driver::result;
 
 use crate::error::{Error, Result};
-use crate::kernels::module_for;
-use crate::plan::LaunchPlan;
+use crate::plan::{LaunchPlan, DEFAULT_SHARED_MEM_BYTES};
+use crate::ptx::module_for;
 
-type ModuleCache = Mutex<HashMap<(usize, &'static str), Arc<CudaModule>>>;
+/// A loaded kernel of one context. The driver's handles are plain pointers that stay valid
+/// for the context's lifetime and may be used from any thread.
+#[derive(Clone, Copy)]
+struct Function {
+    handle: sys::CUfunction,
+    /// The dynamic shared memory this function has been opted in to.
+    shared_opt_in: u32,
+}
+// SAFETY: CUmodule / CUfunction handles are context-wide driver objects, not thread-bound.
+unsafe impl Send for Function {}
+#[derive(Clone, Copy)]
+struct Module(sys::CUmodule);
+// SAFETY: as for Function.
+unsafe impl Send for Module {}
 
-/// Modules already loaded, per (context address, module name): the driver JIT-compiles PTX
-/// on load, which costs milliseconds, so each module is loaded once per context.
-fn cache() -> &'static ModuleCache {
-    static CACHE: OnceLock<ModuleCache> = OnceLock::new();
+/// Loaded modules and functions, keyed by the context's unique id (`cuCtxGetId`, never
+/// reused within a process, so a destroyed context's handles are never looked up again).
+/// The driver JIT-compiles PTX on load, which costs milliseconds: once per context.
+#[derive(Default)]
+struct Cache {
+    modules: HashMap<(u64, &'static str), Module>,
+    functions: HashMap<(u64, &'static str, String), Function>,
+}
+
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
-/// The kernel `kernel` of module `module`, loading the PTX for the device's compute
-/// capability on first use.
-pub fn load_function(ctx: &Arc<CudaContext>, module: &'static str, kernel: &str) -> Result<CudaFunction> {
-    let driver = |e: cudarc::driver::DriverError| Error::Driver(e.to_string());
-    let (major, minor) = ctx.compute_capability().map_err(driver)?;
-    let cc = (major * 10 + minor) as u32;
-    let key = (Arc::as_ptr(ctx) as usize, module);
-    let loaded = {
-        let mut cache = cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match cache.get(&key) {
-            Some(m) => m.clone(),
-            None => {
-                let ptx = module_for(module, cc)?.ptx;
-                let m = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(driver)?;
-                cache.insert(key, m.clone());
-                m
-            }
+/// The context `stream` belongs to, made current on this thread, and its unique id.
+///
+/// # Safety
+/// `stream` is a live stream handle.
+unsafe fn bind_stream_context(stream: sys::CUstream) -> Result<(sys::CUcontext, u64)> {
+    let mut ctx: sys::CUcontext = std::ptr::null_mut();
+    let mut id: std::ffi::c_ulonglong = 0;
+    // SAFETY: the caller guarantees a live stream; the out-pointers are valid locals, and
+    // the context a live stream reports is live.
+    unsafe {
+        sys::cuStreamGetCtx(stream, &mut ctx).result()?;
+        result::ctx::set_current(ctx)?;
+        sys::cuCtxGetId(ctx, &mut id).result()?;
+    }
+    Ok((ctx, id))
+}
+
+/// Compute capability (major * 10 + minor) of the current context's device.
+fn current_compute_capability() -> Result<u32> {
+    let mut device: sys::CUdevice = 0;
+    // SAFETY: a context is current (bind_stream_context); the out-pointer is a valid local.
+    unsafe { sys::cuCtxGetDevice(&mut device).result()? };
+    let attr = |a| {
+        // SAFETY: `device` was just returned by the driver.
+        unsafe { result::device::get_attribute(device, a) }
+    };
+    let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+    let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    Ok((major * 10 + minor) as u32)
+}
+
+/// The kernel of `plan` in the current context (id `ctx_id`), loaded and opted in to the
+/// plan's shared memory.
+fn function(ctx_id: u64, plan: &LaunchPlan) -> Result<sys::CUfunction> {
+    let mut cache = cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let module = match cache.modules.get(&(ctx_id, plan.module())) {
+        Some(&m) => m,
+        None => {
+            let ptx = module_for(plan.module(), current_compute_capability()?)?.ptx;
+            let image = CString::new(ptx).map_err(|_| Error::KernelsUnavailable { reason: "embedded PTX holds a NUL byte".into() })?;
+            // SAFETY: a context is current; the image is a NUL-terminated PTX string, which
+            // the driver copies before returning.
+            let m = Module(unsafe { result::module::load_data(image.as_ptr() as *const c_void) }?);
+            cache.modules.insert((ctx_id, plan.module()), m);
+            m
         }
     };
-    loaded.load_function(kernel).map_err(driver)
+    let key = (ctx_id, plan.module(), plan.kernel().to_string());
+    let mut f = match cache.functions.get(&key) {
+        Some(&f) => f,
+        None => {
+            let name = CString::new(plan.kernel()).map_err(|_| Error::InvalidParameter { name: "kernel", reason: "name holds a NUL byte".into() })?;
+            // SAFETY: the module is loaded in this context and never unloaded.
+            let handle = unsafe { result::module::get_function(module.0, name) }?;
+            Function { handle, shared_opt_in: DEFAULT_SHARED_MEM_BYTES }
+        }
+    };
+    // Above 48 KiB of dynamic shared memory a kernel must opt in (head_dim 128 prefill uses 64 KiB).
+    if plan.shared_mem_bytes() > f.shared_opt_in {
+        let bytes = i32::try_from(plan.shared_mem_bytes()).map_err(|_| Error::InvalidParameter {
+            name: "shared memory",
+            reason: format!("{} bytes", plan.shared_mem_bytes()),
+        })?;
+        let attr = CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+        // SAFETY: `f.handle` is a live function of the current context.
+        unsafe { result::function::set_function_attribute(f.handle, attr, bytes) }?;
+        f.shared_opt_in = plan.shared_mem_bytes();
+    }
+    cache.functions.insert(key, f);
+    Ok(f.handle)
 }
 
 /// Enqueues `plan` on `stream`.
 ///
 /// # Safety
-/// `LaunchPlan`'s fields are public, so nothing here can tell a plan built by this crate
-/// from an arbitrary one; the caller guarantees all of the following.
-/// - `plan.params` is exactly the bytes of the parameter struct that `plan.kernel` declares
-///   (`VsConvertParams`, `AttnParams` or `TopkParams`), as one of the plan builders
-///   ([`crate::plan::vs_convert`], [`crate::plan::attention`],
-///   [`crate::plan::topk_attention`]) produced it: the driver copies `sizeof(struct)` bytes
-///   from it, so a shorter vector is an out-of-bounds host read.
-/// - `plan.grid`, `plan.block` and `plan.shared_mem_bytes` are the ones that builder
-///   produced for those params: the kernels derive tensor positions from the block index
-///   and trust the grid not to exceed the problem, and size their shared memory from it.
-/// - Every device address inside `plan.params` points into an allocation of the stream's
-///   context holding at least the elements the builder was told (`DeviceBuffer::len`), and
-///   stays allocated, and not used by other work, until the launch completes on the stream.
-///   The builders check those lengths against everything the kernel addresses; they cannot
-///   check that the lengths are true.
-pub unsafe fn launch(stream: &Arc<CudaStream>, plan: &LaunchPlan) -> Result<()> {
-    let function = load_function(stream.context(), plan.module, plan.kernel)?;
-    // As cudarc's own launch does: make the stream's context current on this thread (a
-    // cached module skips the bind that loading does), and surface any error cudarc has
-    // recorded, e.g. a failed wait on a buffer's pending write: launching after one would
-    // race with that write.
-    stream.context().bind_to_thread().map_err(|e| Error::Driver(e.to_string()))?;
-    let mut params = plan.params.clone();
-    let mut args = [params.as_mut_ptr() as *mut std::ffi::c_void];
-    let [gx, gy, gz] = plan.grid;
-    let [bx, by, bz] = plan.block;
-    // SAFETY: the function handle comes from a live module; the single kernel argument is
-    // the by-value param struct whose bytes outlive the call (cuLaunchKernel copies them),
-    // and the caller guarantees that those bytes are the kernel's whole struct, that the
-    // launch geometry is the planned one, and the device addresses inside it.
-    unsafe {
-        cudarc::driver::result::launch_kernel(
-            function.cu_function(),
-            (gx, gy, gz),
-            (bx, by, bz),
-            plan.shared_mem_bytes,
-            stream.cu_stream(),
-            &mut args,
-        )
-    }
-    .map_err(|e| Error::Driver(format!("launching {}::{}: {e}", plan.module, plan.kernel)))
-}
-
-/// Errors unless `slice` was allocated in the context that `stream` runs in: the launch
-/// functions' safety argument is that every address they pass belongs to that context.
-pub(crate) fn check_context<T>(stream: &Arc<CudaStream>, tensor: &'static str, slice: &cudarc::driver::CudaSlice<T>) -> Result<()> {
-    if slice.context().cu_ctx() == stream.context().cu_ctx() {
-        return Ok(());
-    }
-    Err(Error::InvalidParameter {
-        name: tensor,
-        reason: format!(
-            "allocated on device {} but the stream runs on device {}; every buffer must live in the stream's context",
-            slice.ordinal(),
-            stream.context().ordinal()
-        ),
-    })
+/// - `stream` is a live stream handle.
+/// - Every device address inside the plan's params points into an allocation of the
+///   stream's context that holds at least the elements the planner was told
+///   ([`crate::plan::DeviceBuffer::len`]), and stays allocated, and not written by other work,
+///   until the launch completes on the stream. The planners check those lengths against
+///   everything the kernel addresses; they cannot check that the lengths are true.
+///
+/// The plan itself is sound by construction: only `crate::plan` builds one, and its params,
+/// grid and shared memory agree.
+pub(crate) unsafe fn launch(stream: sys::CUstream, plan: &LaunchPlan) -> Result<()> {
+    // SAFETY: the caller guarantees a live stream.
+    let (_ctx, ctx_id) = unsafe { bind_stream_context(stream) }?;
+    let function = function(ctx_id, plan)?;
+    let mut params = plan.params().to_vec();
+    let mut args = [params.as_mut_ptr() as *mut c_void];
+    let [gx, gy, gz] = plan.grid();
+    let [bx, by, bz] = plan.block();
+    // SAFETY: the function is live in the stream's (current) context; the single kernel
+    // argument is the by-value param struct, whose bytes outlive the call (cuLaunchKernel
+    // copies them) and are exactly the struct the kernel declares (the plan's invariant);
+    // the caller guarantees the addresses inside it.
+    unsafe { result::launch_kernel(function, (gx, gy, gz), (bx, by, bz), plan.shared_mem_bytes(), stream, &mut args) }
+        .map_err(Error::from)
 }

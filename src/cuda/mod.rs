@@ -1,17 +1,14 @@
-//! The cudarc backend: finding a GPU, loading the embedded PTX, and launching a
-//! [`LaunchPlan`](crate::plan::LaunchPlan).
+//! The GPU backend through cudarc: finding a GPU, taking device pointers from any cudarc
+//! buffer kind, and launching a [`LaunchPlan`](crate::plan::LaunchPlan) computed by
+//! [`crate::plan`] (the same plan the simulator runs).
 
 mod attention;
 mod device;
 mod launch;
-mod topk_attention;
+mod tensors;
 mod vs_convert;
 
+pub use attention::{attention, attention_dense, attention_raw, upload};
 pub use device::{gpu_context, GpuUnavailable};
-pub use launch::{launch, load_function};
-pub use vs_convert::{convert_on_gpu, vertical_slash_convert, VsIndexDevice};
-pub use attention::{
-    attention_block_sparse, attention_dense, attention_forward, attention_vertical_slash, upload_vs_index, AttnTensors,
-    BlockSparseDevice, DeviceSource,
-};
-pub use topk_attention::{attention_topk, TopkDevice};
+pub use tensors::AttnTensors;
+pub use vs_convert::{alloc_vs_index, convert_on_gpu, download_vs_index, vs_convert};

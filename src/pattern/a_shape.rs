@@ -5,9 +5,12 @@
 
 use super::block_sparse::BlockSparse;
 use super::{BLOCK_M, BLOCK_N};
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
 use crate::shape::AttnShape;
+use crate::source::Source;
 
 /// Sink plus local window, counted in key blocks of `BLOCK_N` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,7 +23,7 @@ pub struct AShape {
 /// bottom-right causal mask, or `None` when that row sees no key at all (possible when
 /// `seq_q > seq_k`). Both A-shape and the top-k estimator anchor their window here.
 pub(crate) fn diagonal_block(shape: &AttnShape, m: usize) -> Option<usize> {
-    let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q).checked_sub(1)?;
+    let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q()).checked_sub(1)?;
     let visible = shape.visible_keys(last_row, true);
     visible.checked_sub(1).map(|last_key| last_key / BLOCK_N)
 }
@@ -54,16 +57,15 @@ impl AShape {
     /// attended, including those right of the diagonal inside the diagonal block. A row
     /// block whose last row sees no key gets no blocks.
     pub fn to_block_sparse(&self, shape: &AttnShape) -> Result<BlockSparse> {
-        shape.validate()?;
         let shape = *shape;
-        let row_blocks = shape.seq_q.div_ceil(BLOCK_M);
-        let key_blocks = shape.seq_k.div_ceil(BLOCK_N);
+        let row_blocks = shape.seq_q().div_ceil(BLOCK_M);
+        let key_blocks = shape.seq_k().div_ceil(BLOCK_N);
         let rows: Vec<Vec<i32>> =
             (0..row_blocks).map(|m| self.row_blocks_for(&shape, m, key_blocks)).collect();
         let max_blocks = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
 
         let per_head = row_blocks;
-        let total_rows = shape.batch * shape.heads_kv * per_head;
+        let total_rows = shape.batch() * shape.heads_kv() * per_head;
         let mut block_count = Vec::with_capacity(total_rows);
         let mut block_index = vec![-1i32; total_rows * max_blocks];
         for (r, slots) in block_index.chunks_exact_mut(max_blocks).enumerate() {
@@ -71,7 +73,7 @@ impl AShape {
             slots[..row.len()].copy_from_slice(row);
             block_count.push(row.len() as i32);
         }
-        BlockSparse::new(shape.batch, shape.heads_kv, row_blocks, max_blocks, block_count, block_index)
+        BlockSparse::new(shape.batch(), shape.heads_kv(), row_blocks, max_blocks, block_count, block_index)
     }
 
     /// Sink blocks then the window, ascending, without repeats. Sinks are also clipped at
@@ -95,5 +97,11 @@ impl SparsePattern for AShape {
 
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
         self.to_block_sparse(shape)?.element_mask(shape, causal)
+    }
+
+    /// The block lists of [`AShape::to_block_sparse`]; A-shape runs on the block-sparse kernel.
+    fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
+        let blocks = self.to_block_sparse(shape)?;
+        Ok(blocks.source(shape)?.map(|_, data| Cow::Owned(data.into_owned())))
     }
 }

@@ -1,15 +1,19 @@
 //! The block-sparse descriptor (SeerAttention, MInference block-sparse): for every row
 //! block of every head, an ascending list of the key blocks it attends.
 //!
-//! Format (DESIGN.md): `block_count: i32 [B, H, MB]` and `block_index: i32 [B, H, MB,
+//! Format (docs/architecture.md): `block_count: i32 [B, H, MB]` and `block_index: i32 [B, H, MB,
 //! max_blocks]`, with `MB = ceil(seq_q / BLOCK_M)`. Only the first `block_count` entries of
 //! an index row are read, so padding (conventionally -1) past the count is never an error.
 //! `H` is `heads_q`, or `heads_kv` when one mask serves a whole GQA group.
 
+use std::borrow::Cow;
+
 use super::{BLOCK_M, BLOCK_N};
+use crate::checked::product;
 use crate::error::{at, Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
 use crate::shape::{check_len, AttnShape};
+use crate::source::{BlockSparseDims, BlockSparseIndex, Source};
 
 /// Block-sparse index tensors, checked for size on construction and against a problem
 /// shape by [`SparsePattern::validate`].
@@ -21,20 +25,6 @@ pub struct BlockSparse {
     max_blocks: usize,
     block_count: Vec<i32>,
     block_index: Vec<i32>,
-}
-
-/// Product of dimensions, or an error instead of an overflow panic on absurd sizes. The
-/// error names the factor that overflowed and the largest value it could have taken.
-fn checked_product(what: &'static str, dims: &[usize]) -> Result<usize> {
-    let mut acc = 1usize;
-    for &d in dims {
-        acc = acc.checked_mul(d).ok_or(Error::DimensionTooLarge {
-            dim: what,
-            value: d,
-            max: usize::MAX / acc,
-        })?;
-    }
-    Ok(acc)
 }
 
 impl BlockSparse {
@@ -55,7 +45,7 @@ impl BlockSparse {
                 return Err(Error::ZeroDimension { dim });
             }
         }
-        checked_product("batch * heads * row_blocks * max_blocks", &[batch, heads, row_blocks, max_blocks])?;
+        product("batch * heads * row_blocks * max_blocks", &[batch, heads, row_blocks, max_blocks])?;
         check_len("block_count", block_count.len(), &[batch, heads, row_blocks])?;
         check_len("block_index", block_index.len(), &[batch, heads, row_blocks, max_blocks])?;
         let this = Self { batch, heads, row_blocks, max_blocks, block_count, block_index };
@@ -98,7 +88,7 @@ impl BlockSparse {
                 max: i32::MAX as usize,
             });
         }
-        checked_product("batch * heads * row_blocks * key_blocks", &[batch, heads, row_blocks, key_blocks])?;
+        product("batch * heads * row_blocks * key_blocks", &[batch, heads, row_blocks, key_blocks])?;
         check_len("block_mask", mask.len(), &[batch, heads, row_blocks, key_blocks])?;
 
         let rows: Vec<&[bool]> = mask.chunks_exact(key_blocks).collect();
@@ -180,10 +170,10 @@ impl BlockSparse {
     /// The descriptor head that query head `head_q` reads: itself when `H == heads_q`,
     /// otherwise its GQA group. Meaningful only for a shape the descriptor validated against.
     pub fn mask_head(&self, shape: &AttnShape, head_q: usize) -> usize {
-        if self.heads == shape.heads_q || shape.heads_kv == 0 {
+        if self.heads == shape.heads_q() || shape.heads_kv() == 0 {
             head_q
         } else {
-            head_q / (shape.heads_q / shape.heads_kv).max(1)
+            head_q / (shape.heads_q() / shape.heads_kv()).max(1)
         }
     }
 
@@ -198,12 +188,12 @@ impl BlockSparse {
         let mut dense = 0;
         for m in 0..self.row_blocks {
             // Visibility grows with the row index, so the block's last row sees the most.
-            let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q) - 1;
+            let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q()) - 1;
             let visible = shape.visible_keys(last_row, causal);
             let live_tiles = visible.div_ceil(BLOCK_N);
-            dense += live_tiles * shape.batch * shape.heads_q;
-            for b in 0..shape.batch {
-                for h in 0..shape.heads_q {
+            dense += live_tiles * shape.batch() * shape.heads_q();
+            for b in 0..shape.batch() {
+                for h in 0..shape.heads_q() {
                     let listed = self.counted(b, self.mask_head(shape, h), m);
                     kept += listed.iter().filter(|&&n| (n as usize) < live_tiles).count();
                 }
@@ -250,34 +240,33 @@ impl BlockSparse {
 
 impl SparsePattern for BlockSparse {
     fn validate(&self, shape: &AttnShape) -> Result<()> {
-        shape.validate()?;
         let shape = *shape;
-        if self.batch != shape.batch {
+        if self.batch != shape.batch() {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has batch {}, the problem has batch {}",
-                    self.batch, shape.batch
+                    self.batch, shape.batch()
                 ),
             });
         }
-        if self.heads != shape.heads_q && self.heads != shape.heads_kv {
+        if self.heads != shape.heads_q() && self.heads != shape.heads_kv() {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has {} heads; it must have heads_q ({}) or heads_kv ({})",
-                    self.heads, shape.heads_q, shape.heads_kv
+                    self.heads, shape.heads_q(), shape.heads_kv()
                 ),
             });
         }
-        let want_rows = shape.seq_q.div_ceil(BLOCK_M);
+        let want_rows = shape.seq_q().div_ceil(BLOCK_M);
         if self.row_blocks != want_rows {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has {} row blocks; seq_q = {} needs ceil({}/{BLOCK_M}) = {want_rows}",
-                    self.row_blocks, shape.seq_q, shape.seq_q
+                    self.row_blocks, shape.seq_q(), shape.seq_q()
                 ),
             });
         }
-        let key_blocks = shape.seq_k.div_ceil(BLOCK_N) as i64;
+        let key_blocks = shape.seq_k().div_ceil(BLOCK_N) as i64;
         for b in 0..self.batch {
             for h in 0..self.heads {
                 for m in 0..self.row_blocks {
@@ -290,7 +279,7 @@ impl SparsePattern for BlockSparse {
                                 tensor: "block_index",
                                 at: at(&[b, h, m, slot]),
                                 value: n,
-                                range: format!("0..{key_blocks} (key blocks of seq_k = {})", shape.seq_k),
+                                range: format!("0..{key_blocks} (key blocks of seq_k = {})", shape.seq_k()),
                             });
                         }
                         if let Some(p) = prev.filter(|&p| n <= p) {
@@ -309,13 +298,20 @@ impl SparsePattern for BlockSparse {
         Ok(())
     }
 
+    fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
+        self.validate(shape)?;
+        let dims = BlockSparseDims::new(self.batch, self.heads, self.row_blocks, self.max_blocks)?;
+        let (block_count, block_index) = (Cow::Borrowed(&self.block_count[..]), Cow::Borrowed(&self.block_index[..]));
+        Ok(Source::BlockSparse(BlockSparseIndex { dims, block_count, block_index }))
+    }
+
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
         self.validate(shape)?;
         let mut mask = ElementMask::try_empty(shape)?;
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
                 let mh = self.mask_head(shape, h);
-                for i in 0..shape.seq_q {
+                for i in 0..shape.seq_q() {
                     let limit = shape.visible_keys(i, causal);
                     for &n in self.counted(b, mh, i / BLOCK_M) {
                         let start = n as usize * BLOCK_N;

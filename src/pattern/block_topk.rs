@@ -10,7 +10,7 @@ use super::a_shape::diagonal_block;
 use super::block_sparse::BlockSparse;
 use super::{BLOCK_M, BLOCK_N};
 use crate::error::{Error, Result};
-use crate::reference::RefInputs;
+use crate::inputs::RefInputs;
 use crate::shape::{check_len, AttnShape};
 
 /// What the estimator keeps per row block.
@@ -44,7 +44,7 @@ fn pool_blocks(
     h: usize,
     block: usize,
 ) -> Vec<f64> {
-    let d = shape.head_dim;
+    let d = shape.head_dim();
     let row_stride = heads * d;
     let base = b * seq * row_stride + h * d;
     let blocks = seq.div_ceil(block);
@@ -105,15 +105,14 @@ pub fn estimate_block_topk(
     if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
         return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32 });
     }
-    inputs.shape.validate()?;
     let s = inputs.shape;
-    check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
-    check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
 
-    let row_blocks = s.seq_q.div_ceil(BLOCK_M);
-    let key_blocks = s.seq_k.div_ceil(BLOCK_N);
-    let heads = if config.per_kv_group { s.heads_kv } else { s.heads_q };
-    let heads_per_mask = s.heads_q / heads;
+    let row_blocks = s.seq_q().div_ceil(BLOCK_M);
+    let key_blocks = s.seq_k().div_ceil(BLOCK_N);
+    let heads = if config.per_kv_group { s.heads_kv() } else { s.heads_q() };
+    let heads_per_mask = s.heads_q() / heads;
 
     // Candidates and forced blocks depend only on the row block, not on batch or head.
     let plans: Vec<(usize, Vec<usize>)> = (0..row_blocks)
@@ -131,11 +130,11 @@ pub fn estimate_block_topk(
         })
         .collect();
 
-    let mut rows: Vec<Vec<i32>> = Vec::with_capacity(s.batch * heads * row_blocks);
-    let d = s.head_dim;
-    for b in 0..s.batch {
-        let pooled_k: Vec<Vec<f64>> = (0..s.heads_kv)
-            .map(|hk| pool_blocks(&inputs.k, &s, s.seq_k, s.heads_kv, b, hk, BLOCK_N))
+    let mut rows: Vec<Vec<i32>> = Vec::with_capacity(s.batch() * heads * row_blocks);
+    let d = s.head_dim();
+    for b in 0..s.batch() {
+        let pooled_k: Vec<Vec<f64>> = (0..s.heads_kv())
+            .map(|hk| pool_blocks(&inputs.k, &s, s.seq_k(), s.heads_kv(), b, hk, BLOCK_N))
             .collect();
         for mh in 0..heads {
             // Sum of the member heads' score matrices [row_blocks, key_blocks]; the mean
@@ -143,7 +142,7 @@ pub fn estimate_block_topk(
             // divide anyway so the scores are what the docs say.
             let mut scores = vec![0.0; row_blocks * key_blocks];
             for h in mh * heads_per_mask..(mh + 1) * heads_per_mask {
-                let pooled_q = pool_blocks(&inputs.q, &s, s.seq_q, s.heads_q, b, h, BLOCK_M);
+                let pooled_q = pool_blocks(&inputs.q, &s, s.seq_q(), s.heads_q(), b, h, BLOCK_M);
                 for (m, q) in pooled_q.chunks_exact(d).enumerate() {
                     for (n, k) in pooled_k[s.kv_head(h)].chunks_exact(d).enumerate() {
                         let dot: f64 = q.iter().zip(k).map(|(x, y)| x * y).sum();
@@ -165,5 +164,5 @@ pub fn estimate_block_topk(
         slots[..row.len()].copy_from_slice(row);
         block_count.push(row.len() as i32);
     }
-    BlockSparse::new(s.batch, heads, row_blocks, max_blocks, block_count, block_index)
+    BlockSparse::new(s.batch(), heads, row_blocks, max_blocks, block_count, block_index)
 }

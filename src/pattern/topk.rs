@@ -12,9 +12,12 @@
 //! offset, may pick keys that a given row cannot see, and both the kernel and the
 //! reference skip them exactly like `-1`. `validate` only checks that they name a key.
 
+use std::borrow::Cow;
+
 use crate::error::{at, Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
 use crate::shape::{check_len, AttnShape, MAX_SEQ};
+use crate::source::{Source, TopkDims, TopkIndex};
 
 /// Padding entry: "no key in this slot".
 pub const NO_KEY: i32 = -1;
@@ -41,15 +44,7 @@ impl TopkTokens {
                 return Err(Error::DimensionTooLarge { dim, value, max: MAX_SEQ });
             }
         }
-        // Four dims under 2^31 can still overflow usize together; `check_len` would then
-        // overflow computing the expected length.
-        let fits = [seq_q, heads_kv, k].iter().try_fold(batch, |acc, &d| acc.checked_mul(d));
-        if fits.is_none() {
-            return Err(Error::InvalidParameter {
-                name: "indices",
-                reason: format!("batch x seq_q x heads_kv x k = {batch} x {seq_q} x {heads_kv} x {k} overflows usize"),
-            });
-        }
+        // Four dims under 2^31 can still overflow usize together: `check_len` reports that.
         check_len("indices", indices.len(), &[batch, seq_q, heads_kv, k])?;
         Ok(Self { batch, seq_q, heads_kv, k, indices })
     }
@@ -106,7 +101,7 @@ impl TopkTokens {
         for b in 0..self.batch {
             for i in 0..self.seq_q {
                 let limit = shape.visible_keys(i, causal);
-                dense += limit as u128 * shape.heads_q as u128;
+                dense += limit as u128 * shape.heads_q() as u128;
                 for h_kv in 0..self.heads_kv {
                     let visible = self.visible_keys(b, i, h_kv, limit).count();
                     kept += visible as u128 * shape.group_size() as u128;
@@ -130,13 +125,10 @@ impl TopkTokens {
     }
 
     fn check_shape(&self, shape: &AttnShape) -> Result<()> {
-        // AttnShape's fields are public, so a hand-built one may be invalid (heads_q below
-        // heads_kv would make the group size 0 and `kv_head` divide by it).
-        shape.validate()?;
         let pairs = [
-            ("batch", self.batch, shape.batch),
-            ("seq_q", self.seq_q, shape.seq_q),
-            ("heads_kv", self.heads_kv, shape.heads_kv),
+            ("batch", self.batch, shape.batch()),
+            ("seq_q", self.seq_q, shape.seq_q()),
+            ("heads_kv", self.heads_kv, shape.heads_kv()),
         ];
         for (name, ours, theirs) in pairs {
             if ours != theirs {
@@ -154,7 +146,7 @@ impl SparsePattern for TopkTokens {
     /// `-1 or 0..seq_k`, and that no key repeats within a row. Causally hidden keys pass.
     fn validate(&self, shape: &AttnShape) -> Result<()> {
         self.check_shape(shape)?;
-        let seq_k = shape.seq_k;
+        let seq_k = shape.seq_k();
         // (row number + 1, slot) of the last time each key was seen: one allocation for the
         // whole tensor instead of clearing a set per row.
         let mut seen: Vec<(usize, usize)> = vec![(0, 0); seq_k];
@@ -192,15 +184,23 @@ impl SparsePattern for TopkTokens {
         Ok(())
     }
 
+    /// The index tensor, borrowed, after `validate` (out-of-range or repeated keys are an
+    /// error here, where the kernel could only skip or double-count them).
+    fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
+        self.validate(shape)?;
+        let dims = TopkDims::new(self.batch, self.seq_q, self.heads_kv, self.k)?;
+        Ok(Source::TopK(TopkIndex { dims, indices: Cow::Borrowed(&self.indices[..]) }))
+    }
+
     /// Query head `h`, row `i` sees exactly the valid keys of row `i` of kv head
     /// `h / group_size`, intersected with the causal mask when `causal` is set.
     fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
         self.validate(shape)?;
         let mut mask = ElementMask::try_empty(shape)?;
-        for b in 0..shape.batch {
-            for h in 0..shape.heads_q {
+        for b in 0..shape.batch() {
+            for h in 0..shape.heads_q() {
                 let h_kv = shape.kv_head(h);
-                for i in 0..shape.seq_q {
+                for i in 0..shape.seq_q() {
                     for j in self.visible_keys(b, i, h_kv, shape.visible_keys(i, causal)) {
                         mask.set(b, h, i, j);
                     }

@@ -1,7 +1,7 @@
 //! The vertical-slash descriptor (MInference): a few key columns that every row attends
 //! ("verticals") plus a few diagonals at fixed distances from the main diagonal ("slashes").
 //!
-//! Format (DESIGN.md): `vertical_indexes: i32 [B, H, NNZ_V]`, key positions strictly
+//! Format (docs/architecture.md): `vertical_indexes: i32 [B, H, NNZ_V]`, key positions strictly
 //! ascending; `slash_indexes: i32 [B, H, NNZ_S]`, distances from the bottom-right causal
 //! diagonal (0 = the diagonal itself), strictly DESCENDING (farthest first), the order
 //! MInference's `vertical_slash_sparse_attention` sorts them into before conversion. `H` is
@@ -27,24 +27,24 @@
 //!   `block_offset[b, h, m]` has `o <= j < min(o + BLOCK_N, seq_k)`, or
 //! - `j` is among the first `column_count` entries of `column_index[b, h, m]`,
 //!
-//! where the tensors are those of [`convert`]. Tile rounding makes this a superset of the
+//! where the tensors are those of [`convert`](super::vs_convert::convert). Tile rounding makes this a superset of the
 //! "pure" pattern (exact verticals and exact diagonals, [`VerticalSlash::pure_mask`]); every
 //! extra element lies within `2 * BLOCK_N - 1` diagonals of some slash that crosses the
 //! row's block (see `vs_convert` for why). The attention kernels compute exactly this set,
-//! and [`SparsePattern::element_mask`] returns it.
+//! and [`SparsePattern::element_mask`](crate::SparsePattern::element_mask) returns it.
 //!
 //! Non-causal vertical-slash attention is rejected with `InvalidParameter { name: "causal" }`:
 //! slashes are distances from the causal diagonal and the converter places its tiles
 //! relative to it, so without the causal cut the tile rounding would hand each row an
 //! arbitrary band of future keys that no definition of the pattern asked for.
 
-use super::vs_convert::convert;
+use crate::checked::product;
 use crate::error::{at, Error, Result};
-use crate::mask::{ElementMask, SparsePattern};
+use crate::mask::ElementMask;
 use crate::shape::{check_len, AttnShape};
 
 /// Vertical and slash index tensors, checked for length on construction and against a
-/// problem shape by [`SparsePattern::validate`].
+/// problem shape by [`SparsePattern::validate`](crate::SparsePattern::validate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerticalSlash {
     batch: usize,
@@ -81,11 +81,8 @@ impl VerticalSlash {
         }
         // Each factor is below 2^31, so the three-way products fit in a 64-bit usize; on a
         // 32-bit target they may not, and a length that cannot exist is an error, not a wrap.
-        for (dim, nnz) in [("batch * heads * nnz_v", nnz_v), ("batch * heads * nnz_s", nnz_s)] {
-            if batch.checked_mul(heads).and_then(|p| p.checked_mul(nnz)).is_none() {
-                return Err(Error::DimensionTooLarge { dim, value: nnz, max: usize::MAX / (batch * heads) });
-            }
-        }
+        product("batch * heads * nnz_v", &[batch, heads, nnz_v])?;
+        product("batch * heads * nnz_s", &[batch, heads, nnz_s])?;
         check_len("vertical_indexes", vertical_indexes.len(), &[batch, heads, nnz_v])?;
         check_len("slash_indexes", slash_indexes.len(), &[batch, heads, nnz_s])?;
         Ok(Self { batch, heads, nnz_v, nnz_s, vertical_indexes, slash_indexes })
@@ -146,7 +143,7 @@ impl VerticalSlash {
     /// The descriptor head that query head `head_q` reads under a shape that `validate`
     /// accepted: itself when `H == heads_q`, its GQA group otherwise.
     pub(crate) fn descriptor_head(&self, shape: &AttnShape, head_q: usize) -> usize {
-        if self.heads == shape.heads_q {
+        if self.heads == shape.heads_q() {
             head_q
         } else {
             head_q / shape.group_size()
@@ -158,13 +155,13 @@ impl VerticalSlash {
     /// kernels compute a superset of this (see the module docs); it exists to state and
     /// test that relation. Validates first.
     pub fn pure_mask(&self, shape: &AttnShape) -> Result<ElementMask> {
-        self.validate(shape)?;
+        self.check(shape)?;
         let mut mask = ElementMask::try_empty(shape)?;
         let offset = shape.causal_offset();
-        for b in 0..shape.batch {
-            for hq in 0..shape.heads_q {
+        for b in 0..shape.batch() {
+            for hq in 0..shape.heads_q() {
                 let h = self.descriptor_head(shape, hq);
-                for i in 0..shape.seq_q {
+                for i in 0..shape.seq_q() {
                     let visible = shape.visible_keys(i, true);
                     let diagonal = i as i64 + offset;
                     for &v in self.verticals_of(b, h) {
@@ -185,7 +182,7 @@ impl VerticalSlash {
     }
 
     fn check_values(&self, shape: &AttnShape) -> Result<()> {
-        let seq_k = shape.seq_k as i64;
+        let seq_k = shape.seq_k() as i64;
         let range = format!("[0, {seq_k}) (seq_k = {seq_k})");
         for b in 0..self.batch {
             for h in 0..self.heads {
@@ -230,49 +227,25 @@ pub(crate) fn require_causal(causal: bool) -> Result<()> {
     })
 }
 
-impl SparsePattern for VerticalSlash {
-    fn validate(&self, shape: &AttnShape) -> Result<()> {
-        // AttnShape's fields are public, so re-check it rather than divide by a zero heads_kv.
-        shape.validate()?;
-        if self.batch != shape.batch {
+impl VerticalSlash {
+    /// The checks of [`SparsePattern::validate`](crate::SparsePattern::validate): batch and heads against the problem, and
+    /// every index value. (The trait impl lives in `vs_convert.rs`, next to the conversion
+    /// that defines the element set.)
+    pub(crate) fn check(&self, shape: &AttnShape) -> Result<()> {
+        if self.batch != shape.batch() {
             return Err(Error::DescriptorMismatch {
-                reason: format!("vertical-slash descriptor has batch {}, the problem has batch {}", self.batch, shape.batch),
+                reason: format!("vertical-slash descriptor has batch {}, the problem has batch {}", self.batch, shape.batch()),
             });
         }
-        if self.heads != shape.heads_q && self.heads != shape.heads_kv {
+        if self.heads != shape.heads_q() && self.heads != shape.heads_kv() {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "vertical-slash descriptor has {} heads; it must have heads_q = {} or heads_kv = {}",
-                    self.heads, shape.heads_q, shape.heads_kv
+                    self.heads, shape.heads_q(), shape.heads_kv()
                 ),
             });
         }
-        self.check_values(&shape)
-    }
-
-    fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
-        self.validate(shape)?;
-        require_causal(causal)?;
-        let index = convert(self, shape)?;
-        let mut mask = ElementMask::try_empty(shape)?;
-        for b in 0..shape.batch {
-            for hq in 0..shape.heads_q {
-                let h = self.descriptor_head(shape, hq);
-                for i in 0..shape.seq_q {
-                    let visible = shape.visible_keys(i, true);
-                    let (offsets, columns) = index.row_block_checked(b, h, i / super::BLOCK_M)?;
-                    for &o in offsets {
-                        let start = o as usize;
-                        mask.set_range(b, hq, i, start, (start + super::BLOCK_N).min(visible));
-                    }
-                    for &c in columns {
-                        if (c as usize) < visible {
-                            mask.set(b, hq, i, c as usize);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(mask)
+        self.check_values(shape)
     }
 }
+

@@ -1,6 +1,6 @@
 //! Converts a vertical-slash descriptor into the per-row-block tensors the attention
 //! kernels walk: tiles of `BLOCK_N` keys that cover the slashes, plus single columns for the
-//! verticals those tiles miss. `kernels/index.cu` (`vertical_slash_convert`) computes the
+//! verticals those tiles miss. `kernels/vs_convert.cu` (`vertical_slash_convert`) computes the
 //! same tensors on the GPU, bit for bit.
 //!
 //! Output, per batch `b`, descriptor head `h` and row block `m` (`MB = ceil(seq_q / BLOCK_M)`):
@@ -49,86 +49,18 @@
 //! `[e - BLOCK_M, e)`. So every key a tile adds to row `i` lies within `2 * BLOCK_N - 1`
 //! diagonals of a slash that crosses the row's block (`BLOCK_M == BLOCK_N`).
 
-use super::vertical_slash::VerticalSlash;
+use std::borrow::Cow;
+
+use super::vertical_slash::{require_causal, VerticalSlash};
 use super::{BLOCK_M, BLOCK_N};
 use crate::error::{at, Error, Result};
-use crate::mask::SparsePattern;
+use crate::mask::{ElementMask, SparsePattern};
 use crate::shape::AttnShape;
+pub use crate::source::{row_blocks, Source, VsIndex, VsIndexDims, VsTensorLens};
 
 // Ranges grow in BLOCK_M steps and are cut into BLOCK_N tiles; the tiles cover a range
 // exactly only when the two agree (as they do in MInference's 64 x 64 instantiation).
 const _: () = assert!(BLOCK_M == BLOCK_N);
-
-/// Sizes of the converted tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VsIndexDims {
-    /// `B`.
-    pub batch: usize,
-    /// `H` of the descriptor (`heads_q` or `heads_kv`).
-    pub heads: usize,
-    /// `MB = ceil(seq_q / BLOCK_M)`.
-    pub row_blocks: usize,
-    /// Capacity of a column row, `NNZ_V`.
-    pub nnz_v: usize,
-    /// Capacity of a tile row, `NNZ_S`.
-    pub nnz_s: usize,
-}
-
-/// Element counts of the input and output tensors for `dims`. Checked: `dims` is a public
-/// field, and a wrapped product would let a short buffer pass the length checks.
-#[derive(Debug, PartialEq, Eq)]
-pub struct VsTensorLens {
-    /// `vertical_indexes`: `batch * heads * nnz_v`.
-    pub vertical: usize,
-    /// `slash_indexes`: `batch * heads * nnz_s`.
-    pub slash: usize,
-    /// `block_count` and `column_count`: `batch * heads * row_blocks`.
-    pub rows: usize,
-    /// `rows * nnz_s`.
-    pub block_offset: usize,
-    /// `rows * nnz_v`.
-    pub column_index: usize,
-}
-
-impl VsIndexDims {
-    /// The sizes of converting `vs` for `shape` (which the caller has validated them against).
-    pub fn of(vs: &VerticalSlash, shape: &AttnShape) -> Self {
-        Self { batch: vs.batch(), heads: vs.heads(), row_blocks: row_blocks(shape.seq_q), nnz_v: vs.nnz_v(), nnz_s: vs.nnz_s() }
-    }
-
-    /// Element counts of the input and output tensors.
-    pub fn lens(&self) -> Result<VsTensorLens> {
-        let d = self;
-        let product = |tensor: &'static str, dims: &[usize]| {
-            dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x)).ok_or_else(|| Error::InvalidParameter {
-                name: tensor,
-                reason: format!("dimensions {dims:?} overflow usize"),
-            })
-        };
-        Ok(VsTensorLens {
-            vertical: product("vertical_indexes", &[d.batch, d.heads, d.nnz_v])?,
-            slash: product("slash_indexes", &[d.batch, d.heads, d.nnz_s])?,
-            rows: product("block_count", &[d.batch, d.heads, d.row_blocks])?,
-            block_offset: product("block_offset", &[d.batch, d.heads, d.row_blocks, d.nnz_s])?,
-            column_index: product("column_index", &[d.batch, d.heads, d.row_blocks, d.nnz_v])?,
-        })
-    }
-}
-
-/// Converted vertical-slash indices (module docs give the layout and the rule).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VsIndex {
-    /// `[B, H, MB]`: tiles per row block.
-    pub block_count: Vec<i32>,
-    /// `[B, H, MB, NNZ_S]`: tile start keys, ascending; -1 past the count.
-    pub block_offset: Vec<i32>,
-    /// `[B, H, MB]`: columns per row block.
-    pub column_count: Vec<i32>,
-    /// `[B, H, MB, NNZ_V]`: column keys, ascending; -1 past the count.
-    pub column_index: Vec<i32>,
-    /// Sizes of the four tensors.
-    pub dims: VsIndexDims,
-}
 
 impl VsIndex {
     /// The counted tile starts and columns of row block `m` of head `h` in batch `b`, or
@@ -136,17 +68,17 @@ impl VsIndex {
     /// are inconsistent with `dims` (a count outside `0..=capacity`, a short buffer).
     pub fn row_block(&self, b: usize, h: usize, m: usize) -> Option<(&[i32], &[i32])> {
         let d = self.dims;
-        if b >= d.batch || h >= d.heads || m >= d.row_blocks {
+        if b >= d.batch() || h >= d.heads() || m >= d.row_blocks() {
             return None;
         }
-        // Checked arithmetic throughout: `dims` is public, so it may hold anything.
-        let row = b.checked_mul(d.heads)?.checked_add(h)?.checked_mul(d.row_blocks)?.checked_add(m)?;
+        // In range of `dims`, whose element counts fit in usize.
+        let row = (b * d.heads() + h) * d.row_blocks() + m;
         let counted = |counts: &[i32], cap: usize| {
             counts.get(row).and_then(|&c| usize::try_from(c).ok()).filter(|&c| c <= cap)
         };
-        let n_tiles = counted(&self.block_count, d.nnz_s)?;
-        let n_columns = counted(&self.column_count, d.nnz_v)?;
-        Some((prefix(&self.block_offset, row, d.nnz_s, n_tiles)?, prefix(&self.column_index, row, d.nnz_v, n_columns)?))
+        let n_tiles = counted(&self.block_count, d.nnz_s())?;
+        let n_columns = counted(&self.column_count, d.nnz_v())?;
+        Some((prefix(&self.block_offset, row, d.nnz_s(), n_tiles)?, prefix(&self.column_index, row, d.nnz_v(), n_columns)?))
     }
 
     /// Like [`row_block`](Self::row_block), as an error naming the position.
@@ -163,32 +95,28 @@ fn prefix(data: &[i32], row: usize, cap: usize, count: usize) -> Option<&[i32]> 
     data.get(start..start.checked_add(count)?)
 }
 
-/// Number of row blocks of a query sequence.
-pub fn row_blocks(seq_q: usize) -> usize {
-    seq_q.div_ceil(BLOCK_M)
-}
-
 /// Converts a descriptor for `shape` (validated first). Runs on the host; the GPU kernel
 /// `vertical_slash_convert` gives identical tensors.
 pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
     vs.validate(shape)?;
-    let dims = VsIndexDims::of(vs, shape);
-    let rows = dims.batch * dims.heads * dims.row_blocks;
+    let dims = index_dims(vs, shape)?;
+    let lens = dims.lens();
+    let (nnz_v, nnz_s) = (dims.nnz_v(), dims.nnz_s());
     let mut index = VsIndex {
-        block_count: vec![0; rows],
-        block_offset: vec![-1; rows * dims.nnz_s],
-        column_count: vec![0; rows],
-        column_index: vec![-1; rows * dims.nnz_v],
+        block_count: vec![0; lens.rows],
+        block_offset: vec![-1; lens.block_offset],
+        column_count: vec![0; lens.rows],
+        column_index: vec![-1; lens.column_index],
         dims,
     };
-    for b in 0..dims.batch {
-        for h in 0..dims.heads {
-            for m in 0..dims.row_blocks {
-                let row = (b * dims.heads + h) * dims.row_blocks + m;
-                let geometry = RowBlock::new(shape.seq_q as i64, shape.seq_k as i64, m as i64);
-                let tiles = &mut index.block_offset[row * dims.nnz_s..(row + 1) * dims.nnz_s];
+    for b in 0..dims.batch() {
+        for h in 0..dims.heads() {
+            for m in 0..dims.row_blocks() {
+                let row = (b * dims.heads() + h) * dims.row_blocks() + m;
+                let geometry = RowBlock::new(shape.seq_q() as i64, shape.seq_k() as i64, m as i64);
+                let tiles = &mut index.block_offset[row * nnz_s..(row + 1) * nnz_s];
                 let n_tiles = geometry.tiles(vs.slashes_of(b, h), tiles);
-                let columns = &mut index.column_index[row * dims.nnz_v..(row + 1) * dims.nnz_v];
+                let columns = &mut index.column_index[row * nnz_v..(row + 1) * nnz_v];
                 let n_columns = geometry.columns(vs.verticals_of(b, h), &tiles[..n_tiles], columns);
                 index.block_count[row] = n_tiles as i32;
                 index.column_count[row] = n_columns as i32;
@@ -196,6 +124,50 @@ pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
         }
     }
     Ok(index)
+}
+
+/// The sizes of converting `vs` for `shape`.
+pub fn index_dims(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndexDims> {
+    VsIndexDims::new(vs.batch(), vs.heads(), row_blocks(shape.seq_q()), vs.nnz_v(), vs.nnz_s())
+}
+
+// The descriptor's element set is defined by its conversion, so its SparsePattern impl lives
+// here (vertical_slash.rs holds the descriptor and its value checks).
+impl SparsePattern for VerticalSlash {
+    fn validate(&self, shape: &AttnShape) -> Result<()> {
+        self.check(shape)
+    }
+
+    /// The converted index ([`convert`]).
+    fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
+        Ok(Source::VerticalSlash(convert(self, shape)?.map(|_, data| Cow::Owned(data))))
+    }
+
+    fn element_mask(&self, shape: &AttnShape, causal: bool) -> Result<ElementMask> {
+        self.validate(shape)?;
+        require_causal(causal)?;
+        let index = convert(self, shape)?;
+        let mut mask = ElementMask::try_empty(shape)?;
+        for b in 0..shape.batch() {
+            for hq in 0..shape.heads_q() {
+                let h = self.descriptor_head(shape, hq);
+                for i in 0..shape.seq_q() {
+                    let visible = shape.visible_keys(i, true);
+                    let (offsets, columns) = index.row_block_checked(b, h, i / BLOCK_M)?;
+                    for &o in offsets {
+                        let start = o as usize;
+                        mask.set_range(b, hq, i, start, (start + BLOCK_N).min(visible));
+                    }
+                    for &c in columns {
+                        if (c as usize) < visible {
+                            mask.set(b, hq, i, c as usize);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(mask)
+    }
 }
 
 /// One row block's placement in key coordinates (all i64: `hi` may pass i32::MAX).
@@ -278,24 +250,5 @@ impl RowBlock {
             count += 1;
         }
         count
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `VsIndexDevice::dims` is public: sizes whose products overflow used to panic (debug)
-    /// or wrap (release) in `alloc`, `to_host` and `vertical_slash_convert`, and a wrapped
-    /// product could let a short buffer pass the length checks.
-    #[test]
-    fn tensor_lengths_of_absurd_dims_are_an_error_not_an_overflow() {
-        let dims = VsIndexDims { batch: 2, heads: 1, row_blocks: 1, nnz_v: usize::MAX / 2 + 1, nnz_s: 1 };
-        assert!(matches!(dims.lens(), Err(Error::InvalidParameter { name: "vertical_indexes", .. })));
-        let dims = VsIndexDims { batch: 1, heads: 1, row_blocks: 1 << 33, nnz_v: 1, nnz_s: 1 << 31 };
-        assert!(matches!(dims.lens(), Err(Error::InvalidParameter { name: "block_offset", .. })));
-        let dims = VsIndexDims { batch: 2, heads: 3, row_blocks: 5, nnz_v: 7, nnz_s: 11 };
-        let want = VsTensorLens { vertical: 42, slash: 66, rows: 30, block_offset: 330, column_index: 210 };
-        assert_eq!(dims.lens().unwrap(), want);
     }
 }

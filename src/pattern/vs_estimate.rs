@@ -16,7 +16,7 @@
 
 use super::vertical_slash::VerticalSlash;
 use crate::error::{Error, Result};
-use crate::reference::RefInputs;
+use crate::inputs::RefInputs;
 use crate::shape::{check_len, AttnShape};
 
 /// What the estimator keeps per (batch, query head).
@@ -110,15 +110,14 @@ pub fn estimate_vertical_slash_indices(
         return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32 });
     }
     let s = inputs.shape;
-    // RefInputs' fields are public, so neither the shape nor the lengths can be trusted.
-    s.validate()?;
-    check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
-    check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    // RefInputs' fields are public, so the tensor lengths cannot be trusted.
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
 
-    let nnz_v = config.vertical_size.min(s.seq_k);
-    let nnz_s = config.slash_size.min(s.seq_k);
-    let heads = s.heads_q;
-    let tasks = s.batch * heads;
+    let nnz_v = config.vertical_size.min(s.seq_k());
+    let nnz_s = config.slash_size.min(s.seq_k());
+    let heads = s.heads_q();
+    let tasks = s.batch() * heads;
     let per_head = run_parallel(tasks, |t| {
         let (b, h) = (t / heads, t % heads);
         let (mut vertical, mut slash) = probe_scores(inputs, &s, b, h, config.last_q, softmax_scale);
@@ -138,7 +137,7 @@ pub fn estimate_vertical_slash_indices(
         vertical_indexes.extend(columns.into_iter().map(|j| j as i32));
         slash_indexes.extend(distances.into_iter().map(|d| d as i32));
     }
-    Ok(VsSelection { batch: s.batch, heads, nnz_v, nnz_s, vertical_indexes, slash_indexes })
+    Ok(VsSelection { batch: s.batch(), heads, nnz_v, nnz_s, vertical_indexes, slash_indexes })
 }
 
 /// Estimates a vertical-slash descriptor with `H = heads_q`: the indices of
@@ -151,13 +150,13 @@ pub fn estimate_vertical_slash(inputs: &RefInputs, config: &VsEstimateConfig, so
 /// Column sums and diagonal sums (indexed by distance) of the probe rows' softmax for
 /// query head `h` of batch `b`.
 fn probe_scores(inputs: &RefInputs, s: &AttnShape, b: usize, h: usize, last_q: usize, scale: f64) -> (Vec<f64>, Vec<f64>) {
-    let d = s.head_dim;
+    let d = s.head_dim();
     let h_kv = s.kv_head(h);
     let (q_layout, kv_layout) = (s.q_layout(), s.kv_layout());
-    let mut vertical = vec![0.0; s.seq_k];
-    let mut slash = vec![0.0; s.seq_k];
-    let mut probs = Vec::with_capacity(s.seq_k);
-    for i in s.seq_q - last_q.min(s.seq_q)..s.seq_q {
+    let mut vertical = vec![0.0; s.seq_k()];
+    let mut slash = vec![0.0; s.seq_k()];
+    let mut probs = Vec::with_capacity(s.seq_k());
+    for i in s.seq_q() - last_q.min(s.seq_q())..s.seq_q() {
         // Keys 0..visible; a row above the shifted diagonal (seq_k < seq_q) sees none and
         // contributes nothing rather than a NaN from an empty softmax.
         let visible = s.visible_keys(i, true);

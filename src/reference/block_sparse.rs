@@ -2,7 +2,8 @@
 //! index tensors. Comparing it with `masked_attention` on the descriptor's element mask
 //! checks the descriptor's two readings of the same tensors against each other.
 
-use super::core::{attend_rows, RefInputs, RefOutput};
+use super::core::{attend_rows, RefOutput};
+use crate::inputs::RefInputs;
 use crate::error::Result;
 use crate::mask::SparsePattern;
 use crate::pattern::{AShape, BlockSparse, BLOCK_M, BLOCK_N};
@@ -16,25 +17,23 @@ pub fn block_sparse_attention(
     opts: &AttnOptions,
     pattern: &BlockSparse,
 ) -> Result<RefOutput> {
-    inputs.shape.validate()?;
     let s = inputs.shape;
-    check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
-    check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
-    check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
+    check_len("v", inputs.v.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     pattern.validate(&s)?;
-    let scale = opts.scale(s.head_dim)? as f64;
+    let scale = opts.scale(s.head_dim())? as f64;
     attend_rows(inputs, scale, |b, h, i, list| {
         let limit = s.visible_keys(i, opts.causal);
         for &n in pattern.counted(b, pattern.mask_head(&s, h), i / BLOCK_M) {
             let start = n as usize * BLOCK_N;
-            list.extend(start..(start + BLOCK_N).min(limit).min(s.seq_k));
+            list.extend(start..(start + BLOCK_N).min(limit).min(s.seq_k()));
         }
     })
 }
 
 /// A-shape attention: the A-shape's block lists for this shape, run as block-sparse.
 pub fn a_shape_attention(inputs: &RefInputs, opts: &AttnOptions, pattern: &AShape) -> Result<RefOutput> {
-    inputs.shape.validate()?;
     let blocks = pattern.to_block_sparse(&inputs.shape)?;
     block_sparse_attention(inputs, opts, &blocks)
 }

@@ -1,42 +1,8 @@
-//! Inputs, outputs and the shared row loop of the CPU reference.
+//! Outputs and the shared row loop of the CPU reference.
 
 use crate::error::{at, Error, Result};
-use crate::shape::{check_len, AttnDtype, AttnShape};
-
-/// Contiguous BSHD q, k, v widened to f64.
-#[derive(Debug, Clone)]
-pub struct RefInputs {
-    pub shape: AttnShape,
-    pub q: Vec<f64>,
-    pub k: Vec<f64>,
-    pub v: Vec<f64>,
-}
-
-impl RefInputs {
-    /// Widens contiguous BSHD tensors of the kernels' storage type.
-    pub fn new<T: AttnDtype>(shape: AttnShape, q: &[T], k: &[T], v: &[T]) -> Result<Self> {
-        let widen = |x: &[T]| x.iter().map(|e| e.to_f64()).collect::<Vec<_>>();
-        Self::from_f64(shape, widen(q), widen(k), widen(v))
-    }
-
-    /// Takes contiguous BSHD tensors that are already f64.
-    pub fn from_f64(shape: AttnShape, q: Vec<f64>, k: Vec<f64>, v: Vec<f64>) -> Result<Self> {
-        shape.validate()?;
-        check_len("q", q.len(), &[shape.batch, shape.seq_q, shape.heads_q, shape.head_dim])?;
-        check_len("k", k.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;
-        check_len("v", v.len(), &[shape.batch, shape.seq_k, shape.heads_kv, shape.head_dim])?;
-        Ok(Self { shape, q, k, v })
-    }
-
-    fn q_row(&self, b: usize, i: usize, h: usize) -> &[f64] {
-        let off = self.shape.q_layout().offset(b, i, h);
-        &self.q[off..off + self.shape.head_dim]
-    }
-
-    fn kv_offset(&self, b: usize, j: usize, h_kv: usize) -> usize {
-        self.shape.kv_layout().offset(b, j, h_kv)
-    }
-}
+use crate::inputs::RefInputs;
+use crate::shape::{check_len, AttnShape};
 
 /// Reference results: `out` is contiguous BSHD `[batch, seq_q, heads_q, head_dim]`, `lse`
 /// is `[batch, heads_q, seq_q]` in natural log. A row with no key has output 0 and LSE -inf.
@@ -77,14 +43,13 @@ where
     F: Fn(usize, usize, usize, &mut Vec<usize>) + Sync,
 {
     let s = inputs.shape;
-    s.validate()?;
-    check_len("q", inputs.q.len(), &[s.batch, s.seq_q, s.heads_q, s.head_dim])?;
-    check_len("k", inputs.k.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
-    check_len("v", inputs.v.len(), &[s.batch, s.seq_k, s.heads_kv, s.head_dim])?;
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
+    check_len("v", inputs.v.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     // The first out-of-range key any worker meets; the row loop cannot return an error.
     let bad_key: std::sync::OnceLock<Error> = std::sync::OnceLock::new();
-    let tasks: Vec<(usize, usize, usize)> = (0..s.batch)
-        .flat_map(|b| (0..s.heads_q).flat_map(move |h| (0..s.seq_q).step_by(ROWS_PER_TASK).map(move |i| (b, h, i))))
+    let tasks: Vec<(usize, usize, usize)> = (0..s.batch())
+        .flat_map(|b| (0..s.heads_q()).flat_map(move |h| (0..s.seq_q()).step_by(ROWS_PER_TASK).map(move |i| (b, h, i))))
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tasks.len().max(1));
@@ -101,15 +66,15 @@ where
                     loop {
                         let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(b, h, i0)) = tasks.get(t) else { break };
-                        for i in i0..(i0 + ROWS_PER_TASK).min(s.seq_q) {
+                        for i in i0..(i0 + ROWS_PER_TASK).min(s.seq_q()) {
                             list.clear();
                             keys(b, h, i, &mut list);
-                            if let Some(&j) = list.iter().find(|&&j| j >= s.seq_k) {
+                            if let Some(&j) = list.iter().find(|&&j| j >= s.seq_k()) {
                                 let _ = bad_key.set(Error::IndexOutOfRange {
                                     tensor: "keys",
                                     at: at(&[b, h, i]),
                                     value: i64::try_from(j).unwrap_or(i64::MAX),
-                                    range: format!("0..{} (seq_k)", s.seq_k),
+                                    range: format!("0..{} (seq_k)", s.seq_k()),
                                 });
                                 continue;
                             }
@@ -129,8 +94,8 @@ where
     let layout = s.q_layout();
     for (b, h, i, row, row_lse) in results.into_iter().flatten() {
         let off = layout.offset(b, i, h);
-        out[off..off + s.head_dim].copy_from_slice(&row);
-        lse[(b * s.heads_q + h) * s.seq_q + i] = row_lse;
+        out[off..off + s.head_dim()].copy_from_slice(&row);
+        lse[(b * s.heads_q() + h) * s.seq_q() + i] = row_lse;
     }
     Ok(RefOutput { shape: s, out, lse })
 }
@@ -145,7 +110,7 @@ fn attend_one_row(
     keys: &[usize],
     scores: &mut Vec<f64>,
 ) -> (Vec<f64>, f64) {
-    let d = inputs.shape.head_dim;
+    let d = inputs.shape.head_dim();
     let h_kv = inputs.shape.kv_head(h);
     let q = inputs.q_row(b, i, h);
     let mut row = vec![0.0; d];

@@ -1,6 +1,7 @@
 //! Dense attention, plain or under an arbitrary element mask.
 
-use super::core::{attend_rows, RefInputs, RefOutput};
+use super::core::{attend_rows, RefOutput};
+use crate::inputs::RefInputs;
 use crate::error::{Error, Result};
 use crate::mask::ElementMask;
 use crate::shape::AttnOptions;
@@ -8,7 +9,7 @@ use crate::shape::AttnOptions;
 /// Full (or bottom-right causal) attention.
 pub fn dense_attention(inputs: &RefInputs, opts: &AttnOptions) -> Result<RefOutput> {
     let s = inputs.shape;
-    let scale = opts.scale(s.head_dim)? as f64;
+    let scale = opts.scale(s.head_dim())? as f64;
     attend_rows(inputs, scale, |_, _, i, list| list.extend(0..s.visible_keys(i, opts.causal)))
 }
 
@@ -16,12 +17,12 @@ pub fn dense_attention(inputs: &RefInputs, opts: &AttnOptions) -> Result<RefOutp
 /// ignored: causality, if wanted, is part of the mask.
 pub fn masked_attention(inputs: &RefInputs, opts: &AttnOptions, mask: &ElementMask) -> Result<RefOutput> {
     let s = inputs.shape;
-    let want = [s.batch, s.heads_q, s.seq_q, s.seq_k];
+    let want = [s.batch(), s.heads_q(), s.seq_q(), s.seq_k()];
     if mask.dims() != want {
         return Err(Error::DescriptorMismatch {
             reason: format!("element mask is {:?}, the problem needs {:?}", mask.dims(), want),
         });
     }
-    let scale = opts.scale(s.head_dim)? as f64;
+    let scale = opts.scale(s.head_dim())? as f64;
     attend_rows(inputs, scale, |b, h, i, list| list.extend(mask.row_keys(b, h, i)))
 }

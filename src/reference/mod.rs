@@ -12,7 +12,8 @@ mod topk;
 mod vertical_slash;
 
 pub use self::block_sparse::{a_shape_attention, block_sparse_attention};
-pub use self::core::{attend_rows, RefInputs, RefOutput};
+pub use self::core::{attend_rows, RefOutput};
+pub use crate::inputs::RefInputs;
 pub use self::dense::{dense_attention, masked_attention};
 pub use self::topk::topk_attention;
 pub use self::vertical_slash::vertical_slash_attention;

@@ -3,7 +3,8 @@
 //! columns), so comparing it with dense masked attention under
 //! `VerticalSlash::element_mask` checks the enumeration against the definition.
 
-use super::core::{attend_rows, RefInputs, RefOutput};
+use super::core::{attend_rows, RefOutput};
+use crate::inputs::RefInputs;
 use crate::error::Result;
 use crate::mask::SparsePattern;
 use crate::pattern::vertical_slash::{require_causal, VerticalSlash};
@@ -17,19 +18,19 @@ pub fn vertical_slash_attention(inputs: &RefInputs, opts: &AttnOptions, vs: &Ver
     let s = inputs.shape;
     vs.validate(&s)?;
     require_causal(opts.causal)?;
-    let scale = opts.scale(s.head_dim)? as f64;
+    let scale = opts.scale(s.head_dim())? as f64;
     let index = convert(vs, &s)?;
     // Resolve every row block up front so the row loop (which cannot return errors) only
     // reads slices that are known to exist.
-    let mut blocks = Vec::with_capacity(vs.batch() * vs.heads() * index.dims.row_blocks);
+    let mut blocks = Vec::with_capacity(vs.batch() * vs.heads() * index.dims.row_blocks());
     for b in 0..vs.batch() {
         for h in 0..vs.heads() {
-            for m in 0..index.dims.row_blocks {
+            for m in 0..index.dims.row_blocks() {
                 blocks.push(index.row_block_checked(b, h, m)?);
             }
         }
     }
-    let row_blocks = index.dims.row_blocks;
+    let row_blocks = index.dims.row_blocks();
     attend_rows(inputs, scale, |b, hq, i, list| {
         let h = vs.descriptor_head(&s, hq);
         let (tiles, columns) = blocks[(b * vs.heads() + h) * row_blocks + i / BLOCK_M];

@@ -7,48 +7,38 @@
 //! code under test.
 #![allow(dead_code)]
 
-use sparse_attn::pattern::{AShape, BlockSparse, TopkTokens, VerticalSlash};
+use std::sync::Arc;
+
+use sparse_attn::pattern::{AShape, BlockSparse, Dense, TopkTokens, VerticalSlash};
 use sparse_attn::reference::{masked_attention, RefInputs, RefOutput};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, ElementMask, SparsePattern};
 
 /// Seeded per case, so a failure names a reproducible case.
 pub use crate::common::Rng;
 
-/// Which kernel a case runs, with its descriptor.
-#[derive(Debug, Clone)]
-pub enum Pattern {
-    Dense,
-    BlockSparse(BlockSparse),
-    /// A-shape runs on the block-sparse kernel through its `BlockSparse` form.
-    AShape(AShape, BlockSparse),
-    VerticalSlash(VerticalSlash),
-    /// Top-k tokens (kernels/gather.cu).
-    Topk(TopkTokens),
-}
-
-impl Pattern {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Pattern::Dense => "dense",
-            Pattern::BlockSparse(_) => "block_sparse",
-            Pattern::AShape(..) => "a_shape",
-            Pattern::VerticalSlash(_) => "vertical_slash",
-            Pattern::Topk(_) => "topk",
-        }
-    }
-}
-
-/// One launch to check.
-#[derive(Debug, Clone)]
+/// One launch to check: a problem and the descriptor whose source the kernel runs with.
+#[derive(Clone)]
 pub struct Case {
     pub shape: AttnShape,
     pub causal: bool,
     pub dtype: DType,
-    pub pattern: Pattern,
+    /// The case's family in labels and filters: `dense`, `block_sparse`, `a_shape`,
+    /// `vertical_slash` or `topk`.
+    pub name: &'static str,
+    /// Gives the launch its source and the reference its element mask.
+    pub pattern: Arc<dyn SparsePattern + Send + Sync>,
     pub seed: u64,
 }
 
 impl Case {
+    pub fn new(shape: AttnShape, causal: bool, dtype: DType, seed: u64, name: &'static str, pattern: impl SparsePattern + Send + Sync + 'static) -> Self {
+        Self { shape, causal, dtype, name, pattern: Arc::new(pattern), seed }
+    }
+
+    pub fn dense(shape: AttnShape, causal: bool, dtype: DType, seed: u64) -> Self {
+        Self::new(shape, causal, dtype, seed, "dense", Dense)
+    }
+
     pub fn opts(&self) -> AttnOptions {
         AttnOptions { causal: self.causal, softmax_scale: None, return_lse: true }
     }
@@ -57,14 +47,14 @@ impl Case {
         let s = self.shape;
         format!(
             "{} {} b{} sq{} sk{} hq{} hkv{} d{} causal={} seed={}",
-            self.pattern.name(),
+            self.name,
             self.dtype.name(),
-            s.batch,
-            s.seq_q,
-            s.seq_k,
-            s.heads_q,
-            s.heads_kv,
-            s.head_dim,
+            s.batch(),
+            s.seq_q(),
+            s.seq_k(),
+            s.heads_q(),
+            s.heads_kv(),
+            s.head_dim(),
             self.causal,
             self.seed
         )
@@ -72,13 +62,7 @@ impl Case {
 
     /// The exact element set the kernel must attend.
     pub fn element_mask(&self) -> ElementMask {
-        let (s, c) = (&self.shape, self.causal);
-        match &self.pattern {
-            Pattern::Dense => ElementMask::dense(s, c),
-            Pattern::BlockSparse(d) | Pattern::AShape(_, d) => d.element_mask(s, c).unwrap(),
-            Pattern::VerticalSlash(d) => d.element_mask(s, c).unwrap(),
-            Pattern::Topk(d) => d.element_mask(s, c).unwrap(),
-        }
+        self.pattern.element_mask(&self.shape, self.causal).unwrap()
     }
 }
 
@@ -148,9 +132,9 @@ pub fn check(case: &Case, expected: &RefOutput, out: &[f32], lse: &[f32]) {
 
 /// A random block mask `[B, H, MB, NB]` at `density`, as a descriptor.
 pub fn random_block_sparse(rng: &mut Rng, shape: &AttnShape, heads: usize, density: f64) -> BlockSparse {
-    let (mb, nb) = (shape.seq_q.div_ceil(64), shape.seq_k.div_ceil(64));
-    let mask: Vec<bool> = (0..shape.batch * heads * mb * nb).map(|_| rng.unit() < density).collect();
-    BlockSparse::from_block_mask(shape.batch, heads, mb, nb, &mask).unwrap()
+    let (mb, nb) = (shape.seq_q().div_ceil(64), shape.seq_k().div_ceil(64));
+    let mask: Vec<bool> = (0..shape.batch() * heads * mb * nb).map(|_| rng.unit() < density).collect();
+    BlockSparse::from_block_mask(shape.batch(), heads, mb, nb, &mask).unwrap()
 }
 
 /// `n` distinct values in `0..bound`, ascending.
@@ -166,11 +150,11 @@ fn distinct(rng: &mut Rng, n: usize, bound: usize) -> Vec<i32> {
 /// head (at least one of each), slash 0 present on even heads only, so both the usual
 /// and the "no diagonal" conversions occur.
 pub fn random_vertical_slash(rng: &mut Rng, shape: &AttnShape, heads: usize, density: f64) -> VerticalSlash {
-    let k = shape.seq_k;
+    let k = shape.seq_k();
     let nnz_v = ((k as f64 * density) as usize).clamp(1, k);
     let nnz_s = ((k as f64 * density / 2.0) as usize).clamp(1, k);
     let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
-    for bh in 0..shape.batch * heads {
+    for bh in 0..shape.batch() * heads {
         verticals.extend(distinct(rng, nnz_v, k));
         let mut s = distinct(rng, nnz_s, k);
         if bh % 2 == 0 {
@@ -179,24 +163,24 @@ pub fn random_vertical_slash(rng: &mut Rng, shape: &AttnShape, heads: usize, den
         s.sort_unstable_by(|a, b| b.cmp(a));
         slashes.extend(s);
     }
-    VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes).unwrap()
+    VerticalSlash::new(shape.batch(), heads, nnz_v, nnz_s, verticals, slashes).unwrap()
 }
 
 /// Random top-k indices: each row lists about `density * seq_k` distinct keys (at least
 /// one) in random order, then pads with -1; under causal masking some listed keys lie past
 /// the row's diagonal, which the kernel must skip like -1.
 pub fn random_topk(rng: &mut Rng, shape: &AttnShape, density: f64) -> TopkTokens {
-    let k = ((shape.seq_k as f64 * density) as usize).clamp(1, shape.seq_k) + 3;
-    let mut indices = Vec::with_capacity(shape.batch * shape.seq_q * shape.heads_kv * k);
-    for _ in 0..shape.batch * shape.seq_q * shape.heads_kv {
-        let mut row = distinct(rng, k - 3, shape.seq_k);
+    let k = ((shape.seq_k() as f64 * density) as usize).clamp(1, shape.seq_k()) + 3;
+    let mut indices = Vec::with_capacity(shape.batch() * shape.seq_q() * shape.heads_kv() * k);
+    for _ in 0..shape.batch() * shape.seq_q() * shape.heads_kv() {
+        let mut row = distinct(rng, k - 3, shape.seq_k());
         for slot in (1..row.len()).rev() {
             row.swap(slot, rng.below(slot + 1));
         }
         row.resize(k, -1);
         indices.extend(row);
     }
-    TopkTokens::new(shape.batch, shape.seq_q, shape.heads_kv, k, indices).unwrap()
+    TopkTokens::new(shape.batch(), shape.seq_q(), shape.heads_kv(), k, indices).unwrap()
 }
 
 /// (seq_q, seq_k) pairs: tiny, one short of and one past a tile, several tiles, and
@@ -212,8 +196,7 @@ pub fn wide_group_topk_cases() -> Vec<Case> {
             let seed = 9000 + i as u64 * 2 + (dtype == DType::F16) as u64;
             let shape = AttnShape::new(1, 70, 90, heads_q, heads_kv, 64).unwrap();
             let mut rng = Rng::new(seed);
-            let pattern = Pattern::Topk(random_topk(&mut rng, &shape, 0.3));
-            cases.push(Case { shape, causal: i == 0, dtype, pattern, seed });
+            cases.push(Case::new(shape, i == 0, dtype, seed, "topk", random_topk(&mut rng, &shape, 0.3)));
         }
     }
     cases
@@ -242,18 +225,14 @@ pub fn matrix(every: usize) -> Vec<Case> {
                             let density = [0.1, 0.5, 0.9][(seed % 3) as usize];
                             // Descriptor heads: per query head or per GQA group, alternating.
                             let heads = if seed % 2 == 0 { heads_q } else { heads_kv };
-                            let pattern = match pattern {
-                                0 => Pattern::Dense,
-                                1 => Pattern::BlockSparse(random_block_sparse(&mut rng, &shape, heads, density)),
-                                2 => {
-                                    let a = AShape::new(seed as usize % 2, 1 + seed as usize % 2).unwrap();
-                                    let bs = a.to_block_sparse(&shape).unwrap();
-                                    Pattern::AShape(a, bs)
-                                }
-                                3 => Pattern::VerticalSlash(random_vertical_slash(&mut rng, &shape, heads, density / 4.0)),
-                                _ => Pattern::Topk(random_topk(&mut rng, &shape, density / 3.0)),
-                            };
-                            cases.push(Case { shape, causal, dtype, pattern, seed });
+                            let new = |name, pattern| Case { name, pattern, ..Case::dense(shape, causal, dtype, seed) };
+                            cases.push(match pattern {
+                                0 => Case::dense(shape, causal, dtype, seed),
+                                1 => new("block_sparse", Arc::new(random_block_sparse(&mut rng, &shape, heads, density))),
+                                2 => new("a_shape", Arc::new(AShape::new(seed as usize % 2, 1 + seed as usize % 2).unwrap())),
+                                3 => new("vertical_slash", Arc::new(random_vertical_slash(&mut rng, &shape, heads, density / 4.0))),
+                                _ => new("topk", Arc::new(random_topk(&mut rng, &shape, density / 3.0))),
+                            });
                         }
                     }
                 }

@@ -85,21 +85,21 @@ pub fn random_vertical_slash(
     max_nnz: usize,
     with_slash_zero: bool,
 ) -> sparse_attn::pattern::VerticalSlash {
-    let nnz_v = rng.range(0, shape.seq_k.min(max_nnz));
-    let nnz_s = rng.range(usize::from(with_slash_zero), shape.seq_k.min(max_nnz));
+    let nnz_v = rng.range(0, shape.seq_k().min(max_nnz));
+    let nnz_s = rng.range(usize::from(with_slash_zero), shape.seq_k().min(max_nnz));
     let (mut verticals, mut slashes) = (Vec::new(), Vec::new());
-    for _ in 0..shape.batch * heads {
-        verticals.extend(distinct(rng, nnz_v, shape.seq_k));
+    for _ in 0..shape.batch() * heads {
+        verticals.extend(distinct(rng, nnz_v, shape.seq_k()));
         let mut s = if with_slash_zero {
-            let mut s: Vec<i32> = distinct(rng, nnz_s - 1, shape.seq_k - 1).iter().map(|d| d + 1).collect();
+            let mut s: Vec<i32> = distinct(rng, nnz_s - 1, shape.seq_k() - 1).iter().map(|d| d + 1).collect();
             s.push(0);
             s
         } else {
-            distinct(rng, nnz_s, shape.seq_k)
+            distinct(rng, nnz_s, shape.seq_k())
         };
         s.sort_unstable_by(|a, b| b.cmp(a));
         slashes.extend(s);
     }
-    sparse_attn::pattern::VerticalSlash::new(shape.batch, heads, nnz_v, nnz_s, verticals, slashes)
+    sparse_attn::pattern::VerticalSlash::new(shape.batch(), heads, nnz_v, nnz_s, verticals, slashes)
         .expect("valid random descriptor")
 }

@@ -1,4 +1,5 @@
-//! The PTX that build.rs compiled from `kernels/*.cu`, and its ptxas resource report.
+//! The PTX registry: what build.rs compiled from `kernels/*.cu`, per target, and its ptxas
+//! resource report.
 
 use crate::error::{Error, Result};
 
@@ -16,7 +17,7 @@ pub struct Target {
 /// The PTX of one `kernels/<name>.cu` for one target.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelModule {
-    /// File stem, e.g. `index`.
+    /// File stem, e.g. `vs_convert`.
     pub name: &'static str,
     pub target: Target,
     pub ptx: &'static str,

@@ -1,0 +1,121 @@
+//! Prefill attention (`kernels/prefill.cu`): one main loop over key tiles, with the key-tile
+//! source of the pattern (dense, block-sparse, vertical-slash; A-shape runs as
+//! block-sparse). One CTA of [`THREADS`] threads per (row block of [`PREFILL_TILE_M`] query
+//! rows, query head, batch).
+
+use super::buffers::{AttnBuffers, DeviceBuffer};
+use super::tensors::check_dense;
+use super::{instantiation, LaunchPlan};
+use crate::checked::{to_i32, to_u32};
+use crate::error::{Error, Result};
+use crate::params::{AttnParams, PREFILL_THREADS, PREFILL_TILE_M, PREFILL_TILE_N};
+use crate::pattern::vertical_slash::require_causal;
+use crate::shape::{AttnOptions, AttnShape, DType};
+use crate::source::{row_blocks, Source};
+
+/// The `kernels/<MODULE>.cu` file stem.
+pub const MODULE: &str = "prefill";
+
+/// Threads per CTA: 4 warps, each owning 16 of the tile's query rows.
+pub const THREADS: u32 = PREFILL_THREADS;
+
+/// Bytes per q/k/v element (f16 and bf16 alike).
+const ELEM_BYTES: usize = 2;
+
+/// Dynamic shared memory of one CTA: K and V tiles of [`PREFILL_TILE_N`] x head_dim 16-bit
+/// elements, two stages each (the Q tile borrows a stage before the loop starts; this needs
+/// `PREFILL_TILE_M <= PREFILL_TILE_N`). Saturates at `u32::MAX` for a head_dim no kernel has.
+pub fn shared_mem_bytes(head_dim: usize) -> u32 {
+    const _: () = assert!(PREFILL_TILE_M <= PREFILL_TILE_N);
+    u32::try_from((2 * 2 * PREFILL_TILE_N * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
+}
+
+/// The `extern "C"` name of the instantiation for `source`'s pattern, `dtype` and
+/// `head_dim`: `attn_fwd_<pattern>_<dtype>_hd<D>`.
+pub fn kernel_name<B>(source: &Source<B>, dtype: DType, head_dim: usize) -> Result<String> {
+    instantiation(&format!("attn_fwd_{}", source.name()), dtype, head_dim)
+}
+
+/// Plans a prefill launch (grid = (row blocks, heads_q, batch)) after validating it.
+pub(super) fn plan(
+    shape: &AttnShape,
+    dtype: DType,
+    opts: &AttnOptions,
+    bufs: &AttnBuffers,
+    source: &Source<DeviceBuffer>,
+) -> Result<LaunchPlan> {
+    let params = params(shape, opts, bufs, source)?;
+    let grid = [to_u32("row blocks", params.row_blocks as usize)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
+    let kernel = kernel_name(source, dtype, shape.head_dim())?;
+    LaunchPlan::new(MODULE, kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &params)
+}
+
+/// Validates a launch and returns its params struct (kernel-independent: the same struct
+/// serves every dtype and head_dim instantiation of the source's pattern).
+pub fn params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &Source<DeviceBuffer>) -> Result<AttnParams> {
+    // A CTA's row block is one index row block, and its key tiles are index key blocks.
+    const _: () = assert!(PREFILL_TILE_M == crate::params::INDEX_BLOCK_M && PREFILL_TILE_N == crate::params::INDEX_BLOCK_N);
+    let dense = check_dense(shape, opts, bufs)?;
+    let mut p = AttnParams {
+        tensors: dense.tensors,
+        // AttnShape bounds every dimension by i32::MAX.
+        batch: shape.batch() as i32,
+        seq_q: shape.seq_q() as i32,
+        seq_k: shape.seq_k() as i32,
+        heads_q: shape.heads_q() as i32,
+        heads_kv: shape.heads_kv() as i32,
+        row_blocks: to_i32("row blocks", row_blocks(shape.seq_q()))?,
+        causal: i32::from(opts.causal),
+        softmax_scale: dense.scale,
+        scale_log2: dense.scale * std::f32::consts::LOG2_E,
+        ..AttnParams::default()
+    };
+    match source {
+        Source::Dense => {}
+        Source::BlockSparse(x) => {
+            let d = x.dims;
+            check_index_rows("block-sparse", shape, d.batch(), d.heads(), d.row_blocks())?;
+            p.block_count = x.block_count.index_addr("block_count", d.count_len())?;
+            p.block_index = x.block_index.index_addr("block_index", d.index_len())?;
+            p.desc_heads = to_i32("heads", d.heads())?;
+            p.max_blocks = to_i32("max_blocks", d.max_blocks())?;
+        }
+        Source::VerticalSlash(x) => {
+            require_causal(opts.causal)?;
+            let d = x.dims;
+            check_index_rows("vertical-slash", shape, d.batch(), d.heads(), d.row_blocks())?;
+            let lens = d.lens();
+            p.block_count = x.block_count.index_addr("block_count", lens.rows)?;
+            p.block_index = x.block_offset.index_addr("block_offset", lens.block_offset)?;
+            p.column_count = x.column_count.index_addr("column_count", lens.rows)?;
+            p.column_index = x.column_index.index_addr("column_index", lens.column_index)?;
+            p.desc_heads = to_i32("heads", d.heads())?;
+            p.max_blocks = to_i32("nnz_s", d.nnz_s())?;
+            p.max_columns = to_i32("nnz_v", d.nnz_v())?;
+        }
+        Source::TopK(_) => {
+            return Err(Error::InvalidParameter { name: "source", reason: "top-k indices run on the top-k attention kernel, not prefill".into() })
+        }
+    }
+    Ok(p)
+}
+
+/// Batch, descriptor heads and row blocks of an index against the problem.
+pub(crate) fn check_index_rows(kind: &str, shape: &AttnShape, batch: usize, heads: usize, rows: usize) -> Result<()> {
+    let want_rows = row_blocks(shape.seq_q());
+    let problem = if batch != shape.batch() {
+        Some(format!("{kind} descriptor has batch {batch}, the problem has batch {}", shape.batch()))
+    } else if heads != shape.heads_q() && heads != shape.heads_kv() {
+        Some(format!("{kind} descriptor has {heads} heads; it must have heads_q ({}) or heads_kv ({})", shape.heads_q(), shape.heads_kv()))
+    } else if rows != want_rows {
+        let block = crate::params::INDEX_BLOCK_M;
+        Some(format!("{kind} descriptor has {rows} row blocks; seq_q = {} needs ceil({}/{block}) = {want_rows}", shape.seq_q(), shape.seq_q()))
+    } else {
+        None
+    };
+    match problem {
+        Some(reason) => Err(Error::DescriptorMismatch { reason }),
+        None => Ok(()),
+    }
+}
+
