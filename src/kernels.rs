@@ -16,7 +16,7 @@ pub struct Target {
 /// The PTX of one `kernels/<name>.cu` for one target.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelModule {
-    /// File stem, e.g. `index`.
+    /// File stem, e.g. `vs_convert`.
     pub name: &'static str,
     pub target: Target,
     pub ptx: &'static str,

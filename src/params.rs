@@ -12,10 +12,7 @@ use crate::pattern::vertical_slash::VerticalSlash;
 use crate::pattern::vs_convert::row_blocks;
 use crate::shape::AttnShape;
 
-/// Threads per block of `vertical_slash_convert` (one thread per row block).
-pub const VS_CONVERT_THREADS: u32 = 128;
-
-/// Parameters of `vertical_slash_convert` (kernels/index.cu), passed by value.
+/// Parameters of `vertical_slash_convert` (kernels/vs_convert.cu), passed by value.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct VsConvertParams {
@@ -120,7 +117,7 @@ pub struct AttnTensorParams {
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`
-/// (kernels/attention.cu), passed by value. Built by [`crate::attention::attn_params`],
+/// (kernels/prefill.cu), passed by value. Built by [`crate::attention::attn_params`],
 /// which validates every size and address it writes here; the field docs in
 /// kernels/params.h say which pattern reads which index tensor.
 #[repr(C)]
@@ -164,7 +161,7 @@ pub struct AttnParams {
 }
 
 /// Parameters of the top-k token attention kernels `topk_attn_fwd_<dtype>_hd<D>`
-/// (kernels/gather.cu), passed by value. Built by [`crate::attention::topk_params`].
+/// (kernels/topk_attention.cu), passed by value. Built by [`crate::attention::topk_params`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TopkParams {
@@ -193,3 +190,32 @@ pub struct TopkParams {
     /// `softmax_scale * log2(e)`.
     pub scale_log2: f32,
 }
+
+// ---- Kernel constants: mirrors of kernels/params.h (tests/params_layout.rs checks them) ----
+
+/// Query rows of one index row block, in every sparse format (`SA_INDEX_BLOCK_M`):
+/// `row_blocks = ceil(seq_q / INDEX_BLOCK_M)`.
+pub const INDEX_BLOCK_M: usize = 64;
+/// Keys of one index key block, in every sparse format (`SA_INDEX_BLOCK_N`): block ids and
+/// vertical-slash tile starts address ranges of this many keys.
+pub const INDEX_BLOCK_N: usize = 64;
+/// Query rows per CTA of the prefill kernels (`SA_PREFILL_TILE_M`; equal to
+/// [`INDEX_BLOCK_M`], which kernels/prefill.cu asserts).
+pub const PREFILL_TILE_M: usize = 64;
+/// Keys per K/V tile of the prefill kernels (`SA_PREFILL_TILE_N`; equal to [`INDEX_BLOCK_N`]).
+pub const PREFILL_TILE_N: usize = 64;
+/// Threads per CTA of the prefill kernels (`SA_PREFILL_THREADS`): 4 warps of 16 query rows.
+pub const PREFILL_THREADS: u32 = 128;
+/// Query heads of one GQA group that one top-k warp packs as the mma's 16 rows
+/// (`SA_TOPK_HEADS_PER_WARP`).
+pub const TOPK_HEADS_PER_WARP: usize = 16;
+/// Index slots (gathered keys) per shared-memory tile of the top-k kernels (`SA_TOPK_TILE_KEYS`).
+pub const TOPK_TILE_KEYS: usize = 32;
+/// Threads per CTA of the top-k kernels: one warp (`SA_TOPK_THREADS`).
+pub const TOPK_THREADS: u32 = 32;
+/// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
+pub const VS_CONVERT_THREADS: u32 = 128;
+/// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
+pub const HEAD_DIMS: &[usize] = &[64, 128];
+/// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).
+pub const DTYPES: &[crate::shape::DType] = &[crate::shape::DType::F16, crate::shape::DType::BF16];

@@ -56,7 +56,7 @@ impl LaunchPlan {
     }
 }
 
-/// The launch of `vertical_slash_convert` (kernels/index.cu): one thread per
+/// The launch of `vertical_slash_convert` (kernels/vs_convert.cu): one thread per
 /// (batch, head, row block), in blocks of [`VS_CONVERT_THREADS`].
 pub fn vs_convert(params: &VsConvertParams) -> Result<LaunchPlan> {
     let blocks = params.grid_blocks();
@@ -64,7 +64,7 @@ pub fn vs_convert(params: &VsConvertParams) -> Result<LaunchPlan> {
         name: "grid",
         reason: format!("vertical_slash_convert needs {blocks} blocks, more than one launch can have"),
     })?;
-    LaunchPlan::new("index", "vertical_slash_convert", [grid_x.max(1), 1, 1], [VS_CONVERT_THREADS, 1, 1], 0, params)
+    LaunchPlan::new("vs_convert", "vertical_slash_convert", [grid_x.max(1), 1, 1], [VS_CONVERT_THREADS, 1, 1], 0, params)
 }
 
 /// The launch of the prefill attention kernel for `source`'s pattern, `dtype` and the
@@ -85,10 +85,10 @@ pub fn attention(
         u32::try_from(value).map_err(|_| Error::DimensionTooLarge { dim, value, max: u32::MAX as usize })
     };
     let grid = [grid_dim("row blocks", params.row_blocks as usize)?, grid_dim("heads_q", shape.heads_q)?, grid_dim("batch", shape.batch)?];
-    LaunchPlan::new("attention", kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim), &params)
+    LaunchPlan::new("prefill", kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim), &params)
 }
 
-/// The launch of top-k token attention (kernels/gather.cu): one warp per (query row, kv
+/// The launch of top-k token attention (kernels/topk_attention.cu): one warp per (query row, kv
 /// head, chunk of 16 query heads of its group), so grid = (seq_q, heads_kv * chunks,
 /// batch). `dims` is the index tensor's `[batch, seq_q, heads_kv, k]`. Validated first
 /// ([`crate::attention::topk_params`]).
@@ -111,5 +111,5 @@ pub fn topk_attention(
         grid_dim("heads_kv * head_chunks", params.heads_kv as u64 * params.head_chunks as u64)?,
         grid_dim("batch", params.batch as u64)?,
     ];
-    LaunchPlan::new("gather", kernel, grid, [TOPK_THREADS, 1, 1], topk_shared_mem_bytes(shape.head_dim), &params)
+    LaunchPlan::new("topk_attention", kernel, grid, [TOPK_THREADS, 1, 1], topk_shared_mem_bytes(shape.head_dim), &params)
 }

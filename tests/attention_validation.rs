@@ -63,7 +63,7 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     let opts = AttnOptions { causal: true, softmax_scale: Some(0.5), return_lse: true };
     let bufs = buffers(&s, true);
     let p = plan::attention(&s, DType::BF16, &opts, &bufs, &block_sparse(&s, 2)).unwrap();
-    assert_eq!(p.module, "attention");
+    assert_eq!(p.module, "prefill");
     assert_eq!(p.kernel, "attn_fwd_block_sparse_bf16_hd128");
     assert_eq!(p.grid, [3, 8, 2], "ceil(130 / 64) row blocks, heads_q, batch");
     assert_eq!(p.block, [THREADS, 1, 1]);
@@ -312,7 +312,7 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     }
     assert_eq!((shared_mem_bytes(64), shared_mem_bytes(128)), (32 * 1024, 64 * 1024));
     // Every name the host asks for is an entry of the embedded PTX, for every target.
-    let modules: Vec<_> = sparse_attn::kernels::modules().iter().filter(|m| m.name == "attention").collect();
+    let modules: Vec<_> = sparse_attn::kernels::modules().iter().filter(|m| m.name == "prefill").collect();
     if modules.is_empty() {
         eprintln!("skipped the PTX half: the crate was built without nvcc");
         return;
@@ -351,7 +351,7 @@ fn topk_launch_geometry_and_params() {
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
     let dims = [2, 70, 2, 7];
     let p = plan::topk_attention(&s, DType::F16, &opts, &buffers(&s, true), index_at(0, 2 * 70 * 2 * 7), dims).unwrap();
-    assert_eq!((p.module, p.kernel), ("gather", "topk_attn_fwd_f16_hd64"));
+    assert_eq!((p.module, p.kernel), ("topk_attention", "topk_attn_fwd_f16_hd64"));
     assert_eq!(p.grid, [70, 2 * 2, 2], "seq_q, heads_kv x ceil(20 / 16), batch");
     assert_eq!(p.block, [TOPK_THREADS, 1, 1]);
     assert_eq!(p.shared_mem_bytes, (4 * 32 + 16) * 64 * 2);

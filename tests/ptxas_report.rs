@@ -90,15 +90,15 @@ fn module_selection_picks_the_newest_target_not_above_the_device() {
     use sparse_attn::Error;
     if resource_report().is_none() {
         // Without nvcc every lookup is the documented KernelsUnavailable error.
-        assert!(matches!(module_for("index", 90), Err(Error::KernelsUnavailable { .. })));
+        assert!(matches!(module_for("vs_convert", 90), Err(Error::KernelsUnavailable { .. })));
         report_or_skip();
         return;
     }
-    assert_eq!(module_for("index", 80).unwrap().target.arch, "sm_80");
-    assert_eq!(module_for("index", 86).unwrap().target.arch, "sm_80");
-    assert_eq!(module_for("index", 90).unwrap().target.arch, "sm_90");
-    assert_eq!(module_for("index", 120).unwrap().target.arch, "sm_90");
+    assert_eq!(module_for("vs_convert", 80).unwrap().target.arch, "sm_80");
+    assert_eq!(module_for("vs_convert", 86).unwrap().target.arch, "sm_80");
+    assert_eq!(module_for("vs_convert", 90).unwrap().target.arch, "sm_90");
+    assert_eq!(module_for("vs_convert", 120).unwrap().target.arch, "sm_90");
     // Older than every target, or a module that does not exist: a named error, not a panic.
-    assert!(matches!(module_for("index", 75), Err(Error::KernelsUnavailable { reason }) if reason.contains("7.5")));
+    assert!(matches!(module_for("vs_convert", 75), Err(Error::KernelsUnavailable { reason }) if reason.contains("7.5")));
     assert!(matches!(module_for("no_such_module", 90), Err(Error::KernelsUnavailable { .. })));
 }

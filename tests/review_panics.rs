@@ -119,7 +119,7 @@ fn fake_buffers(shape: &AttnShape) -> AttnBuffers {
 
 #[test]
 fn topk_rows_longer_than_the_kernel_can_tile_are_rejected() {
-    // gather.cu computes ceil(topk / 32) in i32: for topk > i32::MAX - 31 that overflows
+    // topk_attention.cu computes ceil(topk / 32) in i32: for topk > i32::MAX - 31 that overflows
     // and the kernel silently attends nothing. The host must refuse such a row length.
     let shape = AttnShape::new(1, 1, 64, 1, 1, 64).unwrap();
     let bufs = fake_buffers(&shape);

@@ -1,4 +1,4 @@
-//! The vertical-slash conversion kernel (kernels/index.cu, the PTX build.rs embedded),
+//! The vertical-slash conversion kernel (kernels/vs_convert.cu, the PTX build.rs embedded),
 //! launched from the crate's own plan on the PTX simulator, equals the CPU converter
 //! exactly; adversarial indices never make it touch memory outside its buffers (the
 //! simulator's memcheck turns any stray access into an error). Skips with the reason when
@@ -13,7 +13,7 @@ use sparse_attn::sim::SimBackend;
 use sparse_attn::AttnShape;
 
 fn backend() -> Option<SimBackend> {
-    if let Err(e) = sparse_attn::kernels::module_for("index", 80) {
+    if let Err(e) = sparse_attn::kernels::module_for("vs_convert", 80) {
         println!("skipped: {e}");
         return None;
     }

@@ -277,7 +277,7 @@ fn minference_restatement_differs_only_where_documented() {
 // ---- the CUDA kernel's source, run on the host ------------------------------------------
 //
 // No GPU here and the simulator is not ready, so the kernel's own source
-// (kernels/index.cu with kernels/common/vs_index.cuh) is compiled as host C++ with the CUDA
+// (kernels/vs_convert.cu with kernels/common/vs_index.cuh) is compiled as host C++ with the CUDA
 // qualifiers defined away, and its grid is run thread by thread under AddressSanitizer.
 // That checks the device logic and indexing against the CPU conversion exactly, and that
 // no input makes it touch memory outside its (exactly sized) buffers.
@@ -293,7 +293,7 @@ const HOST_HARNESS: &str = r#"
 #define __launch_bounds__(n)
 struct HostDim3 { unsigned x = 0, y = 0, z = 0; };
 static HostDim3 blockIdx, blockDim, threadIdx;
-#include "index.cu"
+#include "vs_convert.cu"
 
 static void print(const char* name, const std::vector<int32_t>& t) {
     printf("%s", name);
@@ -477,7 +477,7 @@ fn kernel_source_stays_in_bounds_on_garbage_indices() {
 
 #[test]
 fn kernel_is_compiled_without_spills() {
-    // build.rs compiles kernels/index.cu when nvcc exists; its ptxas report must list the
+    // build.rs compiles kernels/vs_convert.cu when nvcc exists; its ptxas report must list the
     // conversion kernel for every target with no spill traffic.
     let Some(report) = sparse_attn::kernels::resource_report() else {
         eprintln!("built without nvcc: no ptxas report to check");

@@ -1,4 +1,4 @@
-//! The kernel instantiations of `kernels/attention.cu` and what they support.
+//! The kernel instantiations of `kernels/prefill.cu` and what they support.
 
 use crate::error::{Error, Result};
 use crate::shape::DType;
@@ -31,7 +31,7 @@ pub fn supports(dtype: DType, head_dim: usize, compute_capability: u32) -> bool 
     dtype_ok
         && SUPPORTED_HEAD_DIMS.contains(&head_dim)
         && compute_capability >= MIN_COMPUTE_CAPABILITY
-        && crate::kernels::module_for("attention", compute_capability).is_ok()
+        && crate::kernels::module_for("prefill", compute_capability).is_ok()
 }
 
 /// Dynamic shared memory of one CTA: K and V tiles of 64 x head_dim 16-bit elements, two
@@ -41,7 +41,7 @@ pub fn shared_mem_bytes(head_dim: usize) -> u32 {
     u32::try_from((4 * 64 * 2usize).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
-/// Generates the name table so it cannot drift from the macro list in kernels/attention.cu
+/// Generates the name table so it cannot drift from the macro list in kernels/prefill.cu
 /// by a hand-copied typo: both spell `attn_fwd_<pattern>_<dtype>_hd<D>`.
 macro_rules! kernel_table {
     ($($pattern:ident => $p:literal),*) => {

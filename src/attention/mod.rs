@@ -1,6 +1,6 @@
 //! Attention on tensor cores: prefill (dense, block-sparse, vertical-slash and, through
-//! block-sparse, A-shape), all running the one main loop of `kernels/attention.cu`, and
-//! top-k token attention (`kernels/gather.cu`).
+//! block-sparse, A-shape), all running the one main loop of `kernels/prefill.cu`, and
+//! top-k token attention (`kernels/topk_attention.cu`).
 //!
 //! This module is backend-neutral: it names the kernels, says what is supported, and turns
 //! a problem plus device addresses into a validated [`AttnParams`](crate::params::AttnParams).

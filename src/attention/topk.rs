@@ -1,4 +1,4 @@
-//! Top-k token attention (`kernels/gather.cu`): names, launch sizes and validation.
+//! Top-k token attention (`kernels/topk_attention.cu`): names, launch sizes and validation.
 
 use super::args::{AttnBuffers, DeviceBuffer};
 use super::kernels::SUPPORTED_HEAD_DIMS;
@@ -48,7 +48,7 @@ pub fn topk_params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, in
     if k == 0 {
         return Err(Error::ZeroDimension { dim: "k" });
     }
-    // gather.cu walks a row in tiles of TOPK_TILE_KEYS slots and computes the tile count
+    // topk_attention.cu walks a row in tiles of TOPK_TILE_KEYS slots and computes the tile count
     // and slot numbers in i32: `topk + TOPK_TILE_KEYS - 1` must not overflow.
     let max_k = i32::MAX as usize - (TOPK_TILE_KEYS - 1);
     if k > max_k {

@@ -1,4 +1,4 @@
-//! Top-k token attention on a GPU through cudarc (`topk_attn_fwd_*` in kernels/gather.cu).
+//! Top-k token attention on a GPU through cudarc (`topk_attn_fwd_*` in kernels/topk_attention.cu).
 
 use std::sync::Arc;
 

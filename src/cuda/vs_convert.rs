@@ -1,4 +1,4 @@
-//! Vertical-slash index conversion on the GPU (`vertical_slash_convert` in kernels/index.cu).
+//! Vertical-slash index conversion on the GPU (`vertical_slash_convert` in kernels/vs_convert.cu).
 
 use std::sync::Arc;
 

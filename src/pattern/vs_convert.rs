@@ -1,6 +1,6 @@
 //! Converts a vertical-slash descriptor into the per-row-block tensors the attention
 //! kernels walk: tiles of `BLOCK_N` keys that cover the slashes, plus single columns for the
-//! verticals those tiles miss. `kernels/index.cu` (`vertical_slash_convert`) computes the
+//! verticals those tiles miss. `kernels/vs_convert.cu` (`vertical_slash_convert`) computes the
 //! same tensors on the GPU, bit for bit.
 //!
 //! Output, per batch `b`, descriptor head `h` and row block `m` (`MB = ceil(seq_q / BLOCK_M)`):

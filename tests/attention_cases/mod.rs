@@ -22,7 +22,7 @@ pub enum Pattern {
     /// A-shape runs on the block-sparse kernel through its `BlockSparse` form.
     AShape(AShape, BlockSparse),
     VerticalSlash(VerticalSlash),
-    /// Top-k tokens (kernels/gather.cu).
+    /// Top-k tokens (kernels/topk_attention.cu).
     Topk(TopkTokens),
 }
 
