@@ -51,7 +51,7 @@ fn main() {
             .map(|(src, arch)| {
                 let (nvcc, ptxas, out, kernels_dir, compiler_id) = (&nvcc, &ptxas, &out, &kernels_dir, &compiler_id);
                 // Only the headers this module reads go into its stamp, so editing a header
-                // that (say) the attention kernels include leaves index.cu alone.
+                // that (say) the attention kernels include leaves vs_convert.cu alone.
                 let header_hash = hash_files(&local_includes(src, kernels_dir));
                 scope.spawn(move || compile(nvcc, ptxas, src, *arch, out, kernels_dir, header_hash, compiler_id))
             })

@@ -1,13 +1,47 @@
-// Launch-parameter structs shared by the kernels and the Rust host code.
-// src/params.rs mirrors each struct field for field (#[repr(C)]); a test asserts that
-// size, alignment and every field offset agree. Structs are passed by value as kernel
-// parameters (FlashAttention style), so adding a field never changes a kernel signature.
+// What the kernels and the Rust host code share: every kernel constant (tile sizes, block
+// sizes, the dtype x head_dim instantiation list) and the launch-parameter structs.
+// src/params.rs mirrors each constant and each struct field for field (#[repr(C)]);
+// tests/params_layout.rs compiles this header with gcc and asserts that the constants, and
+// every struct's size, alignment and field offsets, agree. Structs are passed by value as
+// kernel parameters (FlashAttention style), so adding a field never changes a kernel
+// signature. Plain C: no CUDA types here (kernels/common/instantiate.cuh maps the dtype
+// names to them).
 #pragma once
 #include <stdint.h>
 
-// vertical_slash_convert (kernels/index.cu): vertical-slash indexes -> tiles + columns.
-// One thread per (batch, head, row block); grid = ceil(batch * heads * row_blocks / 128)
-// blocks of 128 threads. Pointers are device addresses as integers so the Rust mirror is
+// ---- Kernel constants: every kernel reads these, src/params.rs mirrors them ----
+// (A new SA_* macro needs its mirror there and in tests/params_layout.rs, which fails on an
+// SA_* macro it does not know.)
+
+// Index granularity of every sparse format: the query rows of one row block (block_count,
+// block_index, block_offset, column_* rows; row_blocks = ceil(seq_q / SA_INDEX_BLOCK_M)) and
+// the keys of one key block (block ids, vertical-slash tile starts span SA_INDEX_BLOCK_N keys).
+#define SA_INDEX_BLOCK_M 64
+#define SA_INDEX_BLOCK_N 64
+// Prefill CTA tile: query rows per CTA and keys per K/V tile. Today equal to the index block
+// (kernels/prefill.cu asserts it); later issues may choose it per head_dim.
+#define SA_PREFILL_TILE_M 64
+#define SA_PREFILL_TILE_N 64
+// Prefill threads per CTA: 4 warps of 16 query rows each.
+#define SA_PREFILL_THREADS 128
+// Top-k attention: query heads of one GQA group packed as the mma's 16 rows of one warp,
+// index slots (gathered keys) per shared-memory tile, threads per CTA (one warp).
+#define SA_TOPK_HEADS_PER_WARP 16
+#define SA_TOPK_TILE_KEYS 32
+#define SA_TOPK_THREADS 32
+// vertical_slash_convert: threads per block, one per (batch, head, row block).
+#define SA_VS_CONVERT_THREADS 128
+// The dtype x head_dim instantiation lists (X-macros): every kernel family instantiates
+// every pair (kernels/common/instantiate.cuh). A new head_dim is one edit here plus the
+// Rust mirror; a new dtype also needs its CUDA type in instantiate.cuh.
+#define SA_FOR_EACH_DTYPE(X) X(f16) X(bf16)
+#define SA_FOR_EACH_HEAD_DIM(X) X(64) X(128)
+
+// ---- Launch-parameter structs ----
+
+// vertical_slash_convert (kernels/vs_convert.cu): vertical-slash indexes -> tiles + columns.
+// One thread per (batch, head, row block); grid = ceil(batch * heads * row_blocks /
+// SA_VS_CONVERT_THREADS) blocks of SA_VS_CONVERT_THREADS threads. Pointers are device addresses as integers so the Rust mirror is
 // plain old data; every tensor is i32, densely packed, and `heads` is the descriptor's H.
 typedef struct VsConvertParams {
     uint64_t vertical_indexes;  // const int32_t [batch, heads, nnz_v], ascending keys
@@ -22,7 +56,7 @@ typedef struct VsConvertParams {
     int32_t seq_k;
     int32_t nnz_v;
     int32_t nnz_s;
-    int32_t row_blocks;  // ceil(seq_q / 64): the third dimension of the outputs
+    int32_t row_blocks;  // ceil(seq_q / SA_INDEX_BLOCK_M): the third dimension of the outputs
     int32_t pad0;        // keeps the size a multiple of 8 explicitly; must be 0
 } VsConvertParams;
 
@@ -49,9 +83,9 @@ typedef struct AttnTensorParams {
     int64_t out_head_stride;
 } AttnTensorParams;
 
-// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/attention.cu): prefill attention, one CTA of
-// 128 threads per (row block of 64 query rows, query head, batch); grid = (ceil(seq_q / 64),
-// heads_q, batch). Tensors as in AttnTensorParams.
+// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of
+// SA_PREFILL_THREADS threads per (row block of SA_PREFILL_TILE_M query rows, query head,
+// batch); grid = (row_blocks, heads_q, batch). Tensors as in AttnTensorParams.
 // The sparse-source fields are read only by the pattern that uses them:
 //   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
 //   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks
@@ -70,7 +104,7 @@ typedef struct AttnParams {
     int32_t heads_q;
     int32_t heads_kv;
     int32_t desc_heads;     // H of the descriptor (0 for dense)
-    int32_t row_blocks;     // MB = ceil(seq_q / 64)
+    int32_t row_blocks;     // MB = ceil(seq_q / SA_INDEX_BLOCK_M)
     int32_t max_blocks;     // capacity of a block_index row
     int32_t max_columns;    // capacity of a column_index row
     int32_t causal;         // 0 or 1: bottom-right causal mask
@@ -78,10 +112,11 @@ typedef struct AttnParams {
     float scale_log2;       // softmax_scale * log2(e): what the exp2-based softmax uses
 } AttnParams;
 
-// topk_attn_fwd_<dtype>_hd<D> (kernels/gather.cu): every query row attends its own
-// gathered keys. One warp (one CTA of 32 threads) per (query row, kv head, chunk of up to
-// 16 query heads of that kv head's GQA group); grid = (seq_q, heads_kv * head_chunks,
-// batch) with head_chunks = ceil((heads_q / heads_kv) / 16). Tensors as in AttnTensorParams.
+// topk_attn_fwd_<dtype>_hd<D> (kernels/topk_attention.cu): every query row attends its own
+// gathered keys. One warp (one CTA of SA_TOPK_THREADS threads) per (query row, kv head,
+// chunk of up to SA_TOPK_HEADS_PER_WARP query heads of that kv head's GQA group); grid =
+// (seq_q, heads_kv * head_chunks, batch) with head_chunks = ceil((heads_q / heads_kv) /
+// SA_TOPK_HEADS_PER_WARP). Tensors as in AttnTensorParams.
 // indices: const int32_t [batch, seq_q, heads_kv, topk], densely packed; -1, anything
 // outside [0, seq_k) and (under causal) keys past the row's diagonal are skipped.
 typedef struct TopkParams {
@@ -93,7 +128,7 @@ typedef struct TopkParams {
     int32_t heads_q;
     int32_t heads_kv;
     int32_t topk;           // slots per index row
-    int32_t head_chunks;    // ceil(group / 16)
+    int32_t head_chunks;    // ceil(group / SA_TOPK_HEADS_PER_WARP)
     int32_t causal;
     float softmax_scale;
     float scale_log2;

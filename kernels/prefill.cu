@@ -2,18 +2,19 @@
 // and the key-tile sources that plug into it (dense, block-sparse, vertical-slash; A-shape
 // runs as block-sparse).
 //
-// One CTA = 4 warps = one row block of 64 query rows of one (batch, query head); each
-// warp owns 16 rows. The Q tile is loaded once and kept in registers as mma A fragments.
-// K and V tiles (64 keys each) are double-buffered in shared memory: while tile t is being
-// computed, tile t + 1 is already in flight with cp.async. S = Q K^T and O += P V use f32
-// accumulators; the softmax is online, in exp2 with the scale folded in; the output is
-// written once per row at the end.
+// One CTA = 4 warps = one row block of kBlockM = 64 query rows of one (batch, query head);
+// each warp owns 16 rows. The Q tile is loaded once and kept in registers as mma A
+// fragments. K and V tiles (kBlockN = 64 keys each) are double-buffered in shared memory:
+// while tile t is being computed, tile t + 1 is already in flight with cp.async. S = Q K^T
+// and O += P V use f32 accumulators; the softmax is online, in exp2 with the scale folded
+// in; the output is written once per row at the end. The tile sizes and thread count come
+// from params.h (SA_PREFILL_*).
 //
-// A key-tile source hands the loop a stream of tiles, each either 64 contiguous keys
-// starting at `key0`, or 64 slots of a gathered column list. Every thread of the CTA walks
-// the same stream (it reads the same index entries), so control flow stays uniform and the
-// barriers line up. Index tensors are untrusted: a source skips entries that are out of
-// range or out of order, and every global access is bounded by the params' sizes.
+// A key-tile source hands the loop a stream of tiles, each either kBlockN contiguous keys
+// starting at `key0`, or kBlockN slots of a gathered column list. Every thread of the CTA
+// walks the same stream (it reads the same index entries), so control flow stays uniform
+// and the barriers line up. Index tensors are untrusted: a source skips entries that are
+// out of range or out of order, and every global access is bounded by the params' sizes.
 #include <stdint.h>
 #include <math.h>
 
@@ -21,6 +22,7 @@
 #include "common/cp_async.cuh"
 #include "common/epilogue.cuh"
 #include "common/index_list.cuh"
+#include "common/instantiate.cuh"
 #include "common/mask.cuh"
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
@@ -29,12 +31,23 @@
 
 namespace attn {
 
-constexpr int kBlockM = 64;   // query rows per CTA (pattern::BLOCK_M)
-constexpr int kBlockN = 64;   // keys per tile (pattern::BLOCK_N)
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
+constexpr int kBlockM = SA_PREFILL_TILE_M;  // query rows per CTA
+constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile
+constexpr int kThreads = SA_PREFILL_THREADS;
+constexpr int kWarps = kThreads / 32;
+static_assert(kWarps * 16 == kBlockM, "each warp owns 16 query rows (one mma M)");
+// The sources read the index tensors in CTA-tile units, so the CTA tile must be the index
+// block until a source learns to split or merge index blocks:
+static_assert(kBlockM == SA_INDEX_BLOCK_M,
+              "a CTA's row block is an index row block: blockIdx.x indexes the block_count / block_index / "
+              "column_* rows, and row_blocks = ceil(seq_q / SA_INDEX_BLOCK_M) is the grid");
+static_assert(kBlockN == SA_INDEX_BLOCK_N,
+              "key tiles are index key blocks: block-sparse block n is the tile at n * kBlockN, and a "
+              "vertical-slash tile start (block_offset) begins a tile of kBlockN keys");
+// publish_gathered_keys scans a gathered tile's keys in at most two warps.
+static_assert(kBlockN <= 64 && kBlockN <= kThreads, "a gathered tile's keys fit the first two warps");
 
-// One tile of keys: contiguous from key0, or gathered list slots key0 .. key0 + 63.
+// One tile of keys: contiguous from key0, or gathered list slots key0 .. key0 + kBlockN - 1.
 struct TileRef {
     int key0;
     bool gathered;
@@ -113,10 +126,10 @@ struct BlockSparseSource : ContiguousTiles {
 };
 
 // Vertical-slash in the converted form (src/pattern/vs_convert.rs): first the tiles of
-// 64 keys starting at each block_offset entry, then the vertical columns, gathered 64 at
-// a time. A tile start outside [0, limit) or overlapping the previous kept tile is
-// skipped; a column outside [0, seq_k), or not above every in-range column listed before
-// it (see publish_gathered_keys), is masked out. The converter never lists a column
+// kBlockN keys starting at each block_offset entry, then the vertical columns, gathered
+// kBlockN at a time. A tile start outside [0, limit) or overlapping the previous kept tile
+// is skipped; a column outside [0, seq_k), or not above every in-range column listed
+// before it (see publish_gathered_keys), is masked out. The converter never lists a column
 // inside one of the row's tiles; a hand-made list that did would count that key twice.
 struct VerticalSlashSource {
     IndexRow offsets;
@@ -142,7 +155,7 @@ struct VerticalSlashSource {
             if (o < prev_end || o >= limit) {
                 continue;
             }
-            // Saturating: o + 64 can pass INT32_MAX when seq_k is near it.
+            // Saturating: o + kBlockN can pass INT32_MAX when seq_k is near it.
             prev_end = o > 0x7fffffff - kBlockN ? 0x7fffffff : o + kBlockN;
             t.key0 = o;
             t.gathered = false;
@@ -206,25 +219,27 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
 }
 
-// Issues the cp.async copies of one K or V tile (64 rows x D) into `smem`. `keys` holds the
-// key of each tile row for gathered tiles; contiguous tiles compute theirs.
+// Issues the cp.async copies of one K or V tile (kBlockN rows x D) into `smem`. `keys` holds
+// the key of each tile row for gathered tiles; contiguous tiles compute theirs.
 template <int D>
 __device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t seq_stride, const TileRef& t,
                                              const int* keys, uint32_t smem, int tid) {
-    load_tile_rows<D, kThreads>(base, seq_stride, smem, tid,
-                                [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); });
+    load_tile_rows<kBlockN, D, kThreads>(base, seq_stride, smem, tid,
+                                         [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); });
 }
 
-// Loads the Q tile of this CTA (rows past seq_q zero-filled) into `smem`.
+// Loads the Q tile of this CTA (kBlockM rows x D; rows past seq_q zero-filled) into `smem`.
 template <int D>
 __device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, int row0, uint32_t smem, int tid) {
-    load_tile_rows<D, kThreads>(base, p.tensors.q_seq_stride, smem, tid,
-                                [&](int row) { return row < p.seq_q - row0 ? row0 + row : -1; });
+    load_tile_rows<kBlockM, D, kThreads>(base, p.tensors.q_seq_stride, smem, tid,
+                                         [&](int row) { return row < p.seq_q - row0 ? row0 + row : -1; });
 }
 
 template <typename T, int D, typename Source>
 __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
-    using Tile = SmemTile<D>;
+    using KvTile = SmemTile<kBlockN, D>;
+    using QTile = SmemTile<kBlockM, D>;
+    static_assert(QTile::kBytes <= KvTile::kBytes, "the Q tile borrows a K stage before the loop");
     constexpr int kDimBlocks = D / 8;     // n-blocks of the output accumulator
     constexpr int kKeyBlocks = kBlockN / 8;  // n-blocks of the score tile
     constexpr int kDimSteps = D / 16;     // k-steps of Q K^T
@@ -256,8 +271,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
     // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K slot before the loop.
     const uint32_t smem = smem_u32(smem_raw);
-    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * Tile::kBytes; };
-    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * Tile::kBytes; };
+    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
+    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
 
     // This thread's two fragment rows and their last visible keys.
     const int my_row[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
@@ -299,7 +314,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         __syncthreads();
 
         uint32_t q_frag[kDimSteps][4];
-        load_q_fragments<D>(q_frag, k_smem(1), warp * 16, lane);
+        load_q_fragments<QTile>(q_frag, k_smem(1), warp * 16, lane);
         __syncthreads();  // stage 1 is free for the first prefetch
 
         int stage = 0;
@@ -315,7 +330,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             cp_async_wait<1>();
             __syncthreads();
 
-            // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
+            // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
             float s[kKeyBlocks][4];
             tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
 
@@ -364,20 +379,18 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
 }  // namespace attn
 
-// One extern "C" kernel per (pattern, dtype, head_dim), generated from this list: the name
-// is what src/plan.rs asks for (attn_fwd_<pattern>_<dtype>_hd<D>).
+// One extern "C" kernel per (pattern, dtype, head_dim): every pattern at every pair of
+// params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM. The name is what src/plan/prefill.rs asks
+// for (attn_fwd_<pattern>_<dtype>_hd<D>).
 #define ATTN_KERNEL(pattern, source, dtype_name, dtype, d)                                        \
     extern "C" __global__ void __launch_bounds__(attn::kThreads)                                   \
         attn_fwd_##pattern##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {        \
         attn::attention_fwd<dtype, d, attn::source>(p);                                           \
     }
 
-#define ATTN_KERNELS_FOR_PATTERN(pattern, source)             \
-    ATTN_KERNEL(pattern, source, f16, half, 64)               \
-    ATTN_KERNEL(pattern, source, f16, half, 128)              \
-    ATTN_KERNEL(pattern, source, bf16, __nv_bfloat16, 64)     \
-    ATTN_KERNEL(pattern, source, bf16, __nv_bfloat16, 128)
-
-ATTN_KERNELS_FOR_PATTERN(dense, DenseSource)
-ATTN_KERNELS_FOR_PATTERN(block_sparse, BlockSparseSource)
-ATTN_KERNELS_FOR_PATTERN(vertical_slash, VerticalSlashSource)
+#define SA_INSTANTIATE(dtype_name, dtype, d)                           \
+    ATTN_KERNEL(dense, DenseSource, dtype_name, dtype, d)              \
+    ATTN_KERNEL(block_sparse, BlockSparseSource, dtype_name, dtype, d) \
+    ATTN_KERNEL(vertical_slash, VerticalSlashSource, dtype_name, dtype, d)
+SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
+#undef SA_INSTANTIATE

@@ -7,9 +7,10 @@
 // One warp per (b, i, hk, chunk of 16 heads). Keys are walked 32 index slots at a time:
 // lane l validates slot l and publishes its key; the K and V rows of the tile are then
 // gathered into shared memory with cp.async (zero-filled for skipped slots), double
-// buffered, and the same pieces as kernels/attention.cu compute the tile (common/
-// tile_math.cuh, online_softmax.cuh, epilogue.cuh). Skipped slots (-1, out of range,
-// causally hidden) are masked to -inf.
+// buffered, and the same pieces as kernels/prefill.cu load and compute the tile (common/
+// smem_tile.cuh, tile_math.cuh, online_softmax.cuh, epilogue.cuh). Skipped slots (-1, out
+// of range, causally hidden) are masked to -inf. The 16 heads, 32 slots and one warp are
+// params.h's SA_TOPK_HEADS_PER_WARP, SA_TOPK_TILE_KEYS and SA_TOPK_THREADS.
 // Repeated keys in a row would be counted twice: the host rejects them before upload.
 #include <stdint.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 #include "params.h"
 #include "common/cp_async.cuh"
 #include "common/epilogue.cuh"
+#include "common/instantiate.cuh"
 #include "common/mask.cuh"
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
@@ -27,23 +29,32 @@ namespace topk {
 
 using namespace attn;
 
-constexpr int kRows = 16;     // query heads per warp (mma M)
-constexpr int kSlots = 32;    // index slots (keys) per tile
-constexpr int kThreads = 32;  // one warp
+constexpr int kRows = SA_TOPK_HEADS_PER_WARP;  // query heads per warp (mma M)
+constexpr int kSlots = SA_TOPK_TILE_KEYS;      // index slots (keys) per tile
+constexpr int kThreads = SA_TOPK_THREADS;      // one warp
+static_assert(kThreads == 32, "one warp per CTA: lane = threadIdx.x, and __syncthreads is a warp barrier");
+static_assert(kRows == 16, "the group's query heads are the 16 rows of one warp's mma");
+static_assert(kSlots == kThreads, "lane l validates and publishes slot l of a tile");
 
+// Unroll count of the K/V gather loops (load_tile_rows' knob): fully unrolled, the
+// precomputed addresses of every pass stay live across the main loop (25 more registers at
+// head_dim 64). Of 2, 4 and 8, 2 is the count that uses no more registers than the
+// hand-written loop it replaced, on every head_dim and target (ptxas report).
+constexpr int kKvLoadUnroll = 2;
+
+// Shared memory: K stage 0, V stage 0, K stage 1, V stage 1, then Q.
 template <int D>
 struct Layout {
-    static constexpr int kChunks = D / 8;
-    static constexpr int kTileBytes = kSlots * D * 2;
-    static constexpr int kQBytes = kRows * D * 2;
-    // K stage 0, V stage 0, K stage 1, V stage 1, then Q.
-    static constexpr int kBytes = 4 * kTileBytes + kQBytes;
+    using KvTile = SmemTile<kSlots, D>;  // gathered keys
+    using QTile = SmemTile<kRows, D>;    // the warp's query heads
+    static constexpr int kBytes = 4 * KvTile::kBytes + QTile::kBytes;
 };
 
 template <typename T, int D>
 __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     using L = Layout<D>;
-    using Tile = SmemTile<D>;  // only its swizzled chunk_offset: the row count differs
+    using KvTile = typename L::KvTile;
+    using QTile = typename L::QTile;
     constexpr int kDimBlocks = D / 8;
     constexpr int kKeyBlocks = kSlots / 8;
     constexpr int kDimSteps = D / 16;
@@ -68,9 +79,9 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     const int last_key = last_visible_key(i, p.seq_q, p.seq_k, causal);
 
     const uint32_t smem = smem_u32(smem_raw);
-    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * L::kTileBytes; };
-    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * L::kTileBytes; };
-    const uint32_t q_smem = smem + 4u * L::kTileBytes;
+    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
+    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
+    const uint32_t q_smem = smem + 4u * KvTile::kBytes;
 
     const AttnTensorParams& tp = p.tensors;
     const uint64_t k_base = tp.k + 2 * ((uint64_t)b * tp.k_batch_stride + (uint64_t)hk * tp.k_head_stride);
@@ -90,22 +101,11 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         s_keys[stage][lane] = key;
         __syncthreads();
     };
-    // Gathers the K and V rows of a tile (keys published in s_keys[stage]).
+    // Gathers the K and V rows of a tile (keys published in s_keys[stage]; -1 zero-fills).
     auto load_tile = [&](int stage) {
-        // Partly unrolled: fully unrolled, the precomputed addresses of head_dim 128 push
-        // the warp to ~250 registers.
-#pragma unroll 4
-        for (int it = 0; it < kSlots * L::kChunks / kThreads; ++it) {
-            const int idx = it * kThreads + lane;
-            const int row = idx / L::kChunks;
-            const int c = idx % L::kChunks;
-            const int key = s_keys[stage][row];
-            const bool valid = key >= 0;
-            const uint64_t k_src = valid ? k_base + 2 * ((uint64_t)key * tp.k_seq_stride + c * 8) : k_base;
-            const uint64_t v_src = valid ? v_base + 2 * ((uint64_t)key * tp.v_seq_stride + c * 8) : v_base;
-            cp_async_16(k_smem(stage) + Tile::chunk_offset(row, c), k_src, valid);
-            cp_async_16(v_smem(stage) + Tile::chunk_offset(row, c), v_src, valid);
-        }
+        auto key_of = [&](int row) { return s_keys[stage][row]; };
+        load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(k_base, tp.k_seq_stride, k_smem(stage), lane, key_of);
+        load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(v_base, tp.v_seq_stride, v_smem(stage), lane, key_of);
     };
 
     float acc[kDimBlocks][4];
@@ -114,17 +114,11 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     st.init();
 
     if (n_tiles > 0 && last_key >= 0) {
-        // Q: row r is query head head0 + r of query row i; padding rows are zero.
+        // Q: row r is query head head0 + r of query row i (rows q_head_stride apart);
+        // padding rows are zero.
         const uint64_t q_row0 = tp.q + 2 * ((uint64_t)b * tp.q_batch_stride + (uint64_t)i * tp.q_seq_stride);
-#pragma unroll
-        for (int it = 0; it < kRows * L::kChunks / kThreads; ++it) {
-            const int idx = it * kThreads + lane;
-            const int row = idx / L::kChunks;
-            const int c = idx % L::kChunks;
-            const bool valid = row < rows;
-            const uint64_t src = valid ? q_row0 + 2 * ((uint64_t)(head0 + row) * tp.q_head_stride + c * 8) : q_row0;
-            cp_async_16(q_smem + Tile::chunk_offset(row, c), src, valid);
-        }
+        load_tile_rows<kRows, D, kThreads>(q_row0, tp.q_head_stride, q_smem, lane,
+                                           [&](int row) { return row < rows ? head0 + row : -1; });
         cp_async_commit();
         stage_keys(0, 0);
         load_tile(0);
@@ -132,7 +126,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         cp_async_wait<1>();
         __syncthreads();
         uint32_t q_frag[kDimSteps][4];
-        load_q_fragments<D>(q_frag, q_smem, 0, lane);
+        load_q_fragments<QTile>(q_frag, q_smem, 0, lane);
 
         for (int tile = 0; tile < n_tiles; ++tile) {
             const int stage = tile & 1;
@@ -179,15 +173,12 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 
 }  // namespace topk
 
-// One extern "C" kernel per (dtype, head_dim), generated from this list; src/attention
-// asks for topk_attn_fwd_<dtype>_hd<D>.
-#define TOPK_KERNEL(dtype_name, dtype, d)                                                      \
+// One extern "C" kernel per pair of params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM;
+// src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>.
+#define SA_INSTANTIATE(dtype_name, dtype, d)                                                   \
     extern "C" __global__ void __launch_bounds__(topk::kThreads)                              \
         topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {            \
         topk::topk_attention_fwd<dtype, d>(p);                                                \
     }
-
-TOPK_KERNEL(f16, half, 64)
-TOPK_KERNEL(f16, half, 128)
-TOPK_KERNEL(bf16, __nv_bfloat16, 64)
-TOPK_KERNEL(bf16, __nv_bfloat16, 128)
+SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
+#undef SA_INSTANTIATE

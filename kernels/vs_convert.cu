@@ -11,10 +11,11 @@
 #include "params.h"
 #include "common/vs_index.cuh"
 
-// One thread per (batch, head, row block). Rows are independent and short (at most
-// nnz_s + nnz_v steps), so a thread each keeps the code a straight transcription of the
-// host rule; the work is tiny next to the attention that consumes it.
-extern "C" __global__ void __launch_bounds__(128)
+// One thread per (batch, head, row block), SA_VS_CONVERT_THREADS to a block. Rows are
+// independent and short (at most nnz_s + nnz_v steps), so a thread each keeps the code a
+// straight transcription of the host rule; the work is tiny next to the attention that
+// consumes it.
+extern "C" __global__ void __launch_bounds__(SA_VS_CONVERT_THREADS)
 vertical_slash_convert(const __grid_constant__ VsConvertParams p) {
     if (p.batch <= 0 || p.heads <= 0 || p.row_blocks <= 0 || p.seq_q <= 0 || p.seq_k <= 0 ||
         p.nnz_v < 0 || p.nnz_s < 0) {

@@ -7,8 +7,6 @@
 //! `tests/params_layout.rs` compiles a host program against `params.h` and checks size,
 //! alignment and every field offset against these definitions, and every constant.
 
-use crate::shape::DType;
-
 /// Parameters of `vertical_slash_convert` (kernels/vs_convert.cu), passed by value. Built by
 /// [`crate::plan::vs_convert::params`].
 #[repr(C)]
@@ -164,25 +162,29 @@ pub struct TopkParams {
 
 // ---- Kernel constants: mirrors of kernels/params.h (tests/params_layout.rs checks them) ----
 
-/// Query rows of one index tile (row block) in every sparse format (`SA_INDEX_BLOCK_M`).
+/// Query rows of one index row block, in every sparse format (`SA_INDEX_BLOCK_M`):
+/// `row_blocks = ceil(seq_q / INDEX_BLOCK_M)`.
 pub const INDEX_BLOCK_M: usize = 64;
-/// Keys of one index tile (key block) in every sparse format (`SA_INDEX_BLOCK_N`).
+/// Keys of one index key block, in every sparse format (`SA_INDEX_BLOCK_N`): block ids and
+/// vertical-slash tile starts address ranges of this many keys.
 pub const INDEX_BLOCK_N: usize = 64;
-/// Query rows per prefill CTA (`SA_PREFILL_TILE_M`).
+/// Query rows per CTA of the prefill kernels (`SA_PREFILL_TILE_M`; equal to
+/// [`INDEX_BLOCK_M`], which kernels/prefill.cu asserts).
 pub const PREFILL_TILE_M: usize = 64;
-/// Keys per prefill key tile (`SA_PREFILL_TILE_N`).
+/// Keys per K/V tile of the prefill kernels (`SA_PREFILL_TILE_N`; equal to [`INDEX_BLOCK_N`]).
 pub const PREFILL_TILE_N: usize = 64;
-/// Threads per prefill CTA: 4 warps (`SA_PREFILL_THREADS`).
+/// Threads per CTA of the prefill kernels (`SA_PREFILL_THREADS`): 4 warps of 16 query rows.
 pub const PREFILL_THREADS: u32 = 128;
-/// Query heads of one GQA group that one top-k warp packs as the mma's rows (`SA_TOPK_HEADS_PER_WARP`).
+/// Query heads of one GQA group that one top-k warp packs as the mma's 16 rows
+/// (`SA_TOPK_HEADS_PER_WARP`).
 pub const TOPK_HEADS_PER_WARP: usize = 16;
-/// Index slots (gathered keys) per top-k shared-memory tile (`SA_TOPK_TILE_KEYS`).
+/// Index slots (gathered keys) per shared-memory tile of the top-k kernels (`SA_TOPK_TILE_KEYS`).
 pub const TOPK_TILE_KEYS: usize = 32;
-/// Threads per top-k CTA: one warp (`SA_TOPK_THREADS`).
+/// Threads per CTA of the top-k kernels: one warp (`SA_TOPK_THREADS`).
 pub const TOPK_THREADS: u32 = 32;
 /// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
 pub const VS_CONVERT_THREADS: u32 = 128;
 /// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
 pub const HEAD_DIMS: &[usize] = &[64, 128];
-/// Element types every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`).
-pub const DTYPES: &[DType] = &[DType::F16, DType::BF16];
+/// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).
+pub const DTYPES: &[crate::shape::DType] = &[crate::shape::DType::F16, crate::shape::DType::BF16];

@@ -66,6 +66,20 @@ fn c_layout(layout: &Layout) -> Option<Layout> {
 
 /// Compiles and runs a layout program with gcc, or returns None when gcc is not installed.
 fn c_layout_of(program: &str) -> Option<Layout> {
+    let text = c_output_of(program)?;
+    Some(
+        text.lines()
+            .map(|line| {
+                let (name, value) = line.split_once(' ').unwrap();
+                (name.to_string(), value.parse().unwrap())
+            })
+            .collect(),
+    )
+}
+
+/// Compiles a host program against params.h with gcc and returns what it prints, or None
+/// when gcc is not installed.
+fn c_output_of(program: &str) -> Option<String> {
     if Command::new("gcc").arg("--version").output().is_err() {
         return None;
     }
@@ -92,15 +106,7 @@ fn c_layout_of(program: &str) -> Option<Layout> {
     let run = Command::new(&exe).output().unwrap();
     assert!(run.status.success());
     let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8(run.stdout).unwrap();
-    Some(
-        text.lines()
-            .map(|line| {
-                let (name, value) = line.split_once(' ').unwrap();
-                (name.to_string(), value.parse().unwrap())
-            })
-            .collect(),
-    )
+    Some(String::from_utf8(run.stdout).unwrap())
 }
 
 #[test]
@@ -268,3 +274,129 @@ fn topk_params_matches_the_c_struct() {
         None => eprintln!("gcc not found: compared TopkParams against the recorded C layout only"),
     }
 }
+
+// ---- Kernel constants: the SA_* macros of params.h against their mirrors in src/params.rs ----
+
+/// Every SA_* integer constant of params.h and its Rust mirror.
+fn rust_constants() -> Vec<(&'static str, u64)> {
+    use sparse_attn::params::*;
+    vec![
+        ("SA_INDEX_BLOCK_M", INDEX_BLOCK_M as u64),
+        ("SA_INDEX_BLOCK_N", INDEX_BLOCK_N as u64),
+        ("SA_PREFILL_TILE_M", PREFILL_TILE_M as u64),
+        ("SA_PREFILL_TILE_N", PREFILL_TILE_N as u64),
+        ("SA_PREFILL_THREADS", PREFILL_THREADS as u64),
+        ("SA_TOPK_HEADS_PER_WARP", TOPK_HEADS_PER_WARP as u64),
+        ("SA_TOPK_TILE_KEYS", TOPK_TILE_KEYS as u64),
+        ("SA_TOPK_THREADS", TOPK_THREADS as u64),
+        ("SA_VS_CONVERT_THREADS", VS_CONVERT_THREADS as u64),
+    ]
+}
+
+/// The X-macro lists of params.h as the Rust mirrors spell them.
+fn rust_dtypes() -> Vec<String> {
+    sparse_attn::params::DTYPES.iter().map(|d| d.name().to_string()).collect()
+}
+
+fn rust_head_dims() -> Vec<u64> {
+    sparse_attn::params::HEAD_DIMS.iter().map(|&d| d as u64).collect()
+}
+
+/// What params.h says, read either by the C compiler or from its text.
+#[derive(Debug, PartialEq)]
+struct HeaderConstants {
+    constants: Vec<(String, u64)>,
+    dtypes: Vec<String>,
+    head_dims: Vec<u64>,
+}
+
+/// The host program: prints `const NAME value` for every constant, then `dtype NAME` and
+/// `head_dim D` for every entry of the two X-macro lists, expanded by the preprocessor.
+fn constants_program() -> String {
+    let mut src = String::from("#include <stdio.h>\n#include \"params.h\"\n");
+    src.push_str("#define PRINT_DTYPE(name) printf(\"dtype %s\\n\", #name);\n");
+    src.push_str("#define PRINT_HEAD_DIM(d) printf(\"head_dim %lld\\n\", (long long)(d));\n");
+    src.push_str("int main(void) {\n");
+    for (name, _) in rust_constants() {
+        src.push_str(&format!("    printf(\"const {name} %lld\\n\", (long long)({name}));\n"));
+    }
+    src.push_str("    SA_FOR_EACH_DTYPE(PRINT_DTYPE)\n    SA_FOR_EACH_HEAD_DIM(PRINT_HEAD_DIM)\n    return 0;\n}\n");
+    src
+}
+
+fn parse_constants_output(text: &str) -> HeaderConstants {
+    let mut h = HeaderConstants { constants: Vec::new(), dtypes: Vec::new(), head_dims: Vec::new() };
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            ["const", name, value] => h.constants.push((name.to_string(), value.parse().unwrap())),
+            ["dtype", name] => h.dtypes.push(name.to_string()),
+            ["head_dim", d] => h.head_dims.push(d.parse().unwrap()),
+            _ => panic!("unexpected line from the constants program: {line}"),
+        }
+    }
+    h
+}
+
+fn params_h_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/params.h")).unwrap()
+}
+
+/// The name of every `#define SA_...` in params.h (X-macros without their parameter list).
+fn defined_sa_names(header: &str) -> Vec<String> {
+    header
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#define "))
+        .map(|rest| rest.split(|c: char| c == '(' || c.is_whitespace()).next().unwrap().to_string())
+        .filter(|name| name.starts_with("SA_"))
+        .collect()
+}
+
+/// params.h read as text, for when gcc is missing: `#define SA_NAME <integer>` lines and the
+/// `X(...)` entries of the two list macros.
+fn constants_from_text(header: &str) -> HeaderConstants {
+    let define = |name: &str| -> &str {
+        header
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("#define "))
+            .find_map(|rest| rest.strip_prefix(name).filter(|r| r.starts_with(|c: char| c == '(' || c.is_whitespace())))
+            .unwrap_or_else(|| panic!("params.h has no #define {name}"))
+    };
+    let list = |name: &str| -> Vec<String> {
+        let body = define(name).trim_start().strip_prefix("(X)").unwrap_or_else(|| panic!("{name} is not an X-macro"));
+        body.split("X(").skip(1).map(|item| item.split(')').next().unwrap().trim().to_string()).collect()
+    };
+    HeaderConstants {
+        constants: rust_constants()
+            .into_iter()
+            .map(|(name, _)| (name.to_string(), define(name).trim().parse().unwrap_or_else(|_| panic!("{name} is not an integer"))))
+            .collect(),
+        dtypes: list("SA_FOR_EACH_DTYPE"),
+        head_dims: list("SA_FOR_EACH_HEAD_DIM").iter().map(|d| d.parse().unwrap()).collect(),
+    }
+}
+
+#[test]
+fn kernel_constants_match_params_h() {
+    let rust = HeaderConstants {
+        constants: rust_constants().into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        dtypes: rust_dtypes(),
+        head_dims: rust_head_dims(),
+    };
+    let header = params_h_text();
+    // Every SA_* macro of params.h has a mirror here: a new constant cannot go unchecked.
+    let mut known: Vec<String> = rust.constants.iter().map(|(n, _)| n.clone()).collect();
+    known.extend(["SA_FOR_EACH_DTYPE".to_string(), "SA_FOR_EACH_HEAD_DIM".to_string()]);
+    let (mut defined, mut expected) = (defined_sa_names(&header), known);
+    defined.sort();
+    expected.sort();
+    assert_eq!(defined, expected, "params.h's SA_* macros and the mirrors checked here differ");
+    // The text reading works without gcc; gcc, where present, also checks what the
+    // preprocessor really makes of the macros.
+    assert_eq!(rust, constants_from_text(&header), "src/params.rs and kernels/params.h disagree (read as text)");
+    match c_output_of(&constants_program()) {
+        Some(out) => assert_eq!(rust, parse_constants_output(&out), "src/params.rs and kernels/params.h disagree"),
+        None => eprintln!("gcc not found: compared the kernel constants against params.h's text only"),
+    }
+}
+

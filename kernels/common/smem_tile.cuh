@@ -1,8 +1,11 @@
-// A [64 rows][D] tile of 16-bit elements in shared memory, stored in 16-byte chunks with
-// an XOR swizzle: chunk c of row r sits at chunk c ^ (r % 8). ldmatrix reads eight rows at
+// A [Rows][D] tile of 16-bit elements in shared memory, stored in 16-byte chunks with an
+// XOR swizzle: chunk c of row r sits at chunk c ^ (r % 8). ldmatrix reads eight rows at
 // the same logical chunk; unswizzled, rows 128 or 256 bytes apart would all hit the same
 // four banks (8-way conflict); swizzled, the eight rows cover all 32 banks. cp.async
 // writes and ldmatrix reads both go through `chunk_offset`, so they always agree.
+// The tile carries its shape: the prefill kernel's K/V and Q tiles are
+// SmemTile<SA_PREFILL_TILE_N / _M, D>, the top-k kernel's SmemTile<SA_TOPK_TILE_KEYS, D>
+// and SmemTile<SA_TOPK_HEADS_PER_WARP, D>.
 #pragma once
 #include <stdint.h>
 
@@ -10,34 +13,51 @@
 
 namespace attn {
 
-constexpr int kTileRows = 64;  // BLOCK_M == BLOCK_N (pattern::BLOCK_M / BLOCK_N)
-
-template <int D>
+template <int Rows, int D>
 struct SmemTile {
     static_assert(D % 64 == 0, "rows must span a multiple of 8 chunks for the swizzle");
+    static_assert(Rows % 8 == 0, "ldmatrix reads rows eight at a time");
+    static constexpr int kRows = Rows;
+    static constexpr int kDim = D;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
-    static constexpr int kBytes = kTileRows * D * 2;
+    static constexpr int kBytes = Rows * D * 2;
 
+    // Independent of Rows: the swizzle repeats every 8 rows.
     static __device__ __forceinline__ uint32_t chunk_offset(int row, int chunk) {
         return (uint32_t)(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
     }
 };
 
-// Issues the cp.async copies of one [64 rows][D] tile into `smem` with `Threads` threads (this
-// one is `tid`): tile row r is sequence position `position(r)` of the tensor at `base` (rows
-// `seq_stride` elements apart), or zero-filled where position(r) is negative.
-template <int D, int Threads, typename Position>
-__device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t seq_stride, uint32_t smem, int tid,
+// Issues the cp.async copies of one SmemTile<Rows, D> into `smem` with `Threads` threads
+// (this one is `tid`): tile row r is row `position(r)` of the tensor at `base` (rows
+// `row_stride` elements apart), or zero-filled where position(r) is negative. Thread tid
+// copies chunk tid % chunks of every (Threads / chunks)-th row from tid / chunks.
+//
+// `Unroll` is the unroll count of the loop over those rows (0: fully unrolled). Fully
+// unrolled, each pass's row and chunk are per-thread constants and nvcc folds the
+// shared-memory offsets: right for a kernel with registers to spare. A kernel short of
+// registers that loads tiles inside its main loop (the top-k kernel) passes a small
+// `Unroll`: each pass's row and chunk are then recomputed from one linear index, so nvcc
+// does not hoist every pass's addresses out of the caller's loop and keep them all live
+// (for the top-k kernel at head_dim 64: 100 registers instead of 125).
+template <int Rows, int D, int Threads, int Unroll = 0, typename Position>
+__device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride, uint32_t smem, int tid,
                                                const Position& position) {
-    using Tile = SmemTile<D>;
+    using Tile = SmemTile<Rows, D>;
+    static_assert(Threads % Tile::kChunks == 0, "every thread copies the same chunk of each of its rows");
     constexpr int kRowsPerPass = Threads / Tile::kChunks;
-    const int chunk = tid % Tile::kChunks;
-#pragma unroll
-    for (int i = 0; i < kTileRows / kRowsPerPass; ++i) {
-        const int row = tid / Tile::kChunks + i * kRowsPerPass;
+    static_assert(Rows % kRowsPerPass == 0, "the threads cover the tile in whole passes");
+    constexpr int kPasses = Rows / kRowsPerPass;
+    constexpr bool kFull = Unroll <= 0 || Unroll >= kPasses;
+    const int chunk0 = tid % Tile::kChunks;
+#pragma unroll(kFull ? kPasses : Unroll)
+    for (int i = 0; i < kPasses; ++i) {
+        const int idx = i * Threads + tid;
+        const int row = kFull ? tid / Tile::kChunks + i * kRowsPerPass : idx / Tile::kChunks;
+        const int chunk = kFull ? chunk0 : idx % Tile::kChunks;
         const int pos = position(row);
         const bool valid = pos >= 0;
-        const uint64_t src = valid ? base + 2 * ((uint64_t)pos * seq_stride + chunk * 8) : base;
+        const uint64_t src = valid ? base + 2 * ((uint64_t)pos * row_stride + chunk * 8) : base;
         cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
     }
 }

@@ -1,6 +1,6 @@
-// The per-tile tensor-core math shared by the prefill main loop (kernels/attention.cu) and
-// the top-k gather kernel (kernels/gather.cu): one warp, 16 query rows, a K/V tile of NB * 8
-// keys in shared memory laid out as SmemTile<D> rows (swizzled 16-byte chunks).
+// The per-tile tensor-core math shared by the prefill main loop (kernels/prefill.cu) and
+// the top-k gather kernel (kernels/topk_attention.cu): one warp, 16 query rows, a K/V tile of
+// NB * 8 keys in shared memory laid out as a SmemTile<NB * 8, D> (swizzled 16-byte chunks).
 //
 //   load_q_fragments: the warp's Q rows as mma A fragments (ldmatrix x4, once per CTA)
 //   tile_scores:      S = Q K^T for the tile, f32 C fragments
@@ -27,16 +27,17 @@ __device__ __forceinline__ void zero_fragments(float (&f)[N][4]) {
     }
 }
 
-// Q fragments of the 16 tile rows from `row0`: matrix i of ldmatrix x4 = rows (i % 2) * 8..,
-// chunk (i / 2) of each 16-dim k-step.
-template <int D>
-__device__ __forceinline__ void load_q_fragments(uint32_t (&q_frag)[D / 16][4], uint32_t q_smem, int row0, int lane) {
-    using Tile = SmemTile<D>;
+// Q fragments of the 16 rows from `row0` of the Q tile `QTile` (a SmemTile) at `q_smem`:
+// matrix i of ldmatrix x4 = rows (i % 2) * 8.., chunk (i / 2) of each 16-dim k-step.
+template <typename QTile>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&q_frag)[QTile::kDim / 16][4], uint32_t q_smem, int row0,
+                                                 int lane) {
+    static_assert(QTile::kRows % 16 == 0, "a warp reads 16 rows");
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+    for (int kk = 0; kk < QTile::kDim / 16; ++kk) {
         const int row = row0 + (lane & 15);
         const int chunk = kk * 2 + (lane >> 4);
-        ldmatrix_x4(q_frag[kk], q_smem + Tile::chunk_offset(row, chunk));
+        ldmatrix_x4(q_frag[kk], q_smem + QTile::chunk_offset(row, chunk));
     }
 }
 
@@ -45,7 +46,7 @@ template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_scores(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
                                             int lane) {
     static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
-    using Tile = SmemTile<D>;
+    using Tile = SmemTile<NB * 8, D>;
     zero_fragments(s);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -84,7 +85,7 @@ __device__ __forceinline__ void mask_tile(float (&s)[NB][4], int t4, const KeyOf
 template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_pv(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem, int lane) {
     static_assert(NB % 2 == 0, "P is fed 16 keys per mma");
-    using Tile = SmemTile<D>;
+    using Tile = SmemTile<NB * 8, D>;
 #pragma unroll
     for (int kk = 0; kk < NB / 2; ++kk) {
         uint32_t a[4];

@@ -3,10 +3,12 @@
 #pragma once
 #include <stdint.h>
 
+#include "params.h"
+
 namespace vs_index {
 
-constexpr int64_t kBlockM = 64;  // query rows per row block (pattern::BLOCK_M)
-constexpr int64_t kBlockN = 64;  // keys per tile (pattern::BLOCK_N); must equal kBlockM
+constexpr int64_t kBlockM = SA_INDEX_BLOCK_M;  // query rows per row block (pattern::BLOCK_M)
+constexpr int64_t kBlockN = SA_INDEX_BLOCK_N;  // keys per tile (pattern::BLOCK_N); must equal kBlockM
 static_assert(kBlockM == kBlockN, "ranges grow in BLOCK_M steps and are cut into BLOCK_N tiles");
 
 // A row block placed in key coordinates. 64-bit: `hi` can pass INT32_MAX.
