@@ -36,7 +36,7 @@ const ROWS_PER_TASK: usize = 64;
 /// that `keys(b, h, i, &mut list)` pushes (any order; duplicates would be counted twice, so
 /// callers push each key once). Runs on all CPU cores.
 ///
-/// Errors: an invalid shape or tensor lengths in `inputs` (its fields are public), or a
+/// Errors: tensor lengths in `inputs` that do not fit its shape (its fields are public), or a
 /// pushed key at or past `seq_k` (`IndexOutOfRange`, tensor `keys`).
 pub fn attend_rows<F>(inputs: &RefInputs, scale: f64, keys: F) -> Result<RefOutput>
 where
