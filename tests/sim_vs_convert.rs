@@ -33,16 +33,7 @@ fn run(sim: &SimBackend, shape: &AttnShape, dims: VsIndexDims, verticals: &[i32]
     };
     let plan = sparse_attn::plan::vs_convert::plan(shape, sim.upload(verticals)?, sim.upload(slashes)?, &out)?;
     sim.launch(&plan, &Default::default())?;
-    let want = |name| match name {
-        "block_offset" => lens.block_offset,
-        "column_index" => lens.column_index,
-        _ => lens.rows,
-    };
-    out.try_map(|name, buf| {
-        let mut v = sim.download::<i32>(buf)?;
-        v.truncate(want(name));
-        Ok(v)
-    })
+    Ok(out.try_map(|_, buf| sim.download::<i32>(buf))?.truncate_to_dims())
 }
 
 #[test]

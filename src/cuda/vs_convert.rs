@@ -29,17 +29,8 @@ pub fn alloc_vs_index(stream: &Arc<CudaStream>, dims: VsIndexDims) -> Result<VsI
 
 /// Copies a converted index back to the host (each tensor cut to its length under `dims`).
 pub fn download_vs_index<B: DevicePtr<i32>>(stream: &Arc<CudaStream>, index: &VsIndex<B>) -> Result<VsIndex> {
-    let lens = index.dims.lens();
-    let want = |name: &str| match name {
-        "block_offset" => lens.block_offset,
-        "column_index" => lens.column_index,
-        _ => lens.rows,
-    };
-    index.as_ref().try_map(|name, b| {
-        let mut host = stream.clone_dtoh(b)?;
-        host.truncate(want(name));
-        Ok(host)
-    })
+    let host = index.as_ref().try_map(|_, b| stream.clone_dtoh(b))?;
+    Ok(host.truncate_to_dims())
 }
 
 /// Converts device-resident vertical and slash indexes (`[B, H, NNZ_V]`, `[B, H, NNZ_S]`,

@@ -112,6 +112,19 @@ impl<B> VsIndex<B> {
     }
 }
 
+impl VsIndex<Vec<i32>> {
+    /// Cuts each tensor to its length under `dims`. A device copy of an empty tensor holds
+    /// one filler element (device buffers are never empty), which this drops.
+    pub fn truncate_to_dims(mut self) -> Self {
+        let lens = self.dims.lens();
+        self.block_count.truncate(lens.rows);
+        self.block_offset.truncate(lens.block_offset);
+        self.column_count.truncate(lens.rows);
+        self.column_index.truncate(lens.column_index);
+        self
+    }
+}
+
 impl<B> Source<B> {
     /// Applies `f` to every index tensor, with its name (`"block_count"`, `"indices"`, ...),
     /// and keeps the pattern and sizes; stops at the first error.
