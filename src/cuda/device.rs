@@ -17,11 +17,10 @@ impl std::fmt::Display for GpuUnavailable {
 /// A context on device `ordinal`, or the reason there is none.
 ///
 /// cudarc's `CudaContext::new` panics when libcuda cannot be loaded at all, so this checks
-/// for the library first; with the library but no device, cudarc returns an error.
+/// for the library first (with its own loader probe, which works whatever cudarc linking
+/// feature the final binary chose); with the library but no device, cudarc returns an error.
 pub fn gpu_context(ordinal: usize) -> Result<Arc<CudaContext>, GpuUnavailable> {
-    // SAFETY: only tries to dlopen the driver library and reports whether it succeeded.
-    let present = unsafe { cudarc::driver::sys::is_culib_present() };
-    if !present {
+    if !super::driver_probe::driver_library_present() {
         return Err(GpuUnavailable("no CUDA driver library (libcuda) on this machine".into()));
     }
     let count = CudaContext::device_count().map_err(|e| GpuUnavailable(format!("CUDA driver found but unusable: {e}")))?;

@@ -4,6 +4,7 @@
 
 mod attention;
 mod device;
+mod driver_probe;
 mod launch;
 mod tensors;
 mod vs_convert;
