@@ -7,7 +7,7 @@
 // signature. Plain C: no CUDA types here (kernels/common/instantiate.cuh maps the dtype
 // names to them).
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 // ---- Kernel constants: every kernel reads these, src/params.rs mirrors them ----
 // (A new SA_* macro needs its mirror there and in tests/params_layout.rs, which fails on an

@@ -15,8 +15,7 @@
 // walks the same stream (it reads the same index entries), so control flow stays uniform
 // and the barriers line up. Index tensors are untrusted: a source skips entries that are
 // out of range or out of order, and every global access is bounded by the params' sizes.
-#include <stdint.h>
-#include <math.h>
+#include "common/c_std.h"
 
 #include "params.h"
 #include "common/cp_async.cuh"

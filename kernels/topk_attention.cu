@@ -12,8 +12,7 @@
 // of range, causally hidden) are masked to -inf. The 16 heads, 32 slots and one warp are
 // params.h's SA_TOPK_HEADS_PER_WARP, SA_TOPK_TILE_KEYS and SA_TOPK_THREADS.
 // Repeated keys in a row would be counted twice: the host rejects them before upload.
-#include <stdint.h>
-#include <math.h>
+#include "common/c_std.h"
 
 #include "params.h"
 #include "common/cp_async.cuh"

@@ -6,7 +6,7 @@
 // produces. It trusts nothing it reads: every load and store is bounds-checked against the
 // sizes in the params, and counts stop at the row capacities, so arbitrary index values
 // (negative, huge, unsorted) give unspecified-but-in-bounds output, never a stray access.
-#include <stdint.h>
+#include "common/c_std.h"
 
 #include "params.h"
 #include "common/vs_index.cuh"

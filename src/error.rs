@@ -65,6 +65,22 @@ pub enum Error {
     #[error("CUDA kernels are unavailable: {reason}")]
     KernelsUnavailable { reason: String },
 
+    /// The driver refused an embedded kernel module, most often because its PTX ISA is
+    /// newer than the driver (`needs` names the driver it takes).
+    #[error("the CUDA driver could not load the `{module}` kernels (PTX ISA {isa}, from {compiler}): {source}; {needs}")]
+    ModuleLoad {
+        /// The module, e.g. `prefill`.
+        module: &'static str,
+        /// The compiler that produced its PTX, e.g. `NVRTC 12.4`.
+        compiler: &'static str,
+        /// The module's PTX ISA version, e.g. `8.4`.
+        isa: String,
+        /// The oldest driver that loads this ISA, and the installed driver's version.
+        needs: String,
+        /// The driver's error.
+        source: cudarc::driver::DriverError,
+    },
+
     /// A CUDA driver call failed.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] cudarc::driver::DriverError),

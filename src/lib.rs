@@ -33,6 +33,7 @@ pub mod plan;
 pub mod ptx;
 pub mod reference;
 pub mod shape;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod source;
 

@@ -102,3 +102,27 @@ fn module_selection_picks_the_newest_target_not_above_the_device() {
     assert!(matches!(module_for("vs_convert", 75), Err(Error::KernelsUnavailable { reason }) if reason.contains("7.5")));
     assert!(matches!(module_for("no_such_module", 90), Err(Error::KernelsUnavailable { .. })));
 }
+
+/// Many GPU servers run R535–R570 drivers (CUDA 12.2–12.8); a driver refuses PTX of a newer
+/// ISA than it knows. R550 (CUDA 12.4) loads ISA 8.4, which the pinned NVRTC 12.4 emits.
+#[test]
+fn every_embedded_module_loads_on_cuda_12_4_drivers() {
+    use sparse_attn::ptx::oldest_driver_for;
+    if report_or_skip().is_none() {
+        return;
+    }
+    for m in modules() {
+        let isa = m.isa_version().unwrap_or_else(|| panic!("{} for {}: the PTX has no .version directive", m.name, m.target.arch));
+        println!("{} {}: PTX ISA {}.{} from {}, loads on CUDA {:?} drivers and newer", m.name, m.target.arch, isa.0, isa.1, m.compiler, oldest_driver_for(isa));
+        assert!(
+            isa <= (8, 4),
+            "{} for {} is PTX ISA {}.{} (from {}), which needs a newer driver than R550 / CUDA 12.4; \
+             build with the pinned NVRTC 12.4 (scripts/install-cuda-toolchain.sh) or a CUDA 12.4 toolkit",
+            m.name,
+            m.target.arch,
+            isa.0,
+            isa.1,
+            m.compiler
+        );
+    }
+}

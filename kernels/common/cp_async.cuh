@@ -5,7 +5,7 @@
 // 0 * garbage could be NaN. With src-size 0 nothing is read from global memory; the
 // source operand is still set to a known-valid address so no checker sees a wild pointer.
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 namespace attn {
 

@@ -2,8 +2,7 @@
 // loop: out = acc / sum, LSE = ln(sum) + scale * max (natural log). A row whose sum is 0
 // saw no key: its output is 0 and its LSE -inf, never 0/0.
 #pragma once
-#include <stdint.h>
-#include <math.h>
+#include "common/c_std.h"
 
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"

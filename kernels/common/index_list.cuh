@@ -3,7 +3,7 @@
 // are untrusted: the count is clamped into 0..=capacity, and a capacity <= 0 gives an empty
 // row whose count is never read.
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 namespace attn {
 

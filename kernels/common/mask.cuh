@@ -2,8 +2,7 @@
 // (0 <= key < seq_k, which also rejects the -1 of an invalid gathered slot) and, under the
 // bottom-right causal mask, key <= row + seq_k - seq_q.
 #pragma once
-#include <stdint.h>
-#include <math.h>
+#include "common/c_std.h"
 
 namespace attn {
 

@@ -10,7 +10,7 @@
 // The attention main loop relies on C's layout matching A's so that P can be fed to the
 // second mma straight from registers (FlashAttention-2's trick).
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 

@@ -11,7 +11,7 @@
 // so the exponent base is taken as 0 then; every probability of such a row is exp2(-inf)
 // = 0 and its sum stays 0, which the epilogue turns into output 0 and LSE -inf.
 #pragma once
-#include <math.h>
+#include "common/c_std.h"
 
 namespace attn {
 

@@ -7,7 +7,7 @@
 // SmemTile<SA_PREFILL_TILE_N / _M, D>, the top-k kernel's SmemTile<SA_TOPK_TILE_KEYS, D>
 // and SmemTile<SA_TOPK_HEADS_PER_WARP, D>.
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 #include "common/cp_async.cuh"
 

@@ -10,7 +10,7 @@
 // Every loop is unrolled over compile-time bounds (template parameters), so each kernel
 // keeps its fragments in registers exactly as if the code were written inline.
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 #include "common/mask.cuh"
 #include "common/mma.cuh"

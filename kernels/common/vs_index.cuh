@@ -1,7 +1,7 @@
 // Device-side vertical-slash conversion of one row block (see src/pattern/vs_convert.rs
 // for the rule). Kept in a header so an attention kernel could build its indices inline.
 #pragma once
-#include <stdint.h>
+#include "common/c_std.h"
 
 #include "params.h"
 

@@ -12,7 +12,7 @@ fn find_nvcc(root: &Path) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PATH") {
         c.extend(std::env::split_paths(&p).map(|d| d.join("nvcc")));
     }
-    c.push(root.join("../.cuda-toolchain/nvidia/cu13/bin/nvcc"));
+    c.push(root.join("../.cuda-toolchain/nvcc/nvidia/cu13/bin/nvcc"));
     c.into_iter().find(|p| p.is_file())
 }
 

@@ -81,11 +81,9 @@ fn function(ctx_id: u64, plan: &LaunchPlan) -> Result<sys::CUfunction> {
     let module = match cache.modules.get(&(ctx_id, plan.module())) {
         Some(&m) => m,
         None => {
-            let ptx = module_for(plan.module(), current_compute_capability()?)?.ptx;
-            let image = CString::new(ptx).map_err(|_| Error::KernelsUnavailable { reason: "embedded PTX holds a NUL byte".into() })?;
-            // SAFETY: a context is current; the image is a NUL-terminated PTX string, which
-            // the driver copies before returning.
-            let m = Module(unsafe { result::module::load_data(image.as_ptr() as *const c_void) }?);
+            let embedded = module_for(plan.module(), current_compute_capability()?)?;
+            // SAFETY: a context is current (bind_stream_context).
+            let m = Module(unsafe { super::module_load::load(embedded) }?);
             cache.modules.insert((ctx_id, plan.module()), m);
             m
         }

@@ -6,6 +6,7 @@ mod attention;
 mod device;
 mod driver_probe;
 mod launch;
+mod module_load;
 mod tensors;
 mod vs_convert;
 
