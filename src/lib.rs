@@ -21,6 +21,7 @@
 //! everything and computes one [`plan::LaunchPlan`]; the backend runs it. docs/architecture.md
 //! in the repository describes the layers and how to extend them.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 mod checked;
 mod inputs;

@@ -19,7 +19,10 @@ pub struct Target {
 pub struct KernelModule {
     /// File stem, e.g. `vs_convert`.
     pub name: &'static str,
+    /// The architecture nvcc compiled this PTX for; it loads on devices of that compute
+    /// capability or newer.
     pub target: Target,
+    /// The PTX text, as nvcc emitted it.
     pub ptx: &'static str,
 }
 

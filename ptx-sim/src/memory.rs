@@ -186,7 +186,7 @@ impl GlobalMemory {
             .next_back()
             .ok_or_else(|| SimError::Host(format!("address {addr:#x} is not in any allocation")))?;
         let off = addr - a.base;
-        if off.checked_add(len).is_none_or(|e| e > a.len) {
+        if off.checked_add(len).map_or(true, |e| e > a.len) {
             return Err(SimError::Host(format!(
                 "{len} bytes at {addr:#x} run past the allocation at {:#x} of {} bytes",
                 a.base, a.len

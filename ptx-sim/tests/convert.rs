@@ -16,10 +16,10 @@ fn round16(x: f32, to_f32: impl Fn(u16) -> f32, mode: &str) -> u16 {
         if v.is_nan() {
             continue;
         }
-        if v <= x && best_lo.is_none_or(|(_, lo)| v > lo || (v == lo && (v.is_sign_negative() == x.is_sign_negative()))) {
+        if v <= x && best_lo.map_or(true, |(_, lo)| v > lo || (v == lo && (v.is_sign_negative() == x.is_sign_negative()))) {
             best_lo = Some((b, v));
         }
-        if v >= x && best_hi.is_none_or(|(_, hi)| v < hi || (v == hi && (v.is_sign_negative() == x.is_sign_negative()))) {
+        if v >= x && best_hi.map_or(true, |(_, hi)| v < hi || (v == hi && (v.is_sign_negative() == x.is_sign_negative()))) {
             best_hi = Some((b, v));
         }
     }

@@ -45,6 +45,8 @@ impl Target<'_> {
 }
 
 impl<'a> Block<'a> {
+    // Every field of the fault report, taken from the access being checked.
+    #[allow(clippy::too_many_arguments)]
     fn mem_err(&self, w: &Warp, lane: u32, pc: u32, space: Space, addr: u64, size: u32, reason: String) -> SimError {
         SimError::Memory(Box::new(MemoryFault {
             site: self.site(w, lane, pc),
@@ -57,6 +59,9 @@ impl<'a> Block<'a> {
     }
 
     /// Bounds- and alignment-checks an access and says where it lands.
+    // The access (space, address, size, alignment, direction) plus the warp, lane and pc a
+    // fault report names; called once per lane on the hot path, so no struct is built.
+    #[allow(clippy::too_many_arguments)]
     fn resolve(&self, w: &Warp, lane: u32, pc: u32, space: Space, addr: u64, size: u32, align: u32, write: bool) -> Result<Target<'a>> {
         if addr % align as u64 != 0 {
             return Err(self.mem_err(w, lane, pc, space, addr, size, format!("misaligned: needs {align}-byte alignment")));
@@ -83,14 +88,14 @@ impl<'a> Block<'a> {
             },
             Space::Shared => {
                 let n = self.shared.len() as u64;
-                if end.is_none_or(|e| e > n) {
+                if end.map_or(true, |e| e > n) {
                     return Err(self.mem_err(w, lane, pc, space, addr, size, format!("out of bounds: the block has {n} bytes of shared memory")));
                 }
                 Ok(Target::Shared(a as u32))
             }
             Space::Local => {
                 let n = self.l.kernel.local_bytes as u64;
-                if end.is_none_or(|e| e > n) {
+                if end.map_or(true, |e| e > n) {
                     return Err(self.mem_err(w, lane, pc, space, addr, size, format!("out of bounds: each thread has {n} bytes of local memory")));
                 }
                 Ok(Target::Local(self.lin(w, lane) * n as usize + a as usize))
@@ -100,7 +105,7 @@ impl<'a> Block<'a> {
                 if write {
                     return Err(self.mem_err(w, lane, pc, space, addr, size, "kernel parameters are read-only".into()));
                 }
-                if end.is_none_or(|e| e > n) {
+                if end.map_or(true, |e| e > n) {
                     return Err(self.mem_err(w, lane, pc, space, addr, size, format!("out of bounds: the kernel has {n} bytes of parameters")));
                 }
                 Ok(Target::Param(a as usize))
