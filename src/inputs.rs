@@ -8,9 +8,14 @@ use crate::shape::{check_len, AttnDtype, AttnShape};
 /// Contiguous BSHD q, k, v widened to f64.
 #[derive(Debug, Clone)]
 pub struct RefInputs {
+    /// The problem the tensors belong to; their lengths must match it (the constructors
+    /// check, [`crate::reference`] checks again since the fields are public).
     pub shape: AttnShape,
+    /// Queries, contiguous `[batch, seq_q, heads_q, head_dim]`.
     pub q: Vec<f64>,
+    /// Keys, contiguous `[batch, seq_k, heads_kv, head_dim]`.
     pub k: Vec<f64>,
+    /// Values, contiguous `[batch, seq_k, heads_kv, head_dim]`.
     pub v: Vec<f64>,
 }
 

@@ -17,10 +17,11 @@
 //! index tensor is i32; a row that sees no key gets output 0 and LSE `-inf`.
 //!
 //! The path of a call: a descriptor ([`pattern`]) gives a [`Source`] of index tensors; a
-//! backend ([`cuda`] or [`sim`]) turns its buffers into addresses; [`plan`] validates
-//! everything and computes one [`plan::LaunchPlan`]; the backend runs it. docs/architecture.md
-//! in the repository describes the layers and how to extend them.
+//! backend ([`cuda`], or `sim` with the `sim` feature) turns its buffers into addresses;
+//! [`plan`] validates everything and computes one [`plan::LaunchPlan`]; the backend runs it.
+//! docs/architecture.md in the repository describes the layers and how to extend them.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 mod checked;
 mod inputs;

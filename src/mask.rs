@@ -108,6 +108,8 @@ impl ElementMask {
         mask
     }
 
+    /// The mask's extent `[batch, heads_q, seq_q, seq_k]`, the order of the indices
+    /// every accessor takes.
     pub fn dims(&self) -> [usize; 4] {
         [self.batch, self.heads, self.seq_q, self.seq_k]
     }

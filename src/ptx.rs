@@ -19,7 +19,8 @@ pub struct Target {
 pub struct KernelModule {
     /// File stem, e.g. `vs_convert`.
     pub name: &'static str,
-    /// The architecture the PTX was compiled for (its `.target`).
+    /// The architecture the PTX was compiled for (its `.target`); it loads on devices of
+    /// that compute capability or newer.
     pub target: Target,
     /// The compiler that produced the PTX, e.g. `NVRTC 12.4` or `nvcc 13.0`.
     pub compiler: &'static str,

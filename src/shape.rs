@@ -56,7 +56,7 @@ impl AttnShape {
                 return Err(Error::DimensionTooLarge { dim, value, max: MAX_SEQ });
             }
         }
-        if self.heads_q % self.heads_kv != 0 {
+        if !self.heads_q.is_multiple_of(self.heads_kv) {
             return Err(Error::HeadsNotDivisible { heads_q: self.heads_q, heads_kv: self.heads_kv });
         }
         // Element counts of q/out and k/v must be addressable (they are computed unchecked later).
@@ -147,8 +147,11 @@ impl AttnShape {
 /// Strides (in elements) of a BSHD tensor; the last (head_dim) dimension is contiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bshd {
+    /// Elements from `[b, s, h, d]` to `[b + 1, s, h, d]` (next batch entry).
     pub batch: usize,
+    /// Elements from `[b, s, h, d]` to `[b, s + 1, h, d]` (next token).
     pub seq: usize,
+    /// Elements from `[b, s, h, d]` to `[b, s, h + 1, d]` (next head).
     pub head: usize,
 }
 
@@ -212,7 +215,7 @@ impl Bshd {
                     reason: format!("{name} stride {stride} is smaller than the {covered} elements it must step over, so output elements overlap"),
                 });
             }
-            covered = stride * (extent - 1) + covered;
+            covered += stride * (extent - 1);
         }
         Ok(())
     }
@@ -244,12 +247,17 @@ impl Varlen {
         Ok(Self { cu_seqlens_q, cu_seqlens_k })
     }
 
+    /// Number of sequences (`cu_seqlens_q.len() - 1`, at least 1).
     pub fn batch(&self) -> usize {
         self.cu_seqlens_q.len() - 1
     }
+    /// Row offsets of each sequence in the packed q: sequence `b` occupies rows
+    /// `cu_seqlens_q[b]..cu_seqlens_q[b + 1]`.
     pub fn cu_seqlens_q(&self) -> &[i32] {
         &self.cu_seqlens_q
     }
+    /// Row offsets of each sequence in the packed k and v, as for
+    /// [`Varlen::cu_seqlens_q`].
     pub fn cu_seqlens_k(&self) -> &[i32] {
         &self.cu_seqlens_k
     }
@@ -296,11 +304,15 @@ fn check_cu_seqlens(tensor: &'static str, cu: &[i32]) -> Result<()> {
 /// Element types the kernels read and write; accumulation is always f32 (f64 in the reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE 754 half precision ([`half::f16`]).
     F16,
+    /// bfloat16: f32's exponent range with an 8-bit significand ([`half::bf16`]).
     BF16,
 }
 
 impl DType {
+    /// The lowercase name kernel instantiations carry in their symbol, `"f16"` or
+    /// `"bf16"` (e.g. `attn_fwd_block_sparse_bf16_hd128`).
     pub fn name(self) -> &'static str {
         match self {
             DType::F16 => "f16",
@@ -310,10 +322,18 @@ impl DType {
 }
 
 /// A storage type of q, k, v and the output.
+///
+/// Implemented for [`half::f16`] and [`half::bf16`]; the launch functions pick the kernel
+/// instantiation through [`AttnDtype::DTYPE`].
 pub trait AttnDtype: Copy + Send + Sync + bytemuck::Pod + Default + 'static {
+    /// The runtime tag of this type, which selects the kernel instantiation.
     const DTYPE: DType;
+    /// Widens exactly (every f16 and bf16 value is an f32).
     fn to_f32(self) -> f32;
+    /// Rounds to the nearest representable value (ties to even); out-of-range values
+    /// become infinite.
     fn from_f32(x: f32) -> Self;
+    /// Widens exactly, through f32.
     fn to_f64(self) -> f64 {
         self.to_f32() as f64
     }
@@ -351,6 +371,8 @@ pub struct AttnOptions {
 }
 
 impl AttnOptions {
+    /// Causal attention with the default scale and no LSE: shorthand for
+    /// `AttnOptions { causal: true, ..Default::default() }`.
     pub fn causal() -> Self {
         Self { causal: true, ..Self::default() }
     }

@@ -85,8 +85,11 @@ impl SimBackend {
 /// head_dim]`, k and v `[batch, seq_k, heads_kv, head_dim]`.
 #[derive(Debug, Clone, Copy)]
 pub struct HostTensors<'a, T> {
+    /// Queries, `[batch, seq_q, heads_q, head_dim]`.
     pub q: &'a [T],
+    /// Keys, `[batch, seq_k, heads_kv, head_dim]`.
     pub k: &'a [T],
+    /// Values, `[batch, seq_k, heads_kv, head_dim]`.
     pub v: &'a [T],
 }
 

@@ -328,7 +328,7 @@ fn kernel_rule(list: &[i32], count: i32, key_blocks: i32) -> Vec<i32> {
     let count = count.clamp(0, list.len() as i32) as usize;
     let mut kept: Vec<i32> = Vec::new();
     for &n in &list[..count] {
-        if n >= 0 && n < key_blocks && kept.last().map_or(true, |&p| n > p) {
+        if n >= 0 && n < key_blocks && kept.last().is_none_or(|&p| n > p) {
             kept.push(n);
         }
     }

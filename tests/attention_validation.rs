@@ -67,7 +67,7 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     assert_eq!(p.grid(), [3, 8, 2], "ceil(130 / 64) row blocks, heads_q, batch");
     assert_eq!(p.block(), [THREADS, 1, 1]);
     assert_eq!(p.shared_mem_bytes(), 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(p.params());
     let t = params.tensors;
     assert_eq!((t.q, t.k, t.v, t.out, t.lse), (1 << 30, 2 << 30, 3 << 30, 4 << 30, 5 << 30));
     assert_eq!((t.q_batch_stride, t.q_seq_stride, t.q_head_stride), (130 * 8 * 128, 8 * 128, 128));
@@ -82,7 +82,7 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     let s64 = AttnShape::new(1, 64, 64, 1, 1, 64).unwrap();
     let p = plan::attention(&s64, DType::F16, &AttnOptions::default(), &buffers(&s64, false), &Source::Dense).unwrap();
     assert_eq!((p.kernel(), p.grid(), p.shared_mem_bytes()), ("attn_fwd_dense_f16_hd64", [1, 1, 1], 32768));
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(p.params());
     assert_eq!((params.tensors.lse, params.desc_heads, params.causal), (0, 0, 0));
     assert!((params.softmax_scale - 0.125).abs() < 1e-7, "default scale is 1/sqrt(64)");
 }
@@ -94,7 +94,7 @@ fn a_stride_of_a_single_entry_dimension_is_not_passed_on() {
     let mut bufs = buffers(&s, false);
     bufs.layouts.q = Bshd { batch: 12345, ..bufs.layouts.q };
     let p = plan::attention(&s, DType::BF16, &AttnOptions::default(), &bufs, &Source::Dense).unwrap();
-    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(&p.params());
+    let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(p.params());
     assert_eq!(params.tensors.q_batch_stride, 0);
 }
 
@@ -354,7 +354,7 @@ fn topk_launch_geometry_and_params() {
     assert_eq!(p.grid(), [70, 2 * 2, 2], "seq_q, heads_kv x ceil(20 / 16), batch");
     assert_eq!(p.block(), [TOPK_THREADS, 1, 1]);
     assert_eq!(p.shared_mem_bytes(), (4 * 32 + 16) * 64 * 2);
-    let params: sparse_attn::params::TopkParams = bytemuck::pod_read_unaligned(&p.params());
+    let params: sparse_attn::params::TopkParams = bytemuck::pod_read_unaligned(p.params());
     assert_eq!((params.topk, params.head_chunks, params.causal, params.indices), (7, 2, 1, 16 << 30));
     assert_eq!((params.heads_q, params.heads_kv, params.seq_q, params.seq_k), (40, 2, 70, 90));
     assert_eq!(topk_kernel_name(DType::BF16, 128).unwrap(), "topk_attn_fwd_bf16_hd128");

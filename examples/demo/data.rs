@@ -31,7 +31,7 @@ pub fn synthetic_inputs(shape: AttnShape) -> Result<Inputs> {
     let positional = |pos: usize, x: usize| {
         let f = (x / 2) as f64;
         let angle = pos as f64 * 0.5 / 10_000f64.powf(2.0 * f / 16.0);
-        1.5 * if x % 2 == 0 { angle.cos() } else { angle.sin() }
+        1.5 * if x.is_multiple_of(2) { angle.cos() } else { angle.sin() }
     };
     let build = |seq: usize, heads: usize, noise: &mut dyn FnMut() -> f64, sink: bool| -> Vec<half::bf16> {
         let mut t = Vec::with_capacity(seq * heads * shape.head_dim());

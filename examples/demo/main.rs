@@ -82,7 +82,8 @@ fn run() -> Result<()> {
     let mut cases = vec![Case { name: "dense", source: dense_source, reference: dense, converts: None }];
     type Reference<'a> = &'a dyn Fn() -> Result<RefOutput>;
     // (name, descriptor, tile share, sparse reference, the descriptor the index kernel converts)
-    let patterns: [(&'static str, &dyn SparsePattern, Option<f64>, Reference, Option<&VerticalSlash>); 4] = [
+    type Pattern<'a> = (&'static str, &'a dyn SparsePattern, Option<f64>, Reference<'a>, Option<&'a VerticalSlash>);
+    let patterns: [Pattern<'_>; 4] = [
         (
             "block-sparse (block top-8 estimate)",
             &block_topk,

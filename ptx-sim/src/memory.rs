@@ -59,7 +59,7 @@ impl Allocation {
     /// The caller has checked `off + size <= len` and `off % size == 0`.
     #[inline]
     pub(crate) fn load(&self, off: u64, size: u32) -> u64 {
-        debug_assert!(off + size as u64 <= self.len && off % size as u64 == 0);
+        debug_assert!(off + size as u64 <= self.len && off.is_multiple_of(size as u64));
         // SAFETY: the offset is in bounds and naturally aligned (checked by the caller and
         // by the debug assertion), the storage is atomic words so shared mutation is allowed,
         // and the pointer is valid for the lifetime of `self`.
@@ -77,7 +77,7 @@ impl Allocation {
     /// Stores the low `size` bytes of `v` at offset `off` (same preconditions as `load`).
     #[inline]
     pub(crate) fn store(&self, off: u64, size: u32, v: u64) {
-        debug_assert!(off + size as u64 <= self.len && off % size as u64 == 0);
+        debug_assert!(off + size as u64 <= self.len && off.is_multiple_of(size as u64));
         // SAFETY: as in `load`.
         unsafe {
             let p = self.ptr().add(off as usize);
@@ -92,7 +92,7 @@ impl Allocation {
 
     /// Atomically replaces the 4- or 8-byte value at `off` with `f(old)`; returns `old`.
     pub(crate) fn rmw(&self, off: u64, size: u32, f: impl Fn(u64) -> u64) -> u64 {
-        debug_assert!(off + size as u64 <= self.len && off % size as u64 == 0);
+        debug_assert!(off + size as u64 <= self.len && off.is_multiple_of(size as u64));
         // SAFETY: as in `load`.
         unsafe {
             let p = self.ptr().add(off as usize);
@@ -124,7 +124,7 @@ impl Allocation {
         let mut i = 0usize;
         while i < data.len() {
             let at = off + i as u64;
-            if at % 8 == 0 && data.len() - i >= 8 {
+            if at.is_multiple_of(8) && data.len() - i >= 8 {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&data[i..i + 8]);
                 self.store(at, 8, u64::from_le_bytes(w));
@@ -141,7 +141,7 @@ impl Allocation {
         let mut i = 0usize;
         while i < out.len() {
             let at = off + i as u64;
-            if at % 8 == 0 && out.len() - i >= 8 {
+            if at.is_multiple_of(8) && out.len() - i >= 8 {
                 out[i..i + 8].copy_from_slice(&self.load(at, 8).to_le_bytes());
                 i += 8;
             } else {

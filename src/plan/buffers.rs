@@ -60,7 +60,7 @@ impl DeviceBuffer {
         if self.len < needed {
             return Err(Error::BufferTooSmall { tensor, needed, len: self.len });
         }
-        if needed > 0 && (self.addr == 0 || self.addr % 4 != 0) {
+        if needed > 0 && (self.addr == 0 || !self.addr.is_multiple_of(4)) {
             return Err(Error::InvalidParameter {
                 name: tensor,
                 reason: format!("device address {:#x} is null or not 4-byte aligned", self.addr),

@@ -1,5 +1,5 @@
 //! Launch planning: every kernel's launch is computed here once, as a [`LaunchPlan`], and
-//! executed by either backend (cudarc on a GPU, [`crate::sim`] on the PTX simulator), so
+//! executed by either backend (cudarc on a GPU, `crate::sim` on the PTX simulator), so
 //! the launch arithmetic and the validation are never duplicated per backend.
 //!
 //! One file per kernel family, named like its `kernels/<family>.cu`: each holds the

@@ -97,7 +97,7 @@ fn check_row_alignment(tensor: &'static str, buf: DeviceBuffer, layout: &Bshd, d
     if buf.addr == 0 {
         return Err(Error::InvalidParameter { name: tensor, reason: "device address is null".into() });
     }
-    if buf.addr % ROW_ALIGN_BYTES != 0 {
+    if !buf.addr.is_multiple_of(ROW_ALIGN_BYTES) {
         return Err(Error::InvalidParameter {
             name: tensor,
             reason: format!("device address {:#x} is not {ROW_ALIGN_BYTES}-byte aligned (the kernels load rows with 16-byte cp.async)", buf.addr),

@@ -8,8 +8,12 @@ use crate::shape::{check_len, AttnShape};
 /// is `[batch, heads_q, seq_q]` in natural log. A row with no key has output 0 and LSE -inf.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefOutput {
+    /// The problem these results are for.
     pub shape: AttnShape,
+    /// Attention output, contiguous `[batch, seq_q, heads_q, head_dim]`.
     pub out: Vec<f64>,
+    /// Log-sum-exp of each row's scaled scores, `[batch, heads_q, seq_q]`, natural log;
+    /// `-inf` for a row that sees no key.
     pub lse: Vec<f64>,
 }
 
@@ -31,6 +35,9 @@ impl RefOutput {
 /// Query rows per unit of parallel work: large enough to amortise a task, small enough to
 /// balance causal rows (whose cost grows with the row index) across threads.
 const ROWS_PER_TASK: usize = 64;
+
+/// One finished query row from a worker: `(b, h, i, output row [head_dim], lse)`.
+type RowResult = (usize, usize, usize, Vec<f64>, f64);
 
 /// Softmax attention where row `i` of query head `h` in batch `b` attends exactly the keys
 /// that `keys(b, h, i, &mut list)` pushes (any order; duplicates would be counted twice, so
@@ -56,7 +63,7 @@ where
 
     let mut out = vec![0.0; s.q_len()];
     let mut lse = vec![f64::NEG_INFINITY; s.lse_len()];
-    let results: Vec<Vec<(usize, usize, usize, Vec<f64>, f64)>> = std::thread::scope(|scope| {
+    let results: Vec<Vec<RowResult>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {

@@ -224,7 +224,7 @@ pub fn matrix(every: usize) -> Vec<Case> {
                             let mut rng = Rng::new(seed ^ 0xA5A5);
                             let density = [0.1, 0.5, 0.9][(seed % 3) as usize];
                             // Descriptor heads: per query head or per GQA group, alternating.
-                            let heads = if seed % 2 == 0 { heads_q } else { heads_kv };
+                            let heads = if seed.is_multiple_of(2) { heads_q } else { heads_kv };
                             let new = |name, pattern| Case { name, pattern, ..Case::dense(shape, causal, dtype, seed) };
                             cases.push(match pattern {
                                 0 => Case::dense(shape, causal, dtype, seed),

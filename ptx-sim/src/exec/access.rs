@@ -45,6 +45,8 @@ impl Target<'_> {
 }
 
 impl<'a> Block<'a> {
+    // Every field of the fault report, taken from the access being checked.
+    #[allow(clippy::too_many_arguments)]
     fn mem_err(&self, w: &Warp, lane: u32, pc: u32, space: Space, addr: u64, size: u32, reason: String) -> SimError {
         SimError::Memory(Box::new(MemoryFault {
             site: self.site(w, lane, pc),
@@ -57,8 +59,11 @@ impl<'a> Block<'a> {
     }
 
     /// Bounds- and alignment-checks an access and says where it lands.
+    // The access (space, address, size, alignment, direction) plus the warp, lane and pc a
+    // fault report names; called once per lane on the hot path, so no struct is built.
+    #[allow(clippy::too_many_arguments)]
     fn resolve(&self, w: &Warp, lane: u32, pc: u32, space: Space, addr: u64, size: u32, align: u32, write: bool) -> Result<Target<'a>> {
-        if addr % align as u64 != 0 {
+        if !addr.is_multiple_of(align as u64) {
             return Err(self.mem_err(w, lane, pc, space, addr, size, format!("misaligned: needs {align}-byte alignment")));
         }
         let (space_eff, a) = match space {

@@ -415,6 +415,8 @@ impl<'a> Block<'a> {
         }
     }
 
+    // A three-source ALU instruction's decoded operands and its per-lane operation.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn map3(&self, w: &mut Warp, exec: u32, d: u32, a: Operand, b: Operand, c: Operand, f: impl Fn(u64, u64, u64) -> u64) {
         for l in Bits(exec) {

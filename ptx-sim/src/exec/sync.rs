@@ -22,7 +22,7 @@ impl Block<'_> {
             None => nthreads,
             Some(c) => {
                 let c = self.val(w, c, first) as u32;
-                if c == 0 || c > nthreads.div_ceil(32) * 32 || c % 32 != 0 {
+                if c == 0 || c > nthreads.div_ceil(32) * 32 || !c.is_multiple_of(32) {
                     return Err(self.exec_err(w, first, pc, format!("barrier thread count {c} must be a non-zero multiple of 32 up to the block size")));
                 }
                 c.min(nthreads)
