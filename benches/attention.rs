@@ -139,7 +139,7 @@ fn main() -> ExitCode {
             }
         };
         if sparse_attn::ptx::modules().is_empty() {
-            println!("skipped: this build carries no kernels (no nvcc at build time; run scripts/install-cuda-toolchain.sh)");
+            println!("skipped: this build carries no kernels (no CUDA compiler at build time; run scripts/install-cuda-toolchain.sh)");
             return ExitCode::SUCCESS;
         }
         run_gpu(ctx, &shape)

@@ -164,7 +164,7 @@ pub enum Error {
     /// The crate was built without a CUDA compiler, so it carries no kernels.
     #[error("CUDA kernels are unavailable: {reason}")]
     KernelsUnavailable {
-        /// Why no kernel can be loaded (no nvcc at build time, no PTX for the device's
+        /// Why no kernel can be loaded (no CUDA compiler at build time, no PTX for the device's
         /// compute capability, an unknown module).
         reason: String,
     },

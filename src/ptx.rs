@@ -1,4 +1,4 @@
-//! The PTX registry: what build.rs compiled from `kernels/*.cu`, per target, and its ptxas
+//! The PTX registry: what build/main.rs compiled from `kernels/*.cu`, per target, and its ptxas
 //! resource report.
 
 use crate::error::{Error, Result};
@@ -61,7 +61,7 @@ pub fn oldest_driver_for(isa: (u32, u32)) -> Option<(&'static str, &'static str)
     TABLE.iter().find(|(v, _, _)| *v >= isa).map(|&(_, cuda, branch)| (cuda, branch))
 }
 
-/// Every embedded module; empty when the crate was built without nvcc.
+/// Every embedded module; empty when the crate was built without a CUDA compiler.
 pub fn modules() -> &'static [KernelModule] {
     EMBEDDED_MODULES
 }
@@ -82,7 +82,7 @@ pub fn module_for(name: &str, cc: u32) -> Result<&'static KernelModule> {
 }
 
 /// The ptxas resource report (a TSV, one row per kernel and target) written at build time,
-/// or `None` when the crate was built without nvcc.
+/// or `None` when the crate was built without a CUDA compiler.
 pub fn resource_report() -> Option<&'static str> {
     RESOURCE_REPORT
 }

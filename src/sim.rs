@@ -1,5 +1,5 @@
 //! The simulator backend: executes a [`LaunchPlan`] on `ptx-sim` (the exact PTX that
-//! build.rs embedded, run on the CPU with bounds-checked memory), so every kernel can be
+//! build/main.rs embedded, run on the CPU with bounds-checked memory), so every kernel can be
 //! tested on a machine without a GPU. The plan is the same one the cudarc backend
 //! launches; nothing about the launch is recomputed here.
 

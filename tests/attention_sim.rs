@@ -1,9 +1,9 @@
-//! Every attention kernel run on the PTX simulator (the exact PTX build.rs embeds for
+//! Every attention kernel run on the PTX simulator (the exact PTX build/main.rs embeds for
 //! sm_80, memcheck always on) against the CPU reference, over the shared test matrix
 //! (tests/attention_cases); plus racecheck, fuzzed index tensors, strided layouts, and
 //! the simulator's mma counters showing that sparse launches skip excluded tiles.
 //!
-//! Without nvcc the crate carries no PTX and these tests skip with the reason, unless
+//! Without a CUDA compiler the crate carries no PTX and these tests skip with the reason, unless
 //! SPARSE_ATTN_REQUIRE_KERNELS=1 makes that a failure.
 
 mod attention_cases;
@@ -21,7 +21,7 @@ use sparse_attn::{plan, AttnDtype, AttnOptions, AttnShape, Bshd, DType};
 fn backend_or_skip() -> Option<SimBackend> {
     if sparse_attn::ptx::resource_report().is_none() {
         assert!(std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").map_or(true, |v| v != "1"), "SPARSE_ATTN_REQUIRE_KERNELS=1 but no kernels");
-        eprintln!("skipped: the crate was built without nvcc, so there is no PTX to simulate");
+        eprintln!("skipped: the crate was built without a CUDA compiler, so there is no PTX to simulate");
         return None;
     }
     Some(SimBackend::new(80))
@@ -408,7 +408,7 @@ fn shared_memory_accesses_are_bank_conflict_free() {
 
 #[test]
 fn the_sm_90_ptx_matches_too() {
-    // The embedded sm_90 PTX is what an H100 JIT-compiles; it comes from a separate nvcc
+    // The embedded sm_90 PTX is what an H100 JIT-compiles; it comes from a separate compiler
     // run, so a thinned slice of the matrix runs on it as well.
     if backend_or_skip().is_none() {
         return;

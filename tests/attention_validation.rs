@@ -312,7 +312,7 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     // Every name the host asks for is an entry of the embedded PTX, for every target.
     let modules: Vec<_> = sparse_attn::ptx::modules().iter().filter(|m| m.name == "prefill").collect();
     if modules.is_empty() {
-        eprintln!("skipped the PTX half: the crate was built without nvcc");
+        eprintln!("skipped the PTX half: the crate was built without a CUDA compiler");
         return;
     }
     for m in modules {

@@ -1,7 +1,7 @@
 //! The build's ptxas resource report: every kernel module is compiled for every target,
 //! and no kernel spills registers to local memory.
 //!
-//! Without nvcc the crate carries no kernels and this test skips with the reason, unless
+//! Without a CUDA compiler the crate carries no kernels and this test skips with the reason, unless
 //! `SPARSE_ATTN_REQUIRE_KERNELS=1` (set by scripts/test.sh and CI) makes that a failure.
 
 use sparse_attn::ptx::{modules, resource_report};
@@ -14,8 +14,8 @@ fn report_or_skip() -> Option<&'static str> {
     match resource_report() {
         Some(r) => Some(r),
         None => {
-            assert!(!kernels_required(), "SPARSE_ATTN_REQUIRE_KERNELS=1 but the crate was built without nvcc");
-            eprintln!("skipped: the crate was built without nvcc, so there is no ptxas report");
+            assert!(!kernels_required(), "SPARSE_ATTN_REQUIRE_KERNELS=1 but the crate was built without a CUDA compiler");
+            eprintln!("skipped: the crate was built without a CUDA compiler, so there is no ptxas report");
             None
         }
     }
@@ -89,7 +89,7 @@ fn module_selection_picks_the_newest_target_not_above_the_device() {
     use sparse_attn::ptx::module_for;
     use sparse_attn::Error;
     if resource_report().is_none() {
-        // Without nvcc every lookup is the documented KernelsUnavailable error.
+        // Without a CUDA compiler every lookup is the documented KernelsUnavailable error.
         assert!(matches!(module_for("vs_convert", 90), Err(Error::KernelsUnavailable { .. })));
         report_or_skip();
         return;

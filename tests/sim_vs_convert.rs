@@ -1,8 +1,8 @@
-//! The vertical-slash conversion kernel (kernels/vs_convert.cu, the PTX build.rs embedded),
+//! The vertical-slash conversion kernel (kernels/vs_convert.cu, the PTX build/main.rs embedded),
 //! launched from the crate's own plan on the PTX simulator, equals the CPU converter
 //! exactly; adversarial indices never make it touch memory outside its buffers (the
 //! simulator's memcheck turns any stray access into an error). Skips with the reason when
-//! the crate was built without nvcc.
+//! the crate was built without a CUDA compiler.
 
 mod common;
 
@@ -91,7 +91,7 @@ fn adversarial_indices_stay_in_bounds() {
 fn every_embedded_module_loads_in_the_simulator() {
     let modules = sparse_attn::ptx::modules();
     if modules.is_empty() {
-        println!("skipped: built without nvcc, no PTX embedded");
+        println!("skipped: built without a CUDA compiler, no PTX embedded");
         return;
     }
     let dev = ptx_sim::Device::new();

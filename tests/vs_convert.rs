@@ -424,7 +424,7 @@ fn kernel_source_matches_cpu_conversion() {
         expected.push(index);
     }
     let Some(got) = run_kernel_source_on_host(&cases) else {
-        eprintln!("g++ not found: the kernel source was not run (it is still compiled by build.rs)");
+        eprintln!("g++ not found: the kernel source was not run (it is still compiled by build/main.rs)");
         return;
     };
     for ((index, [block_count, block_offset, column_count, column_index]), case) in expected.iter().zip(got).zip(&cases) {
@@ -477,10 +477,10 @@ fn kernel_source_stays_in_bounds_on_garbage_indices() {
 
 #[test]
 fn kernel_is_compiled_without_spills() {
-    // build.rs compiles kernels/vs_convert.cu when nvcc exists; its ptxas report must list the
-    // conversion kernel for every target with no spill traffic.
+    // The build script compiles kernels/vs_convert.cu when a CUDA compiler exists; its
+    // ptxas report must list the conversion kernel for every target with no spill traffic.
     let Some(report) = sparse_attn::ptx::resource_report() else {
-        eprintln!("built without nvcc: no ptxas report to check");
+        eprintln!("built without a CUDA compiler: no ptxas report to check");
         return;
     };
     let rows: Vec<Vec<&str>> = report.lines().skip(1).map(|l| l.split('\t').collect()).filter(|r: &Vec<&str>| r.get(1) == Some(&"vertical_slash_convert")).collect();

@@ -48,7 +48,7 @@ enum Cost {
 
 pub fn run_all(shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, cases: &[Case]) -> Result<()> {
     if sparse_attn::ptx::modules().is_empty() {
-        println!("kernels: none in this build (no nvcc at build time); run scripts/demo.sh to install it");
+        println!("kernels: none in this build (no CUDA compiler at build time); run scripts/demo.sh to install it");
         return Ok(());
     }
     let backend = match sparse_attn::cuda::gpu_context(0) {

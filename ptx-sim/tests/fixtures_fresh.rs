@@ -1,5 +1,5 @@
 //! The checked-in PTX fixtures must be what nvcc makes today from `tests/kernels/*.cu` with
-//! the project's flags (those of the root build.rs). Without nvcc the check is skipped with
+//! the project's flags (those of build/compile.rs in the root crate). Without nvcc the check is skipped with
 //! a printed reason; with `PTX_SIM_UPDATE_FIXTURES=1` stale fixtures are rewritten.
 use std::path::{Path, PathBuf};
 use std::process::Command;

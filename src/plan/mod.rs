@@ -125,7 +125,7 @@ pub fn attention(
 
 /// Whether the attention kernels exist for this dtype and head_dim on a GPU of compute
 /// capability `compute_capability` (major * 10 + minor), in this build: false too when the
-/// crate was built without nvcc. Engines call it to decide whether to fall back.
+/// crate was built without a CUDA compiler. Engines call it to decide whether to fall back.
 pub fn supports(dtype: DType, head_dim: usize, compute_capability: u32) -> bool {
     DTYPES.contains(&dtype)
         && HEAD_DIMS.contains(&head_dim)
