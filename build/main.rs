@@ -1,11 +1,11 @@
 //! Build script: compiles every `kernels/*.cu` to PTX for each target architecture, runs
 //! ptxas on exactly that PTX to record its resource usage, and embeds the PTX in the crate.
 //!
-//! The compiler is, in this order: `$NVCC`, `$CUDA_HOME/bin/nvcc`, `nvcc` on `PATH`, then
-//! NVRTC from the toolchain folder that `scripts/install-cuda-toolchain.sh` fills
-//! (`$SPARSE_ATTN_NVRTC_DIR`, default `.cuda-toolchain/nvrtc`). The compiler's version fixes
-//! the PTX ISA, and so the oldest driver that loads the kernels: the pinned NVRTC 12.4 emits
-//! ISA 8.4 (R550 / CUDA 12.4 drivers and newer).
+//! The compiler is, in this order: `$NVCC`; NVRTC from `$SPARSE_ATTN_NVRTC_DIR` (the folder
+//! `scripts/install-cuda-toolchain.sh` fills); `$CUDA_HOME/bin/nvcc`; `nvcc` on `PATH`; NVRTC
+//! from `.cuda-toolchain/nvrtc`. The compiler's version fixes the PTX ISA, and so the oldest
+//! driver that loads the kernels: the pinned NVRTC 12.4 emits ISA 8.4 (R550 / CUDA 12.4
+//! drivers and newer).
 //!
 //! Without a compiler the crate still builds, with no kernels (launch functions return
 //! `Error::KernelsUnavailable`), unless `SPARSE_ATTN_REQUIRE_KERNELS=1` makes that an error.
@@ -49,12 +49,15 @@ fn main() {
     let Some(toolchain) = found.toolchain else {
         // Nothing missing is watched (cargo would re-run the script on every build), so a
         // compiler installed later is seen through the variables that point at it.
-        let reason = "built without a CUDA compiler (set NVCC or CUDA_HOME, or set SPARSE_ATTN_NVRTC_DIR to the folder scripts/install-cuda-toolchain.sh prints, then rebuild)";
+        let reason = match &found.missing {
+            Some(missing) => format!("built without a CUDA compiler: {missing}"),
+            None => "built without a CUDA compiler (set NVCC or CUDA_HOME, or set SPARSE_ATTN_NVRTC_DIR to the folder scripts/install-cuda-toolchain.sh prints, then rebuild)".to_string(),
+        };
         if std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").is_ok_and(|v| v == "1") {
             panic!("sparse-attn: SPARSE_ATTN_REQUIRE_KERNELS=1, but no CUDA compiler was found: {reason}");
         }
         println!("cargo:warning=sparse-attn: the crate carries no CUDA kernels: {reason}");
-        embed::write(&out, &[], None, reason);
+        embed::write(&out, &[], None, &reason);
         return;
     };
     for file in toolchain.files() {

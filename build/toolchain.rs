@@ -1,5 +1,7 @@
-//! Choosing the CUDA compiler: an engine's own toolkit first, the project's pinned NVRTC
-//! (from PyPI wheels) last.
+//! Choosing the CUDA compiler, first match wins: `$NVCC`; the NVRTC set in
+//! `$SPARSE_ATTN_NVRTC_DIR`; `$CUDA_HOME/bin/nvcc`; `nvcc` on `PATH`; the NVRTC set in
+//! `.cuda-toolchain/nvrtc` (what `scripts/install-cuda-toolchain.sh` installs). What is named
+//! explicitly beats what is found.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +40,8 @@ impl Toolchain {
 pub struct Found {
     pub toolchain: Option<Toolchain>,
     pub watched_env: Vec<&'static str>,
+    /// Why an explicitly named compiler could not be used.
+    pub missing: Option<String>,
 }
 
 /// Where the pinned NVRTC set lives unless `SPARSE_ATTN_NVRTC_DIR` says otherwise.
@@ -48,21 +52,31 @@ pub fn find(root: &Path) -> Found {
     let mut watched_env = vec!["NVCC", "CUDA_HOME", "SPARSE_ATTN_NVRTC_DIR"];
 
     if let Some(nvcc) = env_path("NVCC") {
-        assert!(nvcc.is_file(), "NVCC={} is not a file", nvcc.display());
-        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env };
+        if !nvcc.is_file() {
+            return Found { toolchain: None, watched_env, missing: Some(format!("NVCC={} is not a file", nvcc.display())) };
+        }
+        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env, missing: None };
+    }
+    // An NVRTC folder named explicitly beats an nvcc found implicitly: an engine whose
+    // nvcc (for candle, say) is newer than its drivers can still embed ISA 8.4 PTX.
+    // A folder that holds no set ends the search too (as a wrong NVCC does): the build then
+    // says what is missing rather than quietly taking another compiler.
+    if let Some(dir) = env_path("SPARSE_ATTN_NVRTC_DIR") {
+        let toolchain = nvrtc_toolchain(&dir);
+        let missing = toolchain.is_none().then(|| format!("SPARSE_ATTN_NVRTC_DIR={} holds no NVRTC set", dir.display()));
+        return Found { toolchain, watched_env, missing };
     }
     if let Some(nvcc) = env_path("CUDA_HOME").map(|h| h.join("bin").join("nvcc")).filter(|p| p.is_file()) {
-        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env };
+        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env, missing: None };
     }
     // From here on, what PATH holds decides; a PATH that differs between two builds
     // re-runs the script only in this case.
     watched_env.push("PATH");
     let on_path = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("nvcc")).find(|p| p.is_file()));
     if let Some(nvcc) = on_path {
-        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env };
+        return Found { toolchain: Some(nvcc_toolchain(nvcc)), watched_env, missing: None };
     }
-    let dir = env_path("SPARSE_ATTN_NVRTC_DIR").unwrap_or_else(|| root.join(DEFAULT_NVRTC_DIR));
-    Found { toolchain: nvrtc_toolchain(&dir), watched_env }
+    Found { toolchain: nvrtc_toolchain(&root.join(DEFAULT_NVRTC_DIR)), watched_env, missing: None }
 }
 
 fn nvcc_toolchain(nvcc: PathBuf) -> Toolchain {

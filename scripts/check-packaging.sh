@@ -14,7 +14,9 @@ cargo clippy --locked --workspace --all-targets --features sparse-attn/sim -- -D
 echo "== rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --features sparse-attn/sim
 echo "== publish dry run"
-cargo publish --locked --workspace --dry-run --allow-dirty
+# Its own target folder: the verify build of the packaged copy would otherwise share unit
+# fingerprints with the working tree's build and hide later edits of the build script.
+CARGO_TARGET_DIR="$PWD/target/publish" cargo publish --locked --workspace --dry-run --allow-dirty
 
 msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
 for manifest in ptx-sim/Cargo.toml; do
