@@ -12,8 +12,8 @@
 //! Statements of a body are handled here (`.reg` declarations, body-scope variables, labels,
 //! guards, calls); each instruction's operands are read with `syntax` and decoded by
 //! `decode`. Layering of the parser, each module using only those before it:
-//! `lex` -> `syntax` -> `decode` -> `body` -> `parse` (which finds the entries and calls
-//! `build_kernel` for each).
+//! `lex` -> `syntax` -> `qualifiers` -> `decode` -> `body` -> `parse` (which finds the
+//! entries and calls `build_kernel` for each).
 
 use crate::decode::{decode, Ctx, Sym};
 use crate::error::{Result, SimError};

@@ -33,14 +33,16 @@ pub struct Counters {
     pub shared_loads: u64,
     /// Bytes those loads read.
     pub shared_load_bytes: u64,
-    /// Shared store instructions (st.shared, and cp.async groups completed by a wait).
+    /// Shared store instructions: st.shared, and each warp-level cp.async (counted when it
+    /// is issued; the wait that lands its data counts nothing).
     pub shared_stores: u64,
-    /// Bytes those stores wrote.
+    /// Bytes those stores wrote (a cp.async's full copy size, zero-filled bytes included).
     pub shared_store_bytes: u64,
     /// Shared atomic instructions.
     pub shared_atomics: u64,
     /// Shared-memory wavefronts: one per conflict-free 128-byte access, more when lanes hit
-    /// different words in the same bank.
+    /// different words in the same bank. Loads, stores, ldmatrix and cp.async writes count;
+    /// the rule is at `shared_wavefronts` below.
     pub shared_wavefronts: u64,
     /// Wavefronts beyond the conflict-free minimum (the cost of bank conflicts).
     pub shared_bank_conflicts: u64,
@@ -81,6 +83,19 @@ impl Counters {
 /// 128 bytes (32 lanes for 4-byte accesses, 16 for 8, 8 for 16); within a phase the cost is
 /// the largest number of distinct 4-byte words that fall in one of the 32 banks. Lanes that
 /// read the same word are served together (broadcast).
+///
+/// Who calls it with what:
+/// - `ld.shared` / `st.shared`: the active lanes' addresses, at the access size.
+/// - `ldmatrix`: each 8x8 matrix alone (8 lanes' 16-byte rows, one 128-byte phase).
+/// - `cp.async`: once per warp-level instruction, when it is issued, with the active lanes'
+///   shared destinations at the copy size (4, 8 or 16 bytes), as a store of that width:
+///   the warp's writes are one access pattern whatever the copies' commit groups. A full
+///   warp of 16-byte copies moves 512 bytes, so it takes at least 4 wavefronts (8 lanes per
+///   phase), more when lanes of a phase hit different words of one bank. Zero-filled and
+///   ignore-src copies write their whole size and count the same. The data lands at the
+///   wait, which counts nothing. Measured hardware can spend more: the writes of an LDGSTS
+///   may also be split along how its global reads coalesce, which is not modelled, so the
+///   count is the destination pattern's cost, a lower bound.
 pub(crate) fn shared_wavefronts(addrs: &[(u32, u64)], size: u32) -> (u64, u64) {
     let lanes_per_phase = (128 / size.max(4)).max(1);
     let mut total = 0u64;
@@ -135,5 +150,21 @@ mod tests {
         // 16-byte accesses, contiguous: 4 phases of 8 lanes, each conflict free.
         let v4: Vec<_> = (0..32u32).map(|l| (l, l as u64 * 16)).collect();
         assert_eq!(shared_wavefronts(&v4, 16), (4, 0));
+    }
+
+    #[test]
+    fn sixteen_byte_copies_of_a_warp() {
+        // What a warp's cp.async ..., 16 is counted as: 512 bytes, 4 phases of 8 lanes.
+        let rows = |stride: u64| (0..32u32).map(|l| (l, l as u64 * stride)).collect::<Vec<_>>();
+        assert_eq!(shared_wavefronts(&rows(16), 16), (4, 0));
+        // 128-byte rows without a swizzle: the 8 lanes of a phase all hit banks 0-3, 8 ways.
+        assert_eq!(shared_wavefronts(&rows(128), 16), (32, 28));
+        // The same rows with the 16-byte chunk XOR-swizzled by the row: conflict free again.
+        let swizzled: Vec<_> = (0..32u32).map(|l| (l, l as u64 * 128 + ((l as u64 % 8) * 16))).collect();
+        assert_eq!(shared_wavefronts(&swizzled, 16), (4, 0));
+        // Two lanes of a phase 256 bytes apart share banks: 2 ways in every phase.
+        assert_eq!(shared_wavefronts(&rows(32), 16), (8, 4));
+        // A partial warp: only the phases with active lanes cost anything.
+        assert_eq!(shared_wavefronts(&rows(16)[..8], 16), (1, 0));
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! Also holds the names visible while decoding (`Ctx`: registers by scope, symbols as
 //! `Sym` addresses). Layering of the parser, each module using only those before it:
-//! `lex` -> `syntax` (operands as written, `Opnd`) -> `decode` -> `body` -> `parse`.
+//! `lex` -> `syntax` (operands as written, `Opnd`) -> `qualifiers` (the qualifier tables of
+//! the instructions with cache hints) -> `decode` -> `body` -> `parse`.
 
 use crate::ir::*;
+use crate::qualifiers::{self, CreatePolicy};
 use crate::syntax::Opnd;
 use std::collections::HashMap;
 
@@ -257,6 +259,54 @@ fn want(ops: &[Opnd], n: usize) -> Result<(), String> {
     }
 }
 
+/// The operands of an instruction that takes `n` operands plus, with `.L2::cache_hint`, a
+/// trailing 64-bit cache-policy operand (PTX ISA: the qualifier and the operand go
+/// together); returns that operand.
+fn policy_operand(ctx: &Ctx, ops: &[Opnd], n: usize, cache_hint: bool) -> Result<Option<Operand>, String> {
+    if cache_hint {
+        if ops.len() == n {
+            return Err(".L2::cache_hint needs a cache-policy operand".into());
+        }
+        want(ops, n + 1)?;
+        return Ok(Some(ctx.src(&ops[n], None)?));
+    }
+    if ops.len() == n + 1 {
+        return Err("an extra (cache-policy) operand needs the .L2::cache_hint qualifier".into());
+    }
+    want(ops, n)?;
+    Ok(None)
+}
+
+/// `.L2::cache_hint` and the prefetch sizes apply to global memory only (PTX ISA, ld / st:
+/// ".global state space and generic addressing"); on another named space they are an error.
+fn global_only(space: Space, hint: &CacheHint, cache_hint: bool) -> Result<(), String> {
+    if matches!(space, Space::Global | Space::Generic) {
+        return Ok(());
+    }
+    if cache_hint {
+        return Err(format!(".L2::cache_hint needs .global or generic addressing, not .{}", space.name()));
+    }
+    if hint.prefetch_bytes > 0 {
+        return Err(format!(".L2::{}B needs .global or generic addressing, not .{}", hint.prefetch_bytes, space.name()));
+    }
+    Ok(())
+}
+
+/// A `createpolicy.fractional` fraction: an immediate in (0, 1] (integer 1 allowed).
+fn fraction_of(o: &Opnd) -> Result<f32, String> {
+    let f = match o {
+        Opnd::F32(b) => f32::from_bits(*b),
+        Opnd::F64(b) => f64::from_bits(*b) as f32,
+        Opnd::Int(v) => *v as f32,
+        _ => return Err("the createpolicy fraction must be an immediate".into()),
+    };
+    if f > 0.0 && f <= 1.0 {
+        Ok(f)
+    } else {
+        Err(format!("the createpolicy fraction {f} is outside (0, 1]"))
+    }
+}
+
 fn cmp_of(s: &str) -> Option<Cmp> {
     Some(match s {
         "eq" => Cmp::Eq,
@@ -334,6 +384,21 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
     let mut it = opcode.split('.');
     let base = it.next().unwrap_or("");
     let m = Mods { parts: it.collect() };
+    let op = decode_op(base, &m, ops, ctx)?;
+    // After decoding, so that an instruction the simulator lacks is reported as such rather
+    // than by one of its qualifiers.
+    match base {
+        // Checked against their own tables (`qualifiers`) while decoding.
+        "ld" | "ldu" | "st" | "cp" | "prefetch" | "prefetchu" | "createpolicy" => {}
+        // Executed as no-ops, whatever their qualifiers.
+        "membar" | "fence" | "nanosleep" | "pmevent" | "griddepcontrol" => {}
+        "atom" | "red" => qualifiers::check_subqualifiers(base, &m.parts, &["L2::cache_hint"])?,
+        _ => qualifiers::check_subqualifiers(base, &m.parts, &[])?,
+    }
+    Ok(op)
+}
+
+fn decode_op(base: &str, m: &Mods, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, String> {
     match base {
         "mov" => {
             want(ops, 2)?;
@@ -352,22 +417,32 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             }
         }
         "ld" | "ldu" => {
-            want(ops, 2)?;
+            let (mut hint, cache_hint) = qualifiers::check(if base == "ld" { &qualifiers::LD } else { &qualifiers::LDU }, &m.parts)?;
+            if m.has("v8") || m.has("b128") {
+                return Err(".v8 and .b128 accesses are not supported".into());
+            }
+            global_only(m.space(), &hint, cache_hint)?;
+            hint.policy = policy_operand(ctx, ops, 2, cache_hint)?;
             let ty = m.ty()?;
             let (ds, n) = dst_list(ctx, &ops[0])?;
             if n != m.vec() {
                 return Err("vector width does not match the destination list".into());
             }
-            Ok(Op::Ld { space: ctx.param_space(m.space(), &ops[1]), ty, n, ds, addr: ctx.addr(&ops[1])? })
+            Ok(Op::Ld { space: ctx.param_space(m.space(), &ops[1]), ty, n, ds, addr: ctx.addr(&ops[1])?, hint })
         }
         "st" => {
-            want(ops, 2)?;
+            let (mut hint, cache_hint) = qualifiers::check(&qualifiers::ST, &m.parts)?;
+            if m.has("v8") || m.has("b128") {
+                return Err(".v8 and .b128 accesses are not supported".into());
+            }
+            global_only(m.space(), &hint, cache_hint)?;
+            hint.policy = policy_operand(ctx, ops, 2, cache_hint)?;
             let ty = m.ty()?;
             let (srcs, n) = src_list(ctx, &ops[1], Some(ty))?;
             if n != m.vec() {
                 return Err("vector width does not match the source list".into());
             }
-            Ok(Op::St { space: ctx.param_space(m.space(), &ops[0]), ty, n, srcs, addr: ctx.addr(&ops[0])? })
+            Ok(Op::St { space: ctx.param_space(m.space(), &ops[0]), ty, n, srcs, addr: ctx.addr(&ops[0])?, hint })
         }
         "add" | "sub" | "mul" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor" | "shl" | "shr" => {
             let ty = m.ty()?;
@@ -607,14 +682,17 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
                 return Err("vector and half-precision atomics are not supported".into());
             }
             let space = m.space();
+            let cache_hint = m.has("L2::cache_hint");
+            let hint = CacheHint::default();
+            global_only(space, &hint, cache_hint)?;
             if base == "red" {
-                want(ops, 2)?;
-                return Ok(Op::Atom { space, op, ty, d: None, addr: ctx.addr(&ops[0])?, b: ctx.src(&ops[1], Some(ty))?, c: Operand::Imm(0) });
+                let hint = CacheHint { policy: policy_operand(ctx, ops, 2, cache_hint)?, ..hint };
+                return Ok(Op::Atom { space, op, ty, d: None, addr: ctx.addr(&ops[0])?, b: ctx.src(&ops[1], Some(ty))?, c: Operand::Imm(0), hint });
             }
             let n = if op == AtomOp::Cas { 4 } else { 3 };
-            want(ops, n)?;
+            let hint = CacheHint { policy: policy_operand(ctx, ops, n, cache_hint)?, ..hint };
             let c = if n == 4 { ctx.src(&ops[3], Some(ty))? } else { Operand::Imm(0) };
-            Ok(Op::Atom { space, op, ty, d: Some(ctx.dst(&ops[0])?), addr: ctx.addr(&ops[1])?, b: ctx.src(&ops[2], Some(ty))?, c })
+            Ok(Op::Atom { space, op, ty, d: Some(ctx.dst(&ops[0])?), addr: ctx.addr(&ops[1])?, b: ctx.src(&ops[2], Some(ty))?, c, hint })
         }
         "bar" | "barrier" => {
             if m.has("warp") {
@@ -704,7 +782,7 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             want(ops, 1)?;
             Ok(Op::Activemask { d: ctx.dst(&ops[0])? })
         }
-        "mma" => decode_mma(&m, ops, ctx),
+        "mma" => decode_mma(m, ops, ctx),
         "ldmatrix" => {
             want(ops, 2)?;
             if !m.has("m8n8") || !m.has("b16") {
@@ -748,32 +826,86 @@ pub(crate) fn decode(opcode: &str, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, St
             if !m.has("async") || m.has("bulk") {
                 return Err("only cp.async (non-bulk) is supported".into());
             }
-            if ops.len() < 3 {
-                return Err("cp.async needs dst, src and size".into());
+            if m.has("mbarrier") {
+                return Err("cp.async.mbarrier.arrive is not supported".into());
             }
-            let bytes = match &ops[2] {
-                Opnd::Int(v) if matches!(*v, 4 | 8 | 16) => *v as u32,
-                _ => return Err("cp.async size must be 4, 8 or 16".into()),
-            };
-            let mut src_size = None;
-            let mut ignore_src = None;
-            if let Some(o) = ops.get(3) {
-                match o {
-                    Opnd::Not(n) => ignore_src = Some((ctx.src(&Opnd::Name(n.clone()), None)?, true)),
-                    Opnd::Name(n) if ctx.reg(n).is_some_and(|r| ctx.preds.contains(&r)) => ignore_src = Some((ctx.src(o, None)?, false)),
-                    other => src_size = Some(ctx.src(other, None)?),
-                }
-            }
-            if ops.len() > 4 {
-                return Err("cp.async cache hints are not supported".into());
-            }
-            Ok(Op::CpAsync { bytes, dst: ctx.addr(&ops[0])?, src: ctx.addr(&ops[1])?, src_size, ignore_src })
+            decode_cp_async(m, ops, ctx)
         }
         "ret" | "exit" => Ok(Op::Exit),
-        "membar" | "fence" | "prefetch" | "prefetchu" | "nanosleep" | "pmevent" | "griddepcontrol" => Ok(Op::Nop),
+        "prefetch" | "prefetchu" => {
+            // A hint without an effect on results: checked, then executed as a no-op.
+            qualifiers::check(if base == "prefetch" { &qualifiers::PREFETCH } else { &qualifiers::PREFETCHU }, &m.parts)?;
+            want(ops, 1)?;
+            ctx.addr(&ops[0])?;
+            Ok(Op::Nop)
+        }
+        "createpolicy" => match qualifiers::createpolicy(&m.parts)? {
+            // The policy is an opaque 64-bit value that only `.L2::cache_hint` operands
+            // read, and execution ignores those.
+            CreatePolicy::Fractional { primary, secondary } => {
+                if !(1..=2).contains(&ops.len()) {
+                    return Err(format!("expected 1 or 2 operands, found {}", ops.len()));
+                }
+                let fraction = ops.get(1).map_or(Ok(1.0), fraction_of)?;
+                let policy = qualifiers::fractional_policy(primary, secondary, fraction);
+                Ok(Op::Mov { d: ctx.dst(&ops[0])?, a: Operand::Imm(policy), bits: 64 })
+            }
+            CreatePolicy::Cvt => {
+                want(ops, 2)?;
+                Ok(Op::Mov { d: ctx.dst(&ops[0])?, a: ctx.src(&ops[1], None)?, bits: 64 })
+            }
+        },
+        "membar" | "fence" | "nanosleep" | "pmevent" | "griddepcontrol" => Ok(Op::Nop),
         "call" => Err("function calls are not supported (inline device functions)".into()),
         _ => Err("unsupported instruction".into()),
     }
+}
+
+/// `cp.async.{ca,cg}.shared{::cta}.global{.L2::cache_hint}{.L2::<N>B} [dst], [src], cp-size
+/// {, src-size | ignore-src}{, cache-policy}` (PTX ISA "cp.async").
+fn decode_cp_async(m: &Mods, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, String> {
+    let (mut hint, cache_hint) = qualifiers::check(&qualifiers::CP_ASYNC, &m.parts)?;
+    if m.has("ca") == m.has("cg") {
+        return Err("cp.async needs one of .ca and .cg".into());
+    }
+    if !(m.has("shared") || m.has("shared::cta")) || !m.has("global") {
+        return Err("cp.async needs .shared.global".into());
+    }
+    // The optional src-size / ignore-src operand sits before the cache-policy operand, so
+    // the policy is taken off the end first.
+    let mut rest = ops;
+    if cache_hint {
+        let (policy, before) = ops.split_last().filter(|(_, b)| b.len() >= 3).ok_or(".L2::cache_hint needs a cache-policy operand")?;
+        hint.policy = Some(ctx.src(policy, None)?);
+        rest = before;
+    }
+    if rest.len() < 3 {
+        return Err("cp.async needs dst, src and size".into());
+    }
+    if rest.len() > 4 {
+        return Err(if cache_hint {
+            format!("cp.async takes at most 5 operands, found {}", ops.len())
+        } else {
+            "an extra (cache-policy) operand needs the .L2::cache_hint qualifier".into()
+        });
+    }
+    let bytes = match &rest[2] {
+        Opnd::Int(v) if matches!(*v, 4 | 8 | 16) => *v as u32,
+        _ => return Err("cp.async size must be 4, 8 or 16".into()),
+    };
+    if m.has("cg") && bytes != 16 {
+        return Err("cp.async.cg copies 16 bytes only".into());
+    }
+    let mut src_size = None;
+    let mut ignore_src = None;
+    if let Some(o) = rest.get(3) {
+        match o {
+            Opnd::Not(n) => ignore_src = Some((ctx.src(&Opnd::Name(n.clone()), None)?, true)),
+            Opnd::Name(n) if ctx.reg(n).is_some_and(|r| ctx.preds.contains(&r)) => ignore_src = Some((ctx.src(o, None)?, false)),
+            other => src_size = Some(ctx.src(other, None)?),
+        }
+    }
+    Ok(Op::CpAsync { bytes, dst: ctx.addr(&rest[0])?, src: ctx.addr(&rest[1])?, src_size, ignore_src, hint })
 }
 
 fn decode_mma(m: &Mods, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, String> {
@@ -822,3 +954,57 @@ fn decode_mma(m: &Mods, ops: &[Opnd], ctx: &mut Ctx) -> Result<Op, String> {
     Ok(Op::Mma { k, ab: at, cd: dt, acc_c: ct, d, a: al, b: [bl[0], bl[1]], c: cl })
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        let mut c = Ctx { syms: HashMap::new(), scopes: vec![HashMap::new()], nregs: 0, preds: Default::default() };
+        for r in ["%r1", "%r2", "%rd1", "%rd2", "%p1"] {
+            c.declare(r);
+        }
+        let p1 = c.reg("%p1").unwrap();
+        c.preds.insert(p1);
+        c
+    }
+
+    fn ops(text: &str) -> Vec<Opnd> {
+        let toks = crate::lex::lex(text).unwrap();
+        crate::syntax::parse_operands(&mut crate::syntax::Cursor { toks: &toks, pos: 0 }).unwrap()
+    }
+
+    #[test]
+    fn cache_hints_are_decoded_into_the_ir() {
+        let mut c = ctx();
+        let (r2, rd2, p1) = (c.reg("%r2").unwrap(), c.reg("%rd2").unwrap(), c.reg("%p1").unwrap());
+        // The optional operand before the policy is src-size here, ignore-src below.
+        match decode("cp.async.cg.shared.global.L2::cache_hint.L2::128B", &ops("[%r1], [%rd1], 16, %r2, %rd2;"), &mut c).unwrap() {
+            Op::CpAsync { bytes: 16, src_size, ignore_src: None, hint, .. } => {
+                assert_eq!(src_size, Some(Operand::Reg(r2)));
+                assert_eq!(hint, CacheHint { l1: None, l2: None, prefetch_bytes: 128, policy: Some(Operand::Reg(rd2)) });
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode("cp.async.ca.shared.global.L2::cache_hint", &ops("[%r1], [%rd1], 8, !%p1, %rd2;"), &mut c).unwrap() {
+            Op::CpAsync { bytes: 8, src_size: None, ignore_src, hint, .. } => {
+                assert_eq!(ignore_src, Some((Operand::Reg(p1), true)));
+                assert_eq!(hint.policy, Some(Operand::Reg(rd2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode("ld.global.nc.L1::no_allocate.L2::evict_last.L2::256B.u32", &ops("%r1, [%rd1];"), &mut c).unwrap() {
+            Op::Ld { space: Space::Global, hint, .. } => {
+                assert_eq!(hint, CacheHint { l1: Some(Evict::NoAllocate), l2: Some(Evict::Last), prefetch_bytes: 256, policy: None })
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode("st.global.L2::cache_hint.u32", &ops("[%rd1], %r1, %rd2;"), &mut c).unwrap() {
+            Op::St { hint, .. } => assert_eq!(hint.policy, Some(Operand::Reg(rd2))),
+            other => panic!("{other:?}"),
+        }
+        // createpolicy is a move of an opaque 64-bit value.
+        assert!(matches!(decode("createpolicy.fractional.L2::evict_last.b64", &ops("%rd2, 1.0;"), &mut c).unwrap(), Op::Mov { bits: 64, a: Operand::Imm(_), .. }));
+        assert!(matches!(decode("prefetch.global.L2::evict_last", &ops("[%rd1];"), &mut c).unwrap(), Op::Nop));
+    }
+}

@@ -142,6 +142,38 @@ pub(crate) struct Addr {
     pub offset: i64,
 }
 
+/// A cache eviction priority (PTX ISA, "Cache Eviction Priority Hints"): `.L1::evict_*` /
+/// `.L1::no_allocate` and `.L2::evict_*` on ld / st, `.L2::evict_*` on prefetch and
+/// createpolicy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Evict {
+    Normal,
+    Unchanged,
+    First,
+    Last,
+    NoAllocate,
+}
+
+/// The cache qualifiers of a memory instruction. The ISA treats all of them as performance
+/// hints that do not change what the instruction reads or writes, so execution ignores
+/// them; they are decoded rather than stripped from the text so that the parser checks
+/// each one (and the cache-policy operand count) and the IR still says what was written.
+// Never read by the interpreter, by design (see above): decode's tests and Debug show them.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CacheHint {
+    /// `.L1::evict_normal` ... `.L1::no_allocate`.
+    pub l1: Option<Evict>,
+    /// `.L2::evict_normal`, `.L2::evict_first`, `.L2::evict_last`.
+    pub l2: Option<Evict>,
+    /// `.L2::64B`, `.L2::128B`, `.L2::256B`: bytes to prefetch into L2 around the access
+    /// (0: none).
+    pub prefetch_bytes: u16,
+    /// `.L2::cache_hint`: the 64-bit cache-policy operand (made by `createpolicy`), the
+    /// instruction's last operand.
+    pub policy: Option<Operand>,
+}
+
 /// IEEE rounding modes, plus the round-to-integer forms that cvt uses for float to integer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rnd {
@@ -331,9 +363,36 @@ pub(crate) enum Op {
     CvtPack { dty: Ty, rnd: Rnd, relu: bool, d: u32, a: Operand, b: Operand },
     /// `cvta{.to}.space`: adds (or removes) the space's generic window base.
     Cvta { to: bool, space: Space, d: u32, a: Operand },
-    Ld { space: Space, ty: Ty, n: u8, ds: [Option<u32>; 4], addr: Addr },
-    St { space: Space, ty: Ty, n: u8, srcs: [Operand; 4], addr: Addr },
-    Atom { space: Space, op: AtomOp, ty: Ty, d: Option<u32>, addr: Addr, b: Operand, c: Operand },
+    // `hint` fields: performance hints, decoded and checked but never executed (`CacheHint`).
+    Ld {
+        space: Space,
+        ty: Ty,
+        n: u8,
+        ds: [Option<u32>; 4],
+        addr: Addr,
+        #[allow(dead_code)]
+        hint: CacheHint,
+    },
+    St {
+        space: Space,
+        ty: Ty,
+        n: u8,
+        srcs: [Operand; 4],
+        addr: Addr,
+        #[allow(dead_code)]
+        hint: CacheHint,
+    },
+    Atom {
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        d: Option<u32>,
+        addr: Addr,
+        b: Operand,
+        c: Operand,
+        #[allow(dead_code)]
+        hint: CacheHint,
+    },
     Bar { id: Operand, count: Option<Operand> },
     BarWarp { mask: Operand },
     Shfl { mode: ShflMode, d: u32, p: Option<u32>, a: Operand, b: Operand, c: Operand, mask: Operand },
@@ -342,7 +401,15 @@ pub(crate) enum Op {
     Activemask { d: u32 },
     Mma { k: u8, ab: MmaElem, cd: MmaElem, acc_c: MmaElem, d: [u32; 4], a: [Operand; 4], b: [Operand; 2], c: [Operand; 4] },
     Ldmatrix { num: u8, trans: bool, ds: [u32; 4], addr: Addr, space: Space },
-    CpAsync { bytes: u32, dst: Addr, src: Addr, src_size: Option<Operand>, ignore_src: Option<(Operand, bool)> },
+    CpAsync {
+        bytes: u32,
+        dst: Addr,
+        src: Addr,
+        src_size: Option<Operand>,
+        ignore_src: Option<(Operand, bool)>,
+        #[allow(dead_code)]
+        hint: CacheHint,
+    },
     CpAsyncCommit,
     CpAsyncWait { n: u32 },
     CpAsyncWaitAll,

@@ -2,7 +2,7 @@
 //! the line and the token it stopped at.
 //!
 //! The bottom of the parser's layering, each module using only those before it:
-//! `lex` -> `syntax` -> `decode` -> `body` -> `parse`.
+//! `lex` -> `syntax` -> `qualifiers` -> `decode` -> `body` -> `parse`.
 
 use crate::error::{Result, SimError};
 
@@ -103,8 +103,18 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>> {
             out.push(Token { tok, line });
         } else if is_word_start(c) {
             let start = i;
-            while i < b.len() && is_word_char(b[i]) {
-                i += 1;
+            loop {
+                while i < b.len() && is_word_char(b[i]) {
+                    i += 1;
+                }
+                // `::` joins a sub-qualifier to its qualifier inside an opcode
+                // (`.shared::cta`, `.L2::128B`, `.L1::evict_last`), so the opcode stays one
+                // word and `128B` is not read as a number; a label's single `:` still ends it.
+                if b.get(i) == Some(&b':') && b.get(i + 1) == Some(&b':') && b.get(i + 2).is_some_and(|&c| is_word_char(c)) {
+                    i += 2;
+                } else {
+                    break;
+                }
             }
             out.push(Token { tok: Tok::Word(text[start..i].to_string()), line });
         } else if b",;:[]{}()+-|@!<>=*".contains(&c) {
@@ -164,6 +174,16 @@ mod tests {
         assert_eq!(parse_number("0x10"), Some(Tok::Int(16)));
         assert_eq!(parse_number("010"), Some(Tok::Int(8)));
         assert_eq!(parse_number("1.5"), Some(Tok::F64(1.5f64.to_bits())));
+    }
+
+    #[test]
+    fn double_colon_qualifiers_stay_in_the_opcode() {
+        let t = lex("cp.async.cg.shared.global.L2::128B [%r1], [%rd1], 16;\n$L__BB0_2:\n").unwrap();
+        assert_eq!(t[0].tok, Tok::Word("cp.async.cg.shared.global.L2::128B".into()));
+        assert_eq!(t[1].tok, Tok::Punct('['));
+        let n = t.len();
+        assert_eq!(t[n - 2].tok, Tok::Word("$L__BB0_2".into()));
+        assert_eq!(t[n - 1].tok, Tok::Punct(':'));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 // Each module uses only modules listed before it here, so the module graph has no cycles:
 // error, ir, counters, race (leaves); lex, float, memory, module; alu, tensor;
-// the parser, lex -> syntax -> decode -> body -> parse; exec (the interpreter);
+// the parser, lex -> syntax -> qualifiers -> decode -> body -> parse; exec (the interpreter);
 // device (the host API, on top of parse and exec).
 mod alu;
 mod body;
@@ -41,6 +41,7 @@ mod lex;
 mod memory;
 mod module;
 mod parse;
+mod qualifiers;
 mod race;
 mod syntax;
 mod tensor;

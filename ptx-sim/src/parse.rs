@@ -3,8 +3,8 @@
 //! pass and then handed to `body` to build each kernel.
 //!
 //! Layering of the parser, each module using only those before it:
-//! `lex` -> `syntax` -> `decode` -> `body` -> `parse` (this module, the top: `device` loads
-//! modules through `parse_module`).
+//! `lex` -> `syntax` -> `qualifiers` -> `decode` -> `body` -> `parse` (this module, the
+//! top: `device` loads modules through `parse_module`).
 
 use crate::body::{build_kernel, ModuleShared};
 use crate::decode::Sym;

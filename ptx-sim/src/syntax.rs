@@ -4,7 +4,7 @@
 //! the alignment helper for laying them out.
 //!
 //! Layering of the parser, each module using only those before it:
-//! `lex` -> `syntax` -> `decode` -> `body` -> `parse`.
+//! `lex` -> `syntax` -> `qualifiers` -> `decode` -> `body` -> `parse`.
 
 use crate::error::{Result, SimError};
 use crate::lex::{Tok, Token};

@@ -139,3 +139,27 @@ fn cp_async_ignore_src_reads_nothing() {
         assert_eq!(&v[t * 4..t * 4 + 4], want, "thread {t}");
     }
 }
+
+#[test]
+fn cp_async_in_the_forms_cutlass_emits() {
+    // nvcc's PTX for CUTLASS-style inline assembly: cp.async.cg ... .L2::128B with src-size,
+    // createpolicy, and ld / st with .L2::cache_hint and the policy operand.
+    let dev = Device::new();
+    let m = load(&dev, "memory");
+    let src: Vec<u32> = (0..128u32).map(|i| i * 7 + 1).collect();
+    let ps = dev.upload(&src).unwrap();
+    let out = dev.alloc(160 * 4).unwrap();
+    let valid = 20;
+    let c = dev.launch(&m, "cp_async_cutlass_forms", &LaunchConfig::linear(1, 32), &Args::new().ptr(ps).ptr(out).val(valid).slices(), &checked()).unwrap();
+    let v = dev.download::<u32>(out, 160).unwrap();
+    for t in 0..32usize {
+        let want: &[u32] = if t < valid as usize { &src[t * 4..t * 4 + 4] } else { &[0; 4] };
+        assert_eq!(&v[t * 4..t * 4 + 4], want, "thread {t}");
+        assert_eq!(v[128 + t], src[t * 4], "thread {t}: ld.global.L2::cache_hint");
+    }
+    // One warp-level 16-byte cp.async of 32 consecutive 16-byte rows: one 512-byte shared
+    // store in 4 conflict-free wavefronts. The four 4-byte reads s[t * 4 + i] that follow
+    // have a 16-byte stride, so lanes t, t + 8, t + 16 and t + 24 share a bank: 4 ways each.
+    assert_eq!((c.cp_async, c.shared_stores, c.shared_store_bytes), (1, 1, 512));
+    assert_eq!((c.shared_wavefronts, c.shared_bank_conflicts), (4 + 4 * 4, 4 * 3));
+}

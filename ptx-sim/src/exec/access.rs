@@ -342,6 +342,8 @@ impl<'a> Block<'a> {
     pub(super) fn cp_async(&mut self, w: &mut Warp, pc: u32, exec: u32, bytes: u32, dst: Addr, src: Addr, src_size: Option<Operand>, ignore_src: Option<(Operand, bool)>) -> Result<()> {
         self.ensure_async();
         let mut loaded = 0u64;
+        let mut lanes: [(u32, u64); 32] = [(0, 0); 32];
+        let mut nl = 0;
         for l in Bits(exec) {
             let da = dst.base.map_or(0, |r| w.r(r, l)).wrapping_add(dst.offset as u64);
             let sa = src.base.map_or(0, |r| w.r(r, l)).wrapping_add(src.offset as u64);
@@ -360,6 +362,8 @@ impl<'a> Block<'a> {
             let Target::Shared(off) = self.resolve(w, l, pc, Space::Shared, da, bytes, bytes, true)? else {
                 unreachable!("shared space resolves to shared")
             };
+            lanes[nl] = (l, off as u64);
+            nl += 1;
             let mut copy = AsyncCopy { dst: off, len: bytes as u8, data: [0; 16] };
             if n > 0 {
                 // The zero-fill form reads only src-size bytes, so only those must be valid.
@@ -384,6 +388,13 @@ impl<'a> Block<'a> {
         c.cp_async += 1;
         c.global_loads += 1;
         c.global_load_bytes += loaded;
+        // The shared-memory side is counted here, per warp-level instruction, because this
+        // is the one place where the warp's destination pattern exists; the data lands at
+        // the wait (see counters.rs, "cp.async" under `shared_wavefronts`). Zero-filled
+        // bytes are written too.
+        if nl > 0 {
+            self.count_access(1, true, &lanes[..nl], bytes);
+        }
         Ok(())
     }
 
@@ -404,7 +415,6 @@ impl<'a> Block<'a> {
         if self.asyncs.is_empty() {
             return Ok(());
         }
-        let mut written = 0u64;
         for l in Bits(exec) {
             let t = self.lin(w, l);
             let st = &mut self.asyncs[t];
@@ -426,13 +436,9 @@ impl<'a> Block<'a> {
                 self.race_check(w, l, pc, cp.dst, cp.len as u32, true)?;
                 let o = cp.dst as usize;
                 self.shared[o..o + cp.len as usize].copy_from_slice(&cp.data[..cp.len as usize]);
-                written += cp.len as u64;
             }
         }
-        if written > 0 {
-            self.counters.shared_stores += 1;
-            self.counters.shared_store_bytes += written;
-        }
+        // Not counted as shared stores here: each cp.async counted its own when issued.
         Ok(())
     }
 }

@@ -577,9 +577,9 @@ impl<'a> Block<'a> {
                 };
                 self.map1(w, exec, d, a, |x| if to { x.wrapping_sub(base) } else { x.wrapping_add(base) });
             }
-            Op::Ld { space, ty, n, ds, addr } => self.load(w, pc, exec, space, ty, n, ds, addr)?,
-            Op::St { space, ty, n, srcs, addr } => self.store(w, pc, exec, space, ty, n, srcs, addr)?,
-            Op::Atom { space, op, ty, d, addr, b, c } => self.atom(w, pc, exec, space, op, ty, d, addr, b, c)?,
+            Op::Ld { space, ty, n, ds, addr, .. } => self.load(w, pc, exec, space, ty, n, ds, addr)?,
+            Op::St { space, ty, n, srcs, addr, .. } => self.store(w, pc, exec, space, ty, n, srcs, addr)?,
+            Op::Atom { space, op, ty, d, addr, b, c, .. } => self.atom(w, pc, exec, space, op, ty, d, addr, b, c)?,
             Op::Bar { id, count } => {
                 return self.barrier(w, pc, active, exec, id, count);
             }
@@ -609,7 +609,7 @@ impl<'a> Block<'a> {
                 self.full_warp(w, pc, exec, "ldmatrix.sync.aligned")?;
                 self.ldmatrix(w, pc, num, trans, ds, addr, space)?;
             }
-            Op::CpAsync { bytes, dst, src, src_size, ignore_src } => self.cp_async(w, pc, exec, bytes, dst, src, src_size, ignore_src)?,
+            Op::CpAsync { bytes, dst, src, src_size, ignore_src, .. } => self.cp_async(w, pc, exec, bytes, dst, src, src_size, ignore_src)?,
             Op::CpAsyncCommit => self.cp_async_commit(w, exec),
             Op::CpAsyncWait { n } => self.cp_async_wait(w, pc, exec, Some(n))?,
             Op::CpAsyncWaitAll => self.cp_async_wait(w, pc, exec, None)?,

@@ -104,3 +104,27 @@ extern "C" __global__ void cp_async_ignore_src(const uint32_t* src, uint32_t* ou
     asm volatile("cp.async.wait_all;");
     for (int i = 0; i < 4; ++i) out[t * 4 + i] = s[t * 4 + i];
 }
+
+// The forms CUTLASS's SM80 copy atoms and cache-policy helpers emit, which
+// FlashAttention-2's forward kernel uses: a 16-byte cp.async.cg with the .L2::128B prefetch
+// size and a zero-fill src-size (the copy size passed as an "n" immediate), then a
+// createpolicy whose policy feeds .L2::cache_hint loads and stores. Threads at or past
+// `valid` copy nothing and get zeros.
+extern "C" __global__ void cp_async_cutlass_forms(const uint32_t* src, uint32_t* out, int valid) {
+    __shared__ __align__(16) uint32_t s[32 * 4];
+    int t = threadIdx.x;
+    uint32_t dst = (uint32_t)__cvta_generic_to_shared(&s[t * 4]);
+    int src_size = t < valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src + t * 4), "n"(16), "r"(src_size));
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(0));
+    __syncthreads();
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_last.L2::evict_unchanged.b64 %0, 1.0;" : "=l"(policy));
+    uint32_t x;
+    asm volatile("ld.global.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(x) : "l"(src + t * 4), "l"(policy));
+    for (int i = 0; i < 4; ++i) {
+        asm volatile("st.global.L2::cache_hint.u32 [%0], %1, %2;" ::"l"(out + t * 4 + i), "r"(s[t * 4 + i]), "l"(policy));
+    }
+    out[128 + t] = x;
+}
