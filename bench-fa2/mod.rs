@@ -66,6 +66,8 @@ mod generated {
     use super::{Field, KernelEntry, Traits};
     include!("generated/fa2_layout.rs");
 }
+// Each includer (test, perf report) uses a different subset.
+#[allow(unused_imports)]
 pub use generated::{field, INPUTS_FNV1A64, KERNELS, NVCC_VERSION, PARAMS_ALIGN, PARAMS_SIZE, TRAITS};
 
 /// The files scripts/fa2-ptx.sh builds the fixtures from (relative to the repository root);
