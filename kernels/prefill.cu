@@ -355,16 +355,18 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         cp_async_wait<0>();
     }
 
-    uint64_t row_ptr[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        row_ptr[r] = my_row[r] < p.seq_q
-                         ? tp.out + 2 * ((uint64_t)c.b * tp.out_batch_stride + (uint64_t)my_row[r] * tp.out_seq_stride +
-                                        (uint64_t)c.h * tp.out_head_stride)
-                         : 0;
-    }
+    // The output is staged in stage 0's K buffer, a 16-row slice per warp: every warp has
+    // passed the loop's last barrier, so no warp still reads a K/V tile, and every cp.async
+    // has completed. OutTile rows are 16-row slices of a KvTile, so they fit.
+    static_assert(kWarps * OutTile<D>::kBytes == KvTile::kBytes, "the warps' output rows fill one K tile");
+    const int warp_row0 = row0 + warp * 16;
+    OutRows out;
+    out.first = tp.out + 2 * ((uint64_t)c.b * tp.out_batch_stride + (uint64_t)warp_row0 * tp.out_seq_stride +
+                              (uint64_t)c.h * tp.out_head_stride);
+    out.stride = 2 * tp.out_seq_stride;
+    out.count = p.seq_q - warp_row0;
     float lse[2];
-    write_output<T, kDimBlocks>(acc, st, row_ptr, lane, p.scale_log2, lse);
+    write_output<T, D>(acc, st, k_smem(0) + (uint32_t)warp * OutTile<D>::kBytes, lane, p.scale_log2, out, lse);
     if (tp.lse != 0 && t4 == 0) {
         float* lse_rows = reinterpret_cast<float*>(tp.lse) + ((int64_t)c.b * p.heads_q + c.h) * p.seq_q;
 #pragma unroll

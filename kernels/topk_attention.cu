@@ -149,21 +149,21 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         cp_async_wait<0>();
     }
 
-    uint64_t row_ptr[2];
-    int head[2] = {head0 + g, head0 + g + 8};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const bool real = (g + 8 * r) < rows;
-        row_ptr[r] = real ? tp.out + 2 * ((uint64_t)b * tp.out_batch_stride + (uint64_t)i * tp.out_seq_stride +
-                                         (uint64_t)head[r] * tp.out_head_stride)
-                          : 0;
-    }
+    // The output is staged in stage 0's K buffer: the loop's last barrier has passed and
+    // every cp.async has completed, so nothing reads or fills it any more.
+    static_assert(OutTile<D>::kBytes <= KvTile::kBytes, "the warp's output rows fit one K tile");
+    OutRows out;  // row r is query head head0 + r of query row i
+    out.first = tp.out + 2 * ((uint64_t)b * tp.out_batch_stride + (uint64_t)i * tp.out_seq_stride +
+                              (uint64_t)head0 * tp.out_head_stride);
+    out.stride = 2 * tp.out_head_stride;
+    out.count = rows;
     float lse[2];
-    write_output<T, kDimBlocks>(acc, st, row_ptr, lane, p.scale_log2, lse);
+    write_output<T, D>(acc, st, k_smem(0), lane, p.scale_log2, out, lse);
+    const int head[2] = {head0 + g, head0 + g + 8};
     if (tp.lse != 0 && t4 == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            if (row_ptr[r] != 0) {
+            if (g + 8 * r < rows) {
                 reinterpret_cast<float*>(tp.lse)[((int64_t)b * p.heads_q + head[r]) * p.seq_q + i] = lse[r];
             }
         }

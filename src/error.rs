@@ -89,12 +89,15 @@ pub enum Error {
         len: usize,
     },
 
-    /// `softmax_scale` must be finite and positive; the kernels also need
-    /// `softmax_scale * log2(e)` to be a finite f32.
-    #[error("softmax_scale must be finite and > 0 (and, for the kernels, below f32::MAX / log2(e)), got {value}")]
+    /// The softmax scale is unusable: not finite, not positive, or (for the kernels)
+    /// outside `kernel_scale_range` for the dtype and head_dim, where scores would turn into
+    /// NaN or a row of zeros.
+    #[error("softmax_scale {value:e} is invalid: {reason}")]
     InvalidSoftmaxScale {
         /// The rejected scale (may be NaN or infinite).
         value: f32,
+        /// Which bound it breaks and what it would do to the scores, in words.
+        reason: String,
     },
 
     /// `cu_seqlens` of the varlen form is malformed.

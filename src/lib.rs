@@ -41,5 +41,5 @@ pub mod source;
 pub use error::{Error, Result};
 pub use mask::{ElementMask, SparsePattern};
 pub use plan::supports;
-pub use shape::{AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};
+pub use shape::{kernel_scale_range, AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};
 pub use source::Source;

@@ -378,15 +378,110 @@ impl AttnOptions {
     }
 
     /// The scale to use for `head_dim`, validated: an explicit scale must be finite and
-    /// positive, and the default needs `head_dim >= 1` (1/sqrt(0) is infinite).
+    /// positive, and the default needs `head_dim >= 1` (1/sqrt(0) is infinite). This is the
+    /// rule of the f64 CPU reference; the kernels need the narrower
+    /// [`AttnOptions::kernel_scale`].
     pub fn scale(&self, head_dim: usize) -> Result<f32> {
         match self.softmax_scale {
             None if head_dim == 0 => Err(Error::ZeroDimension { dim: "head_dim" }),
             None => Ok(1.0 / (head_dim as f32).sqrt()),
             Some(value) if value.is_finite() && value > 0.0 => Ok(value),
-            Some(value) => Err(Error::InvalidSoftmaxScale { value }),
+            Some(value) => Err(Error::InvalidSoftmaxScale { value, reason: "it must be finite and > 0".into() }),
         }
     }
+
+    /// The scale the kernels run with for `dtype` inputs of `head_dim`: [`AttnOptions::scale`],
+    /// and inside [`kernel_scale_range`], outside which the scale itself turns scores into
+    /// NaN or rows of zeros. Every launch checks it; the error names the bound and why.
+    pub fn kernel_scale(&self, head_dim: usize, dtype: DType) -> Result<f32> {
+        let scale = self.scale(head_dim)?;
+        let (min, max) = kernel_scale_range(dtype, head_dim);
+        if scale < min {
+            return Err(Error::InvalidSoftmaxScale {
+                value: scale,
+                reason: format!(
+                    "it must be at least {min:e}: below, scale * log2(e) is an f32 subnormal, which the kernels (built with \
+                     fast math) flush to 0, and a masked score times 0 is NaN"
+                ),
+            });
+        }
+        if scale > max {
+            return Err(Error::InvalidSoftmaxScale {
+                value: scale,
+                reason: format!(
+                    "at head_dim {head_dim} it must be at most {max:e}: above, a score of {} inputs up to {} in magnitude \
+                     times scale * log2(e) overflows f32, which gives NaN or a row of zeros",
+                    dtype.name(),
+                    kernel_input_bound(dtype)
+                ),
+            });
+        }
+        Ok(scale)
+    }
+}
+
+/// The input magnitude for which [`kernel_scale_range`] guarantees finite scaled scores:
+/// f16's largest finite value for f16. bf16 takes the same 65504 rather than its own
+/// largest value (about 3.4e38, f32's range): with that, head_dim * max^2 exceeds f32::MAX
+/// at any head_dim, so q.k itself can overflow in the f32 accumulator before any scale is
+/// applied (an infinite score; README, "Non-finite inputs and the softmax scale"), and the
+/// bound it gives (below 1e-40) would refuse every useful scale.
+fn kernel_input_bound(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 | DType::BF16 => 65504.0,
+    }
+}
+
+/// The softmax scales the kernels accept for `dtype` inputs of `head_dim`, `(min, max)`,
+/// both inclusive; at head_dim 64 about (8.1e-39, 4.3e26), at 128 about (8.1e-39, 2.1e26).
+///
+/// The kernels keep raw f32 scores s = q.k and fold the scale into exp2: with
+/// `scale_log2 = scale * log2(e)` (an f32 product) and m the row's running maximum, each
+/// probability is `exp2(s * scale_log2 - m * scale_log2)` (one FMA), and the LSE comes from
+/// `m * scale_log2`. They are built with fast math, so f32 subnormals are flushed to 0.
+///
+/// - min: `scale_log2` must be a normal f32. A subnormal one is flushed to 0, and a masked
+///   score (-inf) times 0 is NaN, in every row.
+/// - max: `m * scale_log2` and `s * scale_log2` must stay finite. Past f32::MAX, a row's
+///   base `m * scale_log2` is +inf: every probability becomes exp2(-inf) = 0 (the row reads
+///   as one that saw no key: output 0, LSE -inf), and the rescale of a row whose maximum
+///   grew computes inf - inf = NaN. A score of finite inputs of magnitude at most M
+///   (`kernel_input_bound`) is at most head_dim * M^2 in magnitude (head_dim products of at
+///   most M^2 each); the f32 accumulation and the rounding of `scale_log2` add a relative
+///   error below head_dim * 2^-23, which a factor 2 covers. So
+///   `scale_log2 * 2 * head_dim * M^2 <= f32::MAX`.
+///
+/// Both ends are far from any useful scale (1/sqrt(head_dim) and 1 are deep inside), so a
+/// scale outside is an error rather than clamped. Inside, the scale cannot overflow; the
+/// logits themselves still have a range: the FMA form rounds `m * scale_log2` to f32, and
+/// every probability of the row carries that rounding error as a factor exp2(err), up to
+/// 2^(ulp / 2). Past |m * scale_log2| of about 2^28 (f16) or 2^31 (bf16), P overflows or
+/// underflows (NaN or zeros), as in FlashAttention-2 (README, "Non-finite inputs and the
+/// softmax scale").
+///
+/// The scale must also be positive ([`AttnOptions::scale`]): the running maximum is of raw
+/// scores, which orders them as the softmax does only for a positive scale; a negative
+/// scale would also turn masked -inf scores into +inf, and 0 would turn them into NaN.
+/// Negate q instead.
+pub fn kernel_scale_range(dtype: DType, head_dim: usize) -> (f32, f32) {
+    let log2e = std::f64::consts::LOG2_E;
+    // The smallest f32 whose f32 product with log2(e) is normal, found from the f64 quotient
+    // and stepped to the exact f32 boundary (the kernels' scale_log2 is that f32 product).
+    let mut min = (f32::MIN_POSITIVE as f64 / log2e) as f32;
+    while min * std::f32::consts::LOG2_E < f32::MIN_POSITIVE {
+        min = f32::from_bits(min.to_bits() + 1);
+    }
+    while f32::from_bits(min.to_bits() - 1) * std::f32::consts::LOG2_E >= f32::MIN_POSITIVE {
+        min = f32::from_bits(min.to_bits() - 1);
+    }
+    let m = kernel_input_bound(dtype);
+    let max = f32::MAX as f64 / (log2e * 2.0 * head_dim.max(1) as f64 * m * m);
+    // Rounded down so that the f32 bound itself satisfies the f64 inequality.
+    let mut max_f32 = max as f32;
+    if max_f32 as f64 > max {
+        max_f32 = f32::from_bits(max_f32.to_bits() - 1);
+    }
+    (min, max_f32)
 }
 
 /// Checks that a host tensor has exactly `dims.product()` elements.

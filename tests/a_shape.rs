@@ -119,5 +119,5 @@ fn reference_rejects_a_bad_scale() {
     let inputs = random_inputs(&mut rng, AttnShape::new(1, 70, 70, 1, 1, 32).unwrap());
     let o = AttnOptions { softmax_scale: Some(f32::NAN), ..AttnOptions::default() };
     let err = a_shape_attention(&inputs, &o, &AShape::new(1, 1).unwrap()).unwrap_err();
-    assert!(matches!(err, Error::InvalidSoftmaxScale { value } if value.is_nan()), "{err:?}");
+    assert!(matches!(err, Error::InvalidSoftmaxScale { value, .. } if value.is_nan()), "{err:?}");
 }

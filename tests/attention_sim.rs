@@ -251,6 +251,28 @@ fn topk_loads_each_gathered_row_once_per_group() {
     assert_eq!(counters.mma, 40 * tiles_per_row * mma_per_warp_tile(64, 32));
 }
 
+#[test]
+fn the_output_leaves_in_16_byte_stores() {
+    // The epilogue stages each warp's 16 output rows in shared memory so that every lane
+    // stores whole 16-byte chunks (kernels/common/epilogue.cuh): a warp writes its rows in
+    // head_dim / 16 stores (head_dim / 4 per row pair with 4-byte stores from the
+    // fragments), plus one LSE store per fragment row.
+    let Some(sim) = backend_or_skip() else { return };
+    for head_dim in [64, 128] {
+        let shape = AttnShape::new(1, 128, 128, 2, 1, head_dim).unwrap();
+        let counters = check_case(&sim, &Case::dense(shape, true, DType::BF16, 41), AttnLayouts::contiguous(&shape), &LaunchOptions::default());
+        let warps = (2 * 2 * 4) as u64; // row blocks x heads x 4 warps
+        assert_eq!(counters.global_stores, warps * (head_dim as u64 / 16 + 2), "d{head_dim}");
+        assert_eq!(counters.global_store_bytes, (shape.q_len() * 2 + shape.lse_len() * 4) as u64, "d{head_dim}");
+        // Top-k: one warp per query row holds the group's 2 heads in 2 of its 16 rows; one
+        // store of 32 chunks covers both (4 rows of 8 chunks, or 2 of 16), and one LSE store.
+        let mut rng = Rng::new(42);
+        let topk = Case::new(shape, true, DType::BF16, 43, "topk", random_topk(&mut rng, &shape, 0.2));
+        let counters = check_case(&sim, &topk, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
+        assert_eq!(counters.global_stores, 128 * 2, "top-k d{head_dim}");
+    }
+}
+
 /// Arbitrary i32s: in range, negative, huge, and the extremes.
 fn junk(rng: &mut Rng, n: usize, range: usize) -> Vec<i32> {
     (0..n)

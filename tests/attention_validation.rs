@@ -7,7 +7,7 @@ use sparse_attn::plan::prefill::{kernel_name, shared_mem_bytes, THREADS};
 use sparse_attn::plan::{self, AttnBuffers, AttnLayouts, DeviceBuffer};
 use sparse_attn::source::{BlockSparseDims, BlockSparseIndex, Source, TopkDims, TopkIndex, VsIndex, VsIndexDims};
 use sparse_attn::supports;
-use sparse_attn::{AttnOptions, AttnShape, Bshd, DType, Error};
+use sparse_attn::{kernel_scale_range, AttnOptions, AttnShape, Bshd, DType, Error};
 
 /// Buffers for `shape`, contiguous, each at its own 1 GiB-aligned address.
 fn buffers(shape: &AttnShape, lse: bool) -> AttnBuffers {
@@ -117,11 +117,58 @@ fn an_unvalidated_shape_is_refused() {
 #[test]
 fn a_bad_softmax_scale_is_refused() {
     let s = shape();
-    for value in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+    for value in [0.0, -0.0, -1.0, -1e-3, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let opts = AttnOptions { softmax_scale: Some(value), ..Default::default() };
         let e = plan_err(&s, &opts, &buffers(&s, false), &Source::Dense);
-        assert!(matches!(e, Error::InvalidSoftmaxScale { .. }), "{value}: {e}");
+        assert!(matches!(&e, Error::InvalidSoftmaxScale { reason, .. } if reason.contains("finite and > 0")), "{value}: {e}");
     }
+}
+
+/// A launch of `source` at `scale` for `dtype` and head_dim 64 or 128.
+fn plan_scale(dtype: DType, head_dim: usize, scale: f32, source: &str) -> Result<(), Error> {
+    let s = AttnShape::new(1, 64, 64, 2, 1, head_dim).unwrap();
+    let opts = AttnOptions { softmax_scale: Some(scale), ..Default::default() };
+    let bufs = buffers(&s, false);
+    let source = match source {
+        "topk" => Source::TopK(TopkIndex { dims: TopkDims::new(1, 64, 1, 4).unwrap(), indices: index_at(0, 64 * 4) }),
+        _ => Source::Dense,
+    };
+    plan::attention(&s, dtype, &opts, &bufs, &source).map(|_| ())
+}
+
+#[test]
+fn the_kernel_scale_range_keeps_scores_finite_and_masks_exact() {
+    // Bounds (sparse_attn::kernel_scale_range): scale * log2(e) a normal f32 (a subnormal
+    // is flushed to 0 and -inf * 0 is NaN), and scale * log2(e) * 2 * head_dim * 65504^2
+    // <= f32::MAX (no f16-range input overflows the scaled score).
+    let log2e = std::f64::consts::LOG2_E;
+    for dtype in [DType::F16, DType::BF16] {
+        for head_dim in [64, 128] {
+            let (min, max) = kernel_scale_range(dtype, head_dim);
+            assert!((min * std::f32::consts::LOG2_E).is_normal(), "{min:e}");
+            assert!(!(f32::from_bits(min.to_bits() - 1) * std::f32::consts::LOG2_E).is_normal());
+            let bound = f32::MAX as f64 / (log2e * 2.0 * head_dim as f64 * 65504.0 * 65504.0);
+            assert!(max as f64 <= bound && f32::from_bits(max.to_bits() + 1) as f64 > bound, "{max:e} vs {bound:e}");
+            for source in ["dense", "topk"] {
+                // Every scale in use is far inside: 1/sqrt(d), 1, and temperatures around them.
+                for ok in [min, 1e-30, 1e-3, 1.0 / (head_dim as f32).sqrt(), 1.0, 30.0, 1e6, max] {
+                    plan_scale(dtype, head_dim, ok, source).unwrap_or_else(|e| panic!("{dtype:?} d{head_dim} {source} {ok:e}: {e}"));
+                }
+                for (bad, why) in [(f32::from_bits(min.to_bits() - 1), "subnormal"), (1e-40, "subnormal"), (f32::MIN_POSITIVE / 2.0, "subnormal"), (f32::from_bits(max.to_bits() + 1), "overflows"), (1e30, "overflows"), (f32::MAX, "overflows")] {
+                    let e = plan_scale(dtype, head_dim, bad, source).expect_err("out of range");
+                    assert!(matches!(&e, Error::InvalidSoftmaxScale { value, reason } if *value == bad && reason.contains(why)), "{dtype:?} d{head_dim} {source} {bad:e}: {e}");
+                }
+            }
+        }
+        // The bound halves with head_dim (twice the products in q.k).
+        assert_eq!(kernel_scale_range(dtype, 64).1 / 2.0, kernel_scale_range(dtype, 128).1);
+    }
+    // The message names the scale, the bound and the reason.
+    let e = plan_scale(DType::BF16, 128, 1e30, "dense").unwrap_err().to_string();
+    assert!(e.contains("softmax_scale 1e30") && e.contains("head_dim 128") && e.contains("at most 2.1"), "{e}");
+    // The reference computes in f64 and takes any finite positive scale.
+    let opts = AttnOptions { softmax_scale: Some(1e30), ..Default::default() };
+    assert_eq!(opts.scale(128), Ok(1e30));
 }
 
 #[test]

@@ -232,7 +232,13 @@ fn a_scale_whose_exp2_form_overflows_f32_is_rejected() {
     let topk = Source::TopK(TopkIndex { dims: TopkDims::new(1, 64, 1, 1).unwrap(), indices });
     let err = plan::attention(&shape, DType::F16, &opts, &bufs, &topk).unwrap_err();
     assert!(matches!(err, Error::InvalidSoftmaxScale { .. }), "{err:?}");
+    // The bound is now tighter than the exp2 form's overflow (sparse_attn::kernel_scale_range):
+    // 1e30 passed this check, yet overflowed once multiplied by a score of large inputs.
     let opts = AttnOptions { softmax_scale: Some(1.0e30), ..Default::default() };
+    let err = plan::attention(&shape, DType::F16, &opts, &bufs, &Source::Dense).unwrap_err();
+    assert!(matches!(err, Error::InvalidSoftmaxScale { .. }), "{err:?}");
+    let (_, max) = sparse_attn::kernel_scale_range(DType::F16, 64);
+    let opts = AttnOptions { softmax_scale: Some(max), ..Default::default() };
     plan::attention(&shape, DType::F16, &opts, &bufs, &Source::Dense).unwrap();
 }
 

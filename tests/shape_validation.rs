@@ -76,7 +76,7 @@ fn softmax_scale_must_be_finite_and_positive() {
     for value in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         let opts = AttnOptions { softmax_scale: Some(value), ..d };
         let err = opts.scale(64).unwrap_err();
-        assert!(matches!(err, Error::InvalidSoftmaxScale { value: v } if v.to_bits() == value.to_bits()));
+        assert!(matches!(err, Error::InvalidSoftmaxScale { value: v, .. } if v.to_bits() == value.to_bits()));
     }
 }
 

@@ -103,7 +103,7 @@ pub fn estimate_block_topk(
         });
     }
     if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
-        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32 });
+        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32, reason: "it must be finite and > 0".into() });
     }
     let s = inputs.shape;
     check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;

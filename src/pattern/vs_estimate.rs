@@ -107,7 +107,7 @@ pub fn estimate_vertical_slash_indices(
 ) -> Result<VsSelection> {
     config.check()?;
     if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
-        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32 });
+        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32, reason: "it must be finite and > 0".into() });
     }
     let s = inputs.shape;
     // RefInputs' fields are public, so the tensor lengths cannot be trusted.

@@ -44,18 +44,19 @@ pub(super) fn plan(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    let params = params(shape, opts, bufs, source)?;
+    let params = params(shape, dtype, opts, bufs, source)?;
     let grid = [to_u32("row blocks", params.row_blocks as usize)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
     let kernel = kernel_name(source, dtype, shape.head_dim())?;
     LaunchPlan::new(MODULE, kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &params)
 }
 
-/// Validates a launch and returns its params struct (kernel-independent: the same struct
-/// serves every dtype and head_dim instantiation of the source's pattern).
-pub fn params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &Source<DeviceBuffer>) -> Result<AttnParams> {
+/// Validates a launch and returns its params struct. The struct is the same for every dtype
+/// and head_dim instantiation of the source's pattern; `dtype` bounds the softmax scale
+/// ([`crate::kernel_scale_range`]).
+pub fn params(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers, source: &Source<DeviceBuffer>) -> Result<AttnParams> {
     // A CTA's row block is one index row block, and its key tiles are index key blocks.
     const _: () = assert!(PREFILL_TILE_M == crate::params::INDEX_BLOCK_M && PREFILL_TILE_N == crate::params::INDEX_BLOCK_N);
-    let dense = check_dense(shape, opts, bufs)?;
+    let dense = check_dense(shape, dtype, opts, bufs)?;
     let mut p = AttnParams {
         tensors: dense.tensors,
         // AttnShape bounds every dimension by i32::MAX.
@@ -67,7 +68,7 @@ pub fn params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source:
         row_blocks: to_i32("row blocks", row_blocks(shape.seq_q()))?,
         causal: i32::from(opts.causal),
         softmax_scale: dense.scale,
-        scale_log2: dense.scale * std::f32::consts::LOG2_E,
+        scale_log2: dense.scale_log2,
         ..AttnParams::default()
     };
     match source {

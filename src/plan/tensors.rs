@@ -8,7 +8,7 @@
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::params::{AttnTensorParams, HEAD_DIMS};
-use crate::shape::{AttnOptions, AttnShape, Bshd};
+use crate::shape::{AttnOptions, AttnShape, Bshd, DType};
 
 /// Bytes per q/k/v/out element (f16 and bf16 alike).
 const ELEM_BYTES: u64 = 2;
@@ -20,6 +20,8 @@ const ROW_ALIGN_ELEMS: usize = (ROW_ALIGN_BYTES / ELEM_BYTES) as usize;
 pub(super) struct DenseArgs {
     /// The validated softmax scale.
     pub scale: f32,
+    /// `scale * log2(e)`, what the kernels' exp2-based softmax multiplies scores by.
+    pub scale_log2: f32,
     /// Addresses (LSE 0 when not wanted) and batch, seq and head strides of q, k, v and
     /// out, as every attention kernel takes them.
     pub tensors: AttnTensorParams,
@@ -27,15 +29,13 @@ pub(super) struct DenseArgs {
 
 /// The checks every attention kernel shares: shape, head_dim, scale, the four BSHD
 /// tensors (sizes, strides, 16-byte rows, no aliasing of outputs) and the LSE buffer.
-pub(super) fn check_dense(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
+pub(super) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
     if !HEAD_DIMS.contains(&shape.head_dim()) {
         return Err(Error::UnsupportedHeadDim { head_dim: shape.head_dim(), supported: HEAD_DIMS });
     }
-    let scale = opts.scale(shape.head_dim())?;
-    // The kernels' softmax runs in exp2 with `scale * log2(e)`; that must be finite too.
-    if !(scale * std::f32::consts::LOG2_E).is_finite() {
-        return Err(Error::InvalidSoftmaxScale { value: scale });
-    }
+    // In `kernel_scale_range`: scale_log2 is a normal f32 and no finite input's scaled
+    // score overflows (see there).
+    let scale = opts.kernel_scale(shape.head_dim(), dtype)?;
     let q_dims = [shape.batch(), shape.seq_q(), shape.heads_q(), shape.head_dim()];
     let kv_dims = [shape.batch(), shape.seq_k(), shape.heads_kv(), shape.head_dim()];
     let l = &bufs.layouts;
@@ -81,7 +81,7 @@ pub(super) fn check_dense(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuff
         v_batch_stride, v_seq_stride, v_head_stride,
         out_batch_stride, out_seq_stride, out_head_stride,
     };
-    Ok(DenseArgs { scale, tensors })
+    Ok(DenseArgs { scale, scale_log2: scale * std::f32::consts::LOG2_E, tensors })
 }
 
 /// Elements from the first to one past the last addressed element (after `Bshd::validate`,

@@ -34,7 +34,7 @@ pub(super) fn plan(
     bufs: &AttnBuffers,
     index: &TopkIndex<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    let params = params(shape, opts, bufs, index)?;
+    let params = params(shape, dtype, opts, bufs, index)?;
     let grid = [
         to_u32("seq_q", shape.seq_q())?,
         to_u32("heads_kv * head_chunks", product("heads_kv * head_chunks", &[shape.heads_kv(), params.head_chunks as usize])?)?,
@@ -44,10 +44,11 @@ pub(super) fn plan(
     LaunchPlan::new(MODULE, kernel, grid, [TOPK_THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &params)
 }
 
-/// Validates a top-k launch. The index values live on the device and are not read (the
-/// kernel skips -1, out-of-range and causally hidden entries).
-pub fn params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, index: &TopkIndex<DeviceBuffer>) -> Result<TopkParams> {
-    let dense = check_dense(shape, opts, bufs)?;
+/// Validates a top-k launch (`dtype` bounds the softmax scale, [`crate::kernel_scale_range`]).
+/// The index values live on the device and are not read (the kernel skips -1, out-of-range
+/// and causally hidden entries).
+pub fn params(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers, index: &TopkIndex<DeviceBuffer>) -> Result<TopkParams> {
+    let dense = check_dense(shape, dtype, opts, bufs)?;
     let d = index.dims;
     for (name, ours, theirs) in [("batch", d.batch(), shape.batch()), ("seq_q", d.seq_q(), shape.seq_q()), ("heads_kv", d.heads_kv(), shape.heads_kv())] {
         if ours != theirs {
@@ -78,6 +79,6 @@ pub fn params(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, index: 
         head_chunks: to_i32("head_chunks", head_chunks)?,
         causal: i32::from(opts.causal),
         softmax_scale: dense.scale,
-        scale_log2: dense.scale * std::f32::consts::LOG2_E,
+        scale_log2: dense.scale_log2,
     })
 }

@@ -5,7 +5,10 @@ use crate::inputs::RefInputs;
 use crate::shape::{check_len, AttnShape};
 
 /// Reference results: `out` is contiguous BSHD `[batch, seq_q, heads_q, head_dim]`, `lse`
-/// is `[batch, heads_q, seq_q]` in natural log. A row with no key has output 0 and LSE -inf.
+/// is `[batch, heads_q, seq_q]` in natural log. A row with no key (or whose every score is
+/// -inf) has output 0 and LSE -inf; a NaN or +inf score, or a NaN or inf V row of a key the
+/// row attends, makes the row non-finite. Keys a row does not attend are never read (README,
+/// "Non-finite inputs and the softmax scale", says where the kernels differ).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefOutput {
     /// The problem these results are for.
@@ -129,18 +132,26 @@ fn attend_one_row(
         let off = inputs.kv_offset(b, j, h_kv);
         scale * q.iter().zip(&inputs.k[off..off + d]).map(|(a, b)| a * b).sum::<f64>()
     }));
+    // `f64::max` skips NaN scores; they still make `sum` (and the row) NaN below.
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Every score -inf (infinite inputs): exp(-inf - -inf) would be NaN. Such a row gets
+    // weight 0 for every key, and a sum of 0 reads as a row with no key, as in the kernels.
+    let base = if max == f64::NEG_INFINITY { 0.0 } else { max };
     let mut sum = 0.0;
     for (&j, score) in keys.iter().zip(scores.iter()) {
-        let p = (score - max).exp();
+        let p = (score - base).exp();
         sum += p;
         let off = inputs.kv_offset(b, j, h_kv);
         for (acc, v) in row.iter_mut().zip(&inputs.v[off..off + d]) {
             *acc += p * v;
         }
     }
+    if sum == 0.0 {
+        // Not `row / 0`: a NaN or inf V row of a key with weight 0 put 0 * NaN in `row`.
+        return (vec![0.0; d], f64::NEG_INFINITY);
+    }
     for acc in row.iter_mut() {
         *acc /= sum;
     }
-    (row, max + sum.ln())
+    (row, base + sum.ln())
 }
