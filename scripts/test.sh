@@ -12,3 +12,6 @@ bash scripts/install-cuda-toolchain.sh nvcc >/dev/null
 export SPARSE_ATTN_REQUIRE_KERNELS=1
 cargo test --workspace --features sparse-attn/sim "$@" -- --show-output
 cargo bench --workspace --no-run
+# The perf report against FlashAttention-2 on the simulator (seq 2048, head_dim 128), with
+# the test profile's build (optimised, already compiled by the tests above).
+cargo run --profile test --features sim --example perf_report
