@@ -62,4 +62,32 @@ __device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride
     }
 }
 
+// Issues the cp.async copies of a SmemTile<Rows, D> whose rows are `Rows` consecutive rows
+// of the tensor, all of them in range, starting at element row `row0` (rows `row_stride`
+// elements apart). The same copies as load_tile_rows with position(r) = row0 + r, without
+// its per-row work: every source address is one 64-bit add from the previous pass's (the
+// rows of consecutive passes are kRowsPerPass apart), where load_tile_rows multiplies each
+// row by the stride, checks it and selects a fallback address. This is the main-loop load
+// of every full contiguous K/V tile, so that work would recur on every tile.
+template <int Rows, int D, int Threads>
+__device__ __forceinline__ void load_tile_rows_contiguous(uint64_t base, int64_t row_stride, int row0, uint32_t smem,
+                                                          int tid) {
+    using Tile = SmemTile<Rows, D>;
+    static_assert(Threads % Tile::kChunks == 0, "every thread copies the same chunk of each of its rows");
+    constexpr int kRowsPerPass = Threads / Tile::kChunks;
+    static_assert(Rows % kRowsPerPass == 0, "the threads cover the tile in whole passes");
+    static_assert(kRowsPerPass % 8 == 0, "every pass's rows have the same swizzle (row % 8)");
+    const int row = tid / Tile::kChunks;
+    const int chunk = tid % Tile::kChunks;
+    // The swizzle repeats every 8 rows, so pass i's shared offset is pass 0's plus a constant.
+    const uint32_t dst = smem + Tile::chunk_offset(row, chunk);
+    uint64_t src = base + 2 * ((uint64_t)(row0 + row) * row_stride + chunk * 8);
+    const uint64_t pass_bytes = 2 * (uint64_t)row_stride * kRowsPerPass;
+#pragma unroll
+    for (int i = 0; i < Rows / kRowsPerPass; ++i) {
+        cp_async_16(dst + (uint32_t)(i * kRowsPerPass * D * 2), src, true);
+        src += pass_bytes;
+    }
+}
+
 }  // namespace attn
