@@ -26,6 +26,16 @@ struct SmemTile {
     static __device__ __forceinline__ uint32_t chunk_offset(int row, int chunk) {
         return (uint32_t)(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
     }
+
+    // ldmatrix addressing. A lane of an ldmatrix x4 over the tile reads row `r0 + 16 n` at
+    // chunk `2 k + c` (r0 < 16 and c in {0, 1} fixed by the lane; n the 16-row block, k the
+    // 16-element column step). The swizzle XORs only the low three chunk bits, with
+    // row % 8 = r0 % 8 for every n, so with k = 4 a + b (b < 4):
+    //   chunk_offset(r0 + 16 n, 2 k + c) = lane_offset(r0, c, b) + block_offset(n, k)
+    // The lane part takes four values (b = 0..3), computed once per tile; block_offset is
+    // a compile-time immediate of the ldmatrix (ldmatrix_x4<Offset>).
+    static __device__ __forceinline__ uint32_t lane_offset(int r0, int c, int b) { return chunk_offset(r0, 2 * b + c); }
+    static constexpr __host__ __device__ int block_offset(int n, int k) { return n * 16 * (D * 2) + (k / 4) * 128; }
 };
 
 // Issues the cp.async copies of one SmemTile<Rows, D> into `smem` with `Threads` threads
