@@ -218,13 +218,23 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
 }
 
-// Issues the cp.async copies of one K or V tile (kBlockN rows x D) into `smem`. `keys` holds
-// the key of each tile row for gathered tiles; contiguous tiles compute theirs.
+// Issues the cp.async copies of the K and V tiles (kBlockN rows x D each) of `t` into
+// `k_smem` and `v_smem`. `keys` holds the key of each tile row for gathered tiles;
+// contiguous tiles compute theirs. A contiguous tile that ends inside seq_k (every tile of a
+// sparse or dense row block but the one that crosses seq_k) takes the copy without per-row
+// checks (load_tile_rows_contiguous); the branch is uniform.
 template <int D>
-__device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t seq_stride, const TileRef& t,
-                                             const int* keys, uint32_t smem, int tid) {
-    load_tile_rows<kBlockN, D, kThreads>(base, seq_stride, smem, tid,
-                                         [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); });
+__device__ __forceinline__ void load_kv_tiles(const AttnParams& p, uint64_t k_base, uint64_t v_base, const TileRef& t,
+                                              const int* keys, uint32_t k_smem, uint32_t v_smem, int tid) {
+    const AttnTensorParams& tp = p.tensors;
+    if (!t.gathered && p.seq_k - t.key0 >= kBlockN) {
+        load_tile_rows_contiguous<kBlockN, D, kThreads>(k_base, tp.k_seq_stride, t.key0, k_smem, tid);
+        load_tile_rows_contiguous<kBlockN, D, kThreads>(v_base, tp.v_seq_stride, t.key0, v_smem, tid);
+    } else {
+        auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
+        load_tile_rows<kBlockN, D, kThreads>(k_base, tp.k_seq_stride, k_smem, tid, key_of);
+        load_tile_rows<kBlockN, D, kThreads>(v_base, tp.v_seq_stride, v_smem, tid, key_of);
+    }
 }
 
 // Loads the Q tile of this CTA (kBlockM rows x D; rows past seq_q zero-filled) into `smem`.
@@ -306,8 +316,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         load_q_tile<D>(p, q_base, row0, k_smem(1), tid);
         cp_async_commit();
         stage_keys(cur, 0);
-        load_kv_tile<D>(p, k_base, tp.k_seq_stride, cur, s_keys[0], k_smem(0), tid);
-        load_kv_tile<D>(p, v_base, tp.v_seq_stride, cur, s_keys[0], v_smem(0), tid);
+        load_kv_tiles<D>(p, k_base, v_base, cur, s_keys[0], k_smem(0), v_smem(0), tid);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -322,8 +331,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             const bool has_next = src.next(p, nxt);
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
-                load_kv_tile<D>(p, k_base, tp.k_seq_stride, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), tid);
-                load_kv_tile<D>(p, v_base, tp.v_seq_stride, nxt, s_keys[stage ^ 1], v_smem(stage ^ 1), tid);
+                load_kv_tiles<D>(p, k_base, v_base, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), v_smem(stage ^ 1), tid);
             }
             cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
             cp_async_wait<1>();

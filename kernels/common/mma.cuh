@@ -33,6 +33,13 @@ struct Mma<half> {
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
+    // d = a * b: the accumulator input is one zero register, so a fresh tile needs no
+    // zeroing moves before its first k-step.
+    static __device__ __forceinline__ void mma_zero_c(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+            : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.f));
+    }
 };
 
 template <>
@@ -46,23 +53,35 @@ struct Mma<__nv_bfloat16> {
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
+    // d = a * b: the accumulator input is one zero register, so a fresh tile needs no
+    // zeroing moves before its first k-step.
+    static __device__ __forceinline__ void mma_zero_c(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+            : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.f));
+    }
 };
 
 // Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, and register i
-// receives matrix i (row lane / 4, elements 2 * (lane % 4) and the next). volatile: it must
-// stay between the barriers that publish and recycle the shared-memory tile.
+// receives matrix i (row lane / 4, elements 2 * (lane % 4) and the next). The address is
+// `smem_addr + Offset`: a compile-time Offset is an immediate of the instruction, so the
+// unrolled loops over a tile need no address arithmetic per ldmatrix (SmemTile's
+// LaneRows). volatile: it must stay between the barriers that publish and recycle the
+// shared-memory tile.
+template <int Offset = 0>
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr));
+                 : "r"(smem_addr), "n"(Offset));
 }
 
 // The transposed form: register i receives the transpose of matrix i, which turns a
 // row-major [key][dim] V tile into the "col" B operand of P * V without a shuffle.
+template <int Offset = 0>
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t smem_addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4+%5];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr));
+                 : "r"(smem_addr), "n"(Offset));
 }
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {

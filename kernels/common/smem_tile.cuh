@@ -26,6 +26,16 @@ struct SmemTile {
     static __device__ __forceinline__ uint32_t chunk_offset(int row, int chunk) {
         return (uint32_t)(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
     }
+
+    // ldmatrix addressing. A lane of an ldmatrix x4 over the tile reads row `r0 + 16 n` at
+    // chunk `2 k + c` (r0 < 16 and c in {0, 1} fixed by the lane; n the 16-row block, k the
+    // 16-element column step). The swizzle XORs only the low three chunk bits, with
+    // row % 8 = r0 % 8 for every n, so with k = 4 a + b (b < 4):
+    //   chunk_offset(r0 + 16 n, 2 k + c) = lane_offset(r0, c, b) + block_offset(n, k)
+    // The lane part takes four values (b = 0..3), computed once per tile; block_offset is
+    // a compile-time immediate of the ldmatrix (ldmatrix_x4<Offset>).
+    static __device__ __forceinline__ uint32_t lane_offset(int r0, int c, int b) { return chunk_offset(r0, 2 * b + c); }
+    static constexpr __host__ __device__ int block_offset(int n, int k) { return n * 16 * (D * 2) + (k / 4) * 128; }
 };
 
 // Issues the cp.async copies of one SmemTile<Rows, D> into `smem` with `Threads` threads
@@ -59,6 +69,34 @@ __device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride
         const bool valid = pos >= 0;
         const uint64_t src = valid ? base + 2 * ((uint64_t)pos * row_stride + chunk * 8) : base;
         cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
+    }
+}
+
+// Issues the cp.async copies of a SmemTile<Rows, D> whose rows are `Rows` consecutive rows
+// of the tensor, all of them in range, starting at element row `row0` (rows `row_stride`
+// elements apart). The same copies as load_tile_rows with position(r) = row0 + r, without
+// its per-row work: every source address is one 64-bit add from the previous pass's (the
+// rows of consecutive passes are kRowsPerPass apart), where load_tile_rows multiplies each
+// row by the stride, checks it and selects a fallback address. This is the main-loop load
+// of every full contiguous K/V tile, so that work would recur on every tile.
+template <int Rows, int D, int Threads>
+__device__ __forceinline__ void load_tile_rows_contiguous(uint64_t base, int64_t row_stride, int row0, uint32_t smem,
+                                                          int tid) {
+    using Tile = SmemTile<Rows, D>;
+    static_assert(Threads % Tile::kChunks == 0, "every thread copies the same chunk of each of its rows");
+    constexpr int kRowsPerPass = Threads / Tile::kChunks;
+    static_assert(Rows % kRowsPerPass == 0, "the threads cover the tile in whole passes");
+    static_assert(kRowsPerPass % 8 == 0, "every pass's rows have the same swizzle (row % 8)");
+    const int row = tid / Tile::kChunks;
+    const int chunk = tid % Tile::kChunks;
+    // The swizzle repeats every 8 rows, so pass i's shared offset is pass 0's plus a constant.
+    const uint32_t dst = smem + Tile::chunk_offset(row, chunk);
+    uint64_t src = base + 2 * ((uint64_t)(row0 + row) * row_stride + chunk * 8);
+    const uint64_t pass_bytes = 2 * (uint64_t)row_stride * kRowsPerPass;
+#pragma unroll
+    for (int i = 0; i < Rows / kRowsPerPass; ++i) {
+        cp_async_16(dst + (uint32_t)(i * kRowsPerPass * D * 2), src, true);
+        src += pass_bytes;
     }
 }
 

@@ -41,27 +41,50 @@ __device__ __forceinline__ void load_q_fragments(uint32_t (&q_frag)[QTile::kDim 
     }
 }
 
+// The ldmatrix loops below are compile-time recursions over their steps rather than loops
+// under #pragma unroll: a step's shared-memory offset (SmemTile::block_offset) must be a
+// constant expression to be an immediate of the instruction (ldmatrix_x4<Offset>).
+// (A generic lambda would make this a static_for, but NVRTC compiles generic lambdas in
+// device code as host functions.)
+
+// Step Step of S = Q K^T, then the next ones: k-step kk = Step / (NB / 2) of key-block pair
+// nb = Step % (NB / 2). ldmatrix matrices: (keys +0, dims +0), (keys +0, dims +8),
+// (keys +8, dims +0), (keys +8, dims +8): b0/b1 of key block 2nb, then of 2nb + 1.
+template <typename T, int D, int NB, int Step = 0>
+__device__ __forceinline__ void score_steps(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4],
+                                            const uint32_t (&base)[4]) {
+    using Tile = SmemTile<NB * 8, D>;
+    constexpr int kk = Step / (NB / 2);
+    constexpr int nb = Step % (NB / 2);
+    uint32_t kb[4];
+    ldmatrix_x4<Tile::block_offset(nb, kk)>(kb, base[kk % 4]);
+    if constexpr (kk == 0) {  // the first k-step starts the tile from zero
+        Mma<T>::mma_zero_c(s[2 * nb], q_frag[kk], kb[0], kb[1]);
+        Mma<T>::mma_zero_c(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
+    } else {
+        Mma<T>::mma(s[2 * nb], q_frag[kk], kb[0], kb[1]);
+        Mma<T>::mma(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
+    }
+    if constexpr (Step + 1 < (D / 16) * (NB / 2)) {
+        score_steps<T, D, NB, Step + 1>(s, q_frag, base);
+    }
+}
+
 // S = Q K^T for the warp's 16 rows and the NB * 8 keys of the K tile at `k_smem`.
 template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_scores(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
                                             int lane) {
     static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
     using Tile = SmemTile<NB * 8, D>;
-    zero_fragments(s);
+    // The lane reads row nb * 16 + r0 at chunk kk * 2 + c.
+    const int r0 = (lane & 7) + ((lane >> 4) << 3);
+    const int c = (lane >> 3) & 1;
+    uint32_t base[4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-        for (int nb = 0; nb < NB / 2; ++nb) {
-            // Matrices: (keys +0, dims +0), (keys +0, dims +8), (keys +8, dims +0),
-            // (keys +8, dims +8): b0/b1 of key block 2nb, then of 2nb + 1.
-            const int key_row = nb * 16 + (lane & 7) + ((lane >> 4) << 3);
-            const int chunk = kk * 2 + ((lane >> 3) & 1);
-            uint32_t kb[4];
-            ldmatrix_x4(kb, k_smem + Tile::chunk_offset(key_row, chunk));
-            Mma<T>::mma(s[2 * nb], q_frag[kk], kb[0], kb[1]);
-            Mma<T>::mma(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
-        }
+    for (int b = 0; b < 4; ++b) {
+        base[b] = k_smem + Tile::lane_offset(r0, c, b);
     }
+    score_steps<T, D, NB>(s, q_frag, base);
 }
 
 // Masks the score tile per element: `key_of(col)` is the key in tile column col (-1:
@@ -80,31 +103,50 @@ __device__ __forceinline__ void mask_tile(float (&s)[NB][4], int t4, const KeyOf
     }
 }
 
+// Dim-block pair db = DB, then the next ones, of key step KK of O += P V (`a`: P's A
+// fragment for that key step). Transposed ldmatrix matrices: (keys +0, dims +0),
+// (keys +8, dims +0), (keys +0, dims +8), (keys +8, dims +8).
+template <typename T, int D, int NB, int KK, int DB = 0>
+__device__ __forceinline__ void pv_dim_steps(float (&acc)[D / 8][4], const uint32_t (&a)[4], const uint32_t (&base)[4]) {
+    using Tile = SmemTile<NB * 8, D>;
+    uint32_t vb[4];
+    ldmatrix_x4_trans<Tile::block_offset(KK, DB)>(vb, base[DB % 4]);
+    Mma<T>::mma(acc[2 * DB], a, vb[0], vb[1]);
+    Mma<T>::mma(acc[2 * DB + 1], a, vb[2], vb[3]);
+    if constexpr (DB + 1 < D / 16) {
+        pv_dim_steps<T, D, NB, KK, DB + 1>(acc, a, base);
+    }
+}
+
+// Key step KK (keys 16 KK .. 16 KK + 15), then the next ones, of O += P V.
+template <typename T, int D, int NB, int KK = 0>
+__device__ __forceinline__ void pv_key_steps(const float (&p)[NB][4], float (&acc)[D / 8][4], const uint32_t (&base)[4]) {
+    uint32_t a[4];
+    a[0] = Mma<T>::pack(p[2 * KK][0], p[2 * KK][1]);
+    a[1] = Mma<T>::pack(p[2 * KK][2], p[2 * KK][3]);
+    a[2] = Mma<T>::pack(p[2 * KK + 1][0], p[2 * KK + 1][1]);
+    a[3] = Mma<T>::pack(p[2 * KK + 1][2], p[2 * KK + 1][3]);
+    pv_dim_steps<T, D, NB, KK>(acc, a, base);
+    if constexpr (KK + 1 < NB / 2) {
+        pv_key_steps<T, D, NB, KK + 1>(p, acc, base);
+    }
+}
+
 // O += P V for the NB * 8 keys of the V tile at `v_smem`; `p` holds the probabilities in
 // C-fragment layout, which is the A layout of the second mma.
 template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_pv(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem, int lane) {
     static_assert(NB % 2 == 0, "P is fed 16 keys per mma");
     using Tile = SmemTile<NB * 8, D>;
+    // The lane reads row kk * 16 + r0 at chunk db * 2 + c.
+    const int r0 = lane & 15;
+    const int c = lane >> 4;
+    uint32_t base[4];
 #pragma unroll
-    for (int kk = 0; kk < NB / 2; ++kk) {
-        uint32_t a[4];
-        a[0] = Mma<T>::pack(p[2 * kk][0], p[2 * kk][1]);
-        a[1] = Mma<T>::pack(p[2 * kk][2], p[2 * kk][3]);
-        a[2] = Mma<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-        a[3] = Mma<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3]);
-#pragma unroll
-        for (int db = 0; db < D / 16; ++db) {
-            // Transposed matrices: (keys +0, dims +0), (keys +8, dims +0),
-            // (keys +0, dims +8), (keys +8, dims +8).
-            const int key_row = kk * 16 + (lane & 15);
-            const int chunk = db * 2 + (lane >> 4);
-            uint32_t vb[4];
-            ldmatrix_x4_trans(vb, v_smem + Tile::chunk_offset(key_row, chunk));
-            Mma<T>::mma(acc[2 * db], a, vb[0], vb[1]);
-            Mma<T>::mma(acc[2 * db + 1], a, vb[2], vb[3]);
-        }
+    for (int b = 0; b < 4; ++b) {
+        base[b] = v_smem + Tile::lane_offset(r0, c, b);
     }
+    pv_key_steps<T, D, NB>(p, acc, base);
 }
 
 }  // namespace attn
