@@ -10,6 +10,8 @@ use sparse_attn::pattern::{BlockSparse, TopkTokens, VerticalSlash, BLOCK_M, BLOC
 use sparse_attn::pattern::topk::NO_KEY;
 use sparse_attn::{AttnShape, Error, Result};
 
+pub mod model;
+
 /// Sequence length from `var` (a positive integer), or `default` when it is unset.
 pub fn seq_from_env(var: &str, default: usize) -> std::result::Result<usize, String> {
     match std::env::var(var) {
@@ -19,6 +21,22 @@ pub fn seq_from_env(var: &str, default: usize) -> std::result::Result<usize, Str
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("{var} must be a positive integer, got {text:?}")),
         },
+    }
+}
+
+/// Sequence lengths from `var`: one positive integer or a comma-separated list of them
+/// (`8192,32768`), or `default` when it is unset.
+pub fn seqs_from_env(var: &str, default: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    match std::env::var(var) {
+        Err(std::env::VarError::NotPresent) => Ok(default.to_vec()),
+        Err(e) => Err(format!("{var}: {e}")),
+        Ok(text) => text
+            .split(',')
+            .map(|part| match part.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{var} must be a positive integer or a comma-separated list of them, got {text:?}")),
+            })
+            .collect(),
     }
 }
 
