@@ -9,7 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nvrtc_dir="$(bash scripts/install-cuda-toolchain.sh | tail -n 1)"
 export SPARSE_ATTN_NVRTC_DIR="$nvrtc_dir"
 
-echo "== clippy"
+echo "== clippy (default features: every target that needs the simulator must say so)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== clippy (with the simulator)"
 cargo clippy --locked --workspace --all-targets --features sparse-attn/sim -- -D warnings
 echo "== rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --features sparse-attn/sim
