@@ -251,7 +251,33 @@ struct RowBlockPair : ContiguousTiles {
     }
 };
 
-using DenseSourcePair = RowBlockPair<DenseSource>;
+// Dense over row blocks c.m and c.m + 1: the tiles of the longer stream (both streams start
+// at key 0 in kBlockN steps, so the shorter one is its prefix), each kept by the blocks whose
+// visibility limit it starts below. The same tiles and keep bits as RowBlockPair<DenseSource>
+// with less state.
+struct DenseSourcePair : ContiguousTiles {
+    static constexpr int kRowBlocks = 2;
+    int next_key;
+    int limit0, limit1;  // each row block's visibility limit (0 for a missing second block)
+    int end;             // max(limit0, limit1)
+
+    __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
+        next_key = 0;
+        limit0 = c.key_limit;
+        limit1 = c.m + 1 < p.row_blocks ? row_block_pos(p, c.b, c.h, c.m + 1).key_limit : 0;
+        end = max(limit0, limit1);
+    }
+    __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
+        if (next_key >= end) {
+            return false;
+        }
+        t.key0 = next_key;
+        t.gathered = false;
+        t.keep = (next_key < limit0 ? 1 : 0) | (next_key < limit1 ? 2 : 0);
+        next_key = end - next_key > kBlockN ? next_key + kBlockN : end;
+        return true;
+    }
+};
 using BlockSparseSourcePair = RowBlockPair<BlockSparseSource>;
 
 // Publishes the keys of a gathered tile into s_keys[stage], keeping list entry `tid` (its
@@ -478,11 +504,14 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
 }  // namespace attn
 
+// One extern "C" kernel per (pattern, dtype, head_dim). The launch bounds say one CTA per
+// SM is enough: without it, ptxas capped the 256-thread dense head_dim 64 kernel at 128
+// registers on sm_90 (two CTAs per SM) and spilled.
 // One extern "C" kernel per (pattern, dtype, head_dim): every pattern at every pair of
 // params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM. The name is what src/plan/prefill.rs asks
 // for (attn_fwd_<pattern>_<dtype>_hd<D>).
 #define ATTN_KERNEL(pattern, source, dtype_name, dtype, d)                                        \
-    extern "C" __global__ void __launch_bounds__(attn::source::kRowBlocks * attn::kBlockThreads)  \
+    extern "C" __global__ void __launch_bounds__(attn::source::kRowBlocks * attn::kBlockThreads, 1) \
         attn_fwd_##pattern##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {        \
         attn::attention_fwd<dtype, d, attn::source>(p);                                           \
     }
