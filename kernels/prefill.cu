@@ -41,11 +41,11 @@ constexpr int kBlockThreads = SA_PREFILL_THREADS;  // threads per row block
 constexpr int kBlockWarps = kBlockThreads / 32;
 static_assert(kBlockWarps * 16 == kBlockM, "each warp owns 16 query rows (one mma M)");
 static_assert(SA_PREFILL_ROW_BLOCKS == 2, "RowBlockPair merges exactly two row blocks");
-// The sources read the index tensors in CTA-tile units, so the CTA tile must be the index
-// block until a source learns to split or merge index blocks:
+// The sources read the index tensors in row-block units (RowBlockPair merges two), so the
+// row block must be the index block:
 static_assert(kBlockM == SA_INDEX_BLOCK_M,
-              "a CTA's row block is an index row block: blockIdx.x indexes the block_count / block_index / "
-              "column_* rows, and row_blocks = ceil(seq_q / SA_INDEX_BLOCK_M) is the grid");
+              "a row block is an index row block: blockIdx.x * kRowBlocks + i indexes the block_count / "
+              "block_index / column_* rows, and the grid is ceil(row_blocks / kRowBlocks)");
 static_assert(kBlockN == SA_INDEX_BLOCK_N,
               "key tiles are index key blocks: block-sparse block n is the tile at n * kBlockN, and a "
               "vertical-slash tile start (block_offset) begins a tile of kBlockN keys");
