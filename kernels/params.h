@@ -22,8 +22,12 @@
 // (kernels/prefill.cu asserts it); later issues may choose it per head_dim.
 #define SA_PREFILL_TILE_M 64
 #define SA_PREFILL_TILE_N 64
-// Prefill threads per CTA: 4 warps of 16 query rows each.
+// Prefill threads per row block: 4 warps of 16 query rows each.
 #define SA_PREFILL_THREADS 128
+// Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels: rows 2c and
+// 2c + 1 share one CTA of SA_PREFILL_ROW_BLOCKS * SA_PREFILL_THREADS threads and each K/V tile
+// load (FlashAttention-2's 128-row CTA). The vertical-slash kernel runs one row block per CTA.
+#define SA_PREFILL_ROW_BLOCKS 2
 // Top-k attention: query heads of one GQA group packed as the mma's 16 rows of one warp,
 // index slots (gathered keys) per shared-memory tile, threads per CTA (one warp).
 #define SA_TOPK_HEADS_PER_WARP 16
@@ -83,9 +87,12 @@ typedef struct AttnTensorParams {
     int64_t out_head_stride;
 } AttnTensorParams;
 
-// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of
-// SA_PREFILL_THREADS threads per (row block of SA_PREFILL_TILE_M query rows, query head,
-// batch); grid = (row_blocks, heads_q, batch). Tensors as in AttnTensorParams.
+// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention. Dense and
+// block-sparse: one CTA of SA_PREFILL_ROW_BLOCKS * SA_PREFILL_THREADS threads per (pair of
+// row blocks of SA_PREFILL_TILE_M query rows, query head, batch); grid = (ceil(row_blocks /
+// SA_PREFILL_ROW_BLOCKS), heads_q, batch). Vertical-slash: one CTA of SA_PREFILL_THREADS
+// threads per (row block, query head, batch); grid = (row_blocks, heads_q, batch). Tensors
+// as in AttnTensorParams.
 // The sparse-source fields are read only by the pattern that uses them:
 //   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
 //   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks

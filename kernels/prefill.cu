@@ -2,8 +2,13 @@
 // and the key-tile sources that plug into it (dense, block-sparse, vertical-slash; A-shape
 // runs as block-sparse).
 //
-// One CTA = 4 warps = one row block of kBlockM = 64 query rows of one (batch, query head);
-// each warp owns 16 rows. The Q tile is loaded once and kept in registers as mma A
+// A row block is kBlockM = 64 query rows of one (batch, query head), the index granularity
+// of every sparse format, run by 4 warps of 16 rows each. A dense or block-sparse CTA holds
+// SA_PREFILL_ROW_BLOCKS = 2 row blocks (8 warps, 128 rows, as FlashAttention-2's CTA) and
+// walks the union of their key-tile lists: each K/V tile is loaded once for both, and a
+// warp runs the mma only on the tiles its own row block keeps (RowBlockPair). The
+// vertical-slash CTA holds one row block (its gathered column tiles differ per row block).
+// The Q tile is loaded once and kept in registers as mma A
 // fragments. K and V tiles (kBlockN = 64 keys each) are double-buffered in shared memory:
 // while tile t is being computed, tile t + 1 is already in flight with cp.async. S = Q K^T
 // and O += P V use f32 accumulators; the softmax is online, in exp2 with the scale folded
@@ -30,26 +35,30 @@
 
 namespace attn {
 
-constexpr int kBlockM = SA_PREFILL_TILE_M;  // query rows per CTA
+constexpr int kBlockM = SA_PREFILL_TILE_M;  // query rows per row block
 constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile
-constexpr int kThreads = SA_PREFILL_THREADS;
-constexpr int kWarps = kThreads / 32;
-static_assert(kWarps * 16 == kBlockM, "each warp owns 16 query rows (one mma M)");
-// The sources read the index tensors in CTA-tile units, so the CTA tile must be the index
-// block until a source learns to split or merge index blocks:
+constexpr int kBlockThreads = SA_PREFILL_THREADS;  // threads per row block
+constexpr int kBlockWarps = kBlockThreads / 32;
+static_assert(kBlockWarps * 16 == kBlockM, "each warp owns 16 query rows (one mma M)");
+static_assert(SA_PREFILL_ROW_BLOCKS == 2, "RowBlockPair merges exactly two row blocks");
+// The sources read the index tensors in row-block units (RowBlockPair merges two), so the
+// row block must be the index block:
 static_assert(kBlockM == SA_INDEX_BLOCK_M,
-              "a CTA's row block is an index row block: blockIdx.x indexes the block_count / block_index / "
-              "column_* rows, and row_blocks = ceil(seq_q / SA_INDEX_BLOCK_M) is the grid");
+              "a row block is an index row block: blockIdx.x * kRowBlocks + i indexes the block_count / "
+              "block_index / column_* rows, and the grid is ceil(row_blocks / kRowBlocks)");
 static_assert(kBlockN == SA_INDEX_BLOCK_N,
               "key tiles are index key blocks: block-sparse block n is the tile at n * kBlockN, and a "
               "vertical-slash tile start (block_offset) begins a tile of kBlockN keys");
 // publish_gathered_keys scans a gathered tile's keys in at most two warps.
-static_assert(kBlockN <= 64 && kBlockN <= kThreads, "a gathered tile's keys fit the first two warps");
+static_assert(kBlockN <= 64 && kBlockN <= kBlockThreads, "a gathered tile's keys fit the first two warps");
 
 // One tile of keys: contiguous from key0, or gathered list slots key0 .. key0 + kBlockN - 1.
+// `keep` has bit i set when the CTA's row block i attends the tile (a single-block source
+// always sets bit 0).
 struct TileRef {
     int key0;
     bool gathered;
+    int keep;
 };
 
 // Where one CTA is in the problem.
@@ -66,7 +75,9 @@ __device__ __forceinline__ int64_t desc_row(const AttnParams& p, const CtaPos& c
 }
 
 // The base of a source whose tiles are all contiguous: no list slot ever holds a key.
+// Sources cover one row block (kRowBlocks = 1) unless they say otherwise.
 struct ContiguousTiles {
+    static constexpr int kRowBlocks = 1;
     __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
 };
 
@@ -86,6 +97,7 @@ struct DenseSource : ContiguousTiles {
         }
         t.key0 = next_key;
         t.gathered = false;
+        t.keep = 1;
         next_key = limit - next_key > kBlockN ? next_key + kBlockN : limit;
         return true;
     }
@@ -118,6 +130,7 @@ struct BlockSparseSource : ContiguousTiles {
             prev = n;
             t.key0 = n * kBlockN;
             t.gathered = false;
+            t.keep = 1;
             return true;
         }
         return false;
@@ -131,6 +144,7 @@ struct BlockSparseSource : ContiguousTiles {
 // before it (see publish_gathered_keys), is masked out. The converter never lists a column
 // inside one of the row's tiles; a hand-made list that did would count that key twice.
 struct VerticalSlashSource {
+    static constexpr int kRowBlocks = 1;
     IndexRow offsets;
     IndexRow columns;
     int pos;
@@ -158,11 +172,13 @@ struct VerticalSlashSource {
             prev_end = o > 0x7fffffff - kBlockN ? 0x7fffffff : o + kBlockN;
             t.key0 = o;
             t.gathered = false;
+            t.keep = 1;
             return true;
         }
         if (next_slot < columns.count) {
             t.key0 = next_slot;
             t.gathered = true;
+            t.keep = 1;
             next_slot = columns.count - next_slot > kBlockN ? next_slot + kBlockN : columns.count;
             return true;
         }
@@ -178,6 +194,91 @@ struct VerticalSlashSource {
         return key >= 0 && key < p.seq_k ? key : -1;
     }
 };
+
+// The CtaPos of row block m of head (b, h).
+__device__ __forceinline__ CtaPos row_block_pos(const AttnParams& p, int b, int h, int m) {
+    CtaPos c;
+    c.b = b;
+    c.h = h;
+    c.m = m;
+    c.key_limit = row_block_key_limit(m, kBlockM, p.seq_q, p.seq_k, p.causal != 0);
+    return c;
+}
+
+// Row blocks c.m and c.m + 1 under one CTA: the union of the two blocks' tile streams of a
+// contiguous single-block source S, in ascending key order, each tile once, with `keep`
+// saying which block's stream holds it. Each block's stream is S's own walk of that block,
+// so every skip rule (entries past the count, out of range, past the visibility limit, not
+// above the block's previous kept entry) applies per row block exactly as in S. S must
+// yield strictly ascending key0 values (DenseSource and BlockSparseSource do). Without a
+// row block c.m + 1 (an odd row-block count) the second stream is empty and its index row
+// is never read.
+template <typename S>
+struct RowBlockPair : ContiguousTiles {
+    static constexpr int kRowBlocks = 2;
+    static constexpr int kNone = 0x7fffffff;
+    S first, second;
+    int head0, head1;  // key0 of each stream's next tile, kNone when it is exhausted
+
+    __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
+        first.init(p, c);
+        head0 = pull(p, first);
+        head1 = kNone;
+        if (c.m + 1 < p.row_blocks) {
+            second.init(p, row_block_pos(p, c.b, c.h, c.m + 1));
+            head1 = pull(p, second);
+        }
+    }
+    static __device__ __forceinline__ int pull(const AttnParams& p, S& s) {
+        TileRef t;
+        return s.next(p, t) ? t.key0 : kNone;
+    }
+    __device__ __forceinline__ bool next(const AttnParams& p, TileRef& t) {
+        const int k = min(head0, head1);
+        if (k == kNone) {
+            return false;
+        }
+        t.key0 = k;
+        t.gathered = false;
+        t.keep = (head0 == k ? 1 : 0) | (head1 == k ? 2 : 0);
+        if (head0 == k) {
+            head0 = pull(p, first);
+        }
+        if (head1 == k) {
+            head1 = pull(p, second);
+        }
+        return true;
+    }
+};
+
+// Dense over row blocks c.m and c.m + 1: the tiles of the longer stream (both streams start
+// at key 0 in kBlockN steps, so the shorter one is its prefix), each kept by the blocks whose
+// visibility limit it starts below. The same tiles and keep bits as RowBlockPair<DenseSource>
+// with less state.
+struct DenseSourcePair : ContiguousTiles {
+    static constexpr int kRowBlocks = 2;
+    int next_key;
+    int limit0, limit1;  // each row block's visibility limit (0 for a missing second block)
+    int end;             // max(limit0, limit1)
+
+    __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
+        next_key = 0;
+        limit0 = c.key_limit;
+        limit1 = c.m + 1 < p.row_blocks ? row_block_pos(p, c.b, c.h, c.m + 1).key_limit : 0;
+        end = max(limit0, limit1);
+    }
+    __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
+        if (next_key >= end) {
+            return false;
+        }
+        t.key0 = next_key;
+        t.gathered = false;
+        t.keep = (next_key < limit0 ? 1 : 0) | (next_key < limit1 ? 2 : 0);
+        next_key = end - next_key > kBlockN ? next_key + kBlockN : end;
+        return true;
+    }
+};
+using BlockSparseSourcePair = RowBlockPair<BlockSparseSource>;
 
 // Publishes the keys of a gathered tile into s_keys[stage], keeping list entry `tid` (its
 // in-range key `v`, or -1) only if it is above every in-range entry listed before it, in
@@ -223,32 +324,36 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
 // contiguous tiles compute theirs. A contiguous tile that ends inside seq_k (every tile of a
 // sparse or dense row block but the one that crosses seq_k) takes the copy without per-row
 // checks (load_tile_rows_contiguous); the branch is uniform.
-template <int D>
+template <int D, int Threads>
 __device__ __forceinline__ void load_kv_tiles(const AttnParams& p, uint64_t k_base, uint64_t v_base, const TileRef& t,
                                               const int* keys, uint32_t k_smem, uint32_t v_smem, int tid) {
     const AttnTensorParams& tp = p.tensors;
     if (!t.gathered && p.seq_k - t.key0 >= kBlockN) {
-        load_tile_rows_contiguous<kBlockN, D, kThreads>(k_base, tp.k_seq_stride, t.key0, k_smem, tid);
-        load_tile_rows_contiguous<kBlockN, D, kThreads>(v_base, tp.v_seq_stride, t.key0, v_smem, tid);
+        load_tile_rows_contiguous<kBlockN, D, Threads>(k_base, tp.k_seq_stride, t.key0, k_smem, tid);
+        load_tile_rows_contiguous<kBlockN, D, Threads>(v_base, tp.v_seq_stride, t.key0, v_smem, tid);
     } else {
         auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
-        load_tile_rows<kBlockN, D, kThreads>(k_base, tp.k_seq_stride, k_smem, tid, key_of);
-        load_tile_rows<kBlockN, D, kThreads>(v_base, tp.v_seq_stride, v_smem, tid, key_of);
+        load_tile_rows<kBlockN, D, Threads>(k_base, tp.k_seq_stride, k_smem, tid, key_of);
+        load_tile_rows<kBlockN, D, Threads>(v_base, tp.v_seq_stride, v_smem, tid, key_of);
     }
 }
 
-// Loads the Q tile of this CTA (kBlockM rows x D; rows past seq_q zero-filled) into `smem`.
-template <int D>
+// Loads the Q tile of this CTA (Rows x D; rows past seq_q zero-filled) into `smem`.
+template <int Rows, int D, int Threads>
 __device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, int row0, uint32_t smem, int tid) {
-    load_tile_rows<kBlockM, D, kThreads>(base, p.tensors.q_seq_stride, smem, tid,
+    load_tile_rows<Rows, D, Threads>(base, p.tensors.q_seq_stride, smem, tid,
                                          [&](int row) { return row < p.seq_q - row0 ? row0 + row : -1; });
 }
 
 template <typename T, int D, typename Source>
 __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
+    constexpr int kRowBlocks = Source::kRowBlocks;  // row blocks per CTA (1 or 2)
+    constexpr int kThreads = kRowBlocks * kBlockThreads;
+    constexpr int kWarps = kThreads / 32;
+    constexpr int kCtaM = kRowBlocks * kBlockM;  // query rows per CTA
     using KvTile = SmemTile<kBlockN, D>;
-    using QTile = SmemTile<kBlockM, D>;
-    static_assert(QTile::kBytes <= KvTile::kBytes, "the Q tile borrows a K stage before the loop");
+    using QTile = SmemTile<kCtaM, D>;
+    static_assert(QTile::kBytes <= 2 * KvTile::kBytes, "the Q tile borrows stage 1 (its K and V) before the loop");
     constexpr int kDimBlocks = D / 8;     // n-blocks of the output accumulator
     constexpr int kKeyBlocks = kBlockN / 8;  // n-blocks of the score tile
     constexpr int kDimSteps = D / 16;     // k-steps of Q K^T
@@ -264,13 +369,12 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int g = lane / 4;
     const int t4 = lane % 4;
 
-    CtaPos c;
-    c.m = blockIdx.x;
-    c.h = blockIdx.y;
-    c.b = blockIdx.z;
+    // The CTA's first row block; a paired source reads the second one itself.
+    const CtaPos c = row_block_pos(p, blockIdx.z, blockIdx.y, blockIdx.x * kRowBlocks);
     const bool causal = p.causal != 0;
-    c.key_limit = row_block_key_limit(c.m, kBlockM, p.seq_q, p.seq_k, causal);
     const int row0 = c.m * kBlockM;
+    // This warp's row block within the CTA: the bit of TileRef::keep it answers to.
+    const int block = warp / kBlockWarps;
     const int kv_head = c.h / (p.heads_q / p.heads_kv);
 
     const AttnTensorParams& tp = p.tensors;
@@ -278,7 +382,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
     const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
 
-    // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K slot before the loop.
+    // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1 (its K slot, and its V slot for
+    // a 128-row Q tile) before the loop.
     const uint32_t smem = smem_u32(smem_raw);
     auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
     auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
@@ -287,9 +392,10 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int my_row[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
     const int last_key[2] = {last_visible_key(my_row[0], p.seq_q, p.seq_k, causal),
                              last_visible_key(my_row[1], p.seq_q, p.seq_k, causal)};
-    // A tile whose last key is at most this (the block's first row's last visible key),
-    // and that ends inside seq_k, is visible to every row of the block: no mask needed.
-    const int first_row_last_key = last_visible_key(row0, p.seq_q, p.seq_k, causal);
+    // A tile whose last key is at most this (the warp's row block's first row's last
+    // visible key), and that ends inside seq_k, is visible to every row of the block: no
+    // mask needed.
+    const int first_row_last_key = last_visible_key(row0 + block * kBlockM, p.seq_q, p.seq_k, causal);
 
     float acc[kDimBlocks][4];
     zero_fragments(acc);
@@ -313,10 +419,10 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     };
 
     if (has) {
-        load_q_tile<D>(p, q_base, row0, k_smem(1), tid);
+        load_q_tile<kCtaM, D, kThreads>(p, q_base, row0, k_smem(1), tid);
         cp_async_commit();
         stage_keys(cur, 0);
-        load_kv_tiles<D>(p, k_base, v_base, cur, s_keys[0], k_smem(0), v_smem(0), tid);
+        load_kv_tiles<D, kThreads>(p, k_base, v_base, cur, s_keys[0], k_smem(0), v_smem(0), tid);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -331,29 +437,36 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             const bool has_next = src.next(p, nxt);
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
-                load_kv_tiles<D>(p, k_base, v_base, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1), v_smem(stage ^ 1), tid);
+                load_kv_tiles<D, kThreads>(p, k_base, v_base, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1),
+                                           v_smem(stage ^ 1), tid);
             }
             cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
             cp_async_wait<1>();
             __syncthreads();
 
-            // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
-            float s[kKeyBlocks][4];
-            tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
+            // Only the warps of a row block that keeps the tile compute on it (a warp-uniform
+            // branch); every warp takes part in the loads and the barriers.
+            if ((cur.keep >> block) & 1) {
+                // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
+                float s[kKeyBlocks][4];
+                tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
 
-            // Per-element mask where the tile is gathered, crosses seq_k, or crosses the
-            // causal diagonal of the block's first row.
-            const bool needs_mask = cur.gathered || p.seq_k - cur.key0 < kBlockN ||
-                                    (int64_t)cur.key0 + (kBlockN - 1) > first_row_last_key;
-            if (needs_mask) {
-                auto key_of = [&](int col) { return cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col); };
-                mask_tile(s, t4, key_of, last_key[0], last_key[1]);
+                // Per-element mask where the tile is gathered, crosses seq_k, or crosses the
+                // causal diagonal of the row block's first row.
+                const bool needs_mask = cur.gathered || p.seq_k - cur.key0 < kBlockN ||
+                                        (int64_t)cur.key0 + (kBlockN - 1) > first_row_last_key;
+                if (needs_mask) {
+                    auto key_of = [&](int col) {
+                        return cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col);
+                    };
+                    mask_tile(s, t4, key_of, last_key[0], last_key[1]);
+                }
+
+                online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
+
+                // O += P V: P straight from the score registers (C layout == A layout).
+                tile_pv<T, D>(s, acc, v_smem(stage), lane);
             }
-
-            online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
-
-            // O += P V: P straight from the score registers (C layout == A layout).
-            tile_pv<T, D>(s, acc, v_smem(stage), lane);
             __syncthreads();  // every warp is done with this stage before it is refilled
 
             cur = nxt;
@@ -363,10 +476,13 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         cp_async_wait<0>();
     }
 
-    // The output is staged in stage 0's K buffer, a 16-row slice per warp: every warp has
-    // passed the loop's last barrier, so no warp still reads a K/V tile, and every cp.async
-    // has completed. OutTile rows are 16-row slices of a KvTile, so they fit.
-    static_assert(kWarps * OutTile<D>::kBytes == KvTile::kBytes, "the warps' output rows fill one K tile");
+    // The output is staged in stage 0 (its K buffer, and its V buffer for 8 warps), a
+    // 16-row slice per warp: every warp has passed the loop's last barrier, so no warp still
+    // reads a K/V tile, and every cp.async has completed. OutTile rows are 16-row slices of
+    // a KvTile, so they fit. The warps of a row block past seq_q (the second block of an odd
+    // row-block count) write nothing: write_output skips rows at or past seq_q.
+    static_assert(kWarps * OutTile<D>::kBytes == kRowBlocks * KvTile::kBytes,
+                  "the warps' output rows fill stage 0's K (and V) tile");
     const int warp_row0 = row0 + warp * 16;
     OutRows out;
     out.first = tp.out + 2 * ((uint64_t)c.b * tp.out_batch_stride + (uint64_t)warp_row0 * tp.out_seq_stride +
@@ -388,18 +504,21 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
 }  // namespace attn
 
+// One extern "C" kernel per (pattern, dtype, head_dim). The launch bounds say one CTA per
+// SM is enough: without it, ptxas capped the 256-thread dense head_dim 64 kernel at 128
+// registers on sm_90 (two CTAs per SM) and spilled.
 // One extern "C" kernel per (pattern, dtype, head_dim): every pattern at every pair of
 // params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM. The name is what src/plan/prefill.rs asks
 // for (attn_fwd_<pattern>_<dtype>_hd<D>).
 #define ATTN_KERNEL(pattern, source, dtype_name, dtype, d)                                        \
-    extern "C" __global__ void __launch_bounds__(attn::kThreads)                                   \
+    extern "C" __global__ void __launch_bounds__(attn::source::kRowBlocks * attn::kBlockThreads, 1) \
         attn_fwd_##pattern##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {        \
         attn::attention_fwd<dtype, d, attn::source>(p);                                           \
     }
 
 #define SA_INSTANTIATE(dtype_name, dtype, d)                           \
-    ATTN_KERNEL(dense, DenseSource, dtype_name, dtype, d)              \
-    ATTN_KERNEL(block_sparse, BlockSparseSource, dtype_name, dtype, d) \
+    ATTN_KERNEL(dense, DenseSourcePair, dtype_name, dtype, d)              \
+    ATTN_KERNEL(block_sparse, BlockSparseSourcePair, dtype_name, dtype, d) \
     ATTN_KERNEL(vertical_slash, VerticalSlashSource, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

@@ -173,8 +173,12 @@ pub const INDEX_BLOCK_N: usize = 64;
 pub const PREFILL_TILE_M: usize = 64;
 /// Keys per K/V tile of the prefill kernels (`SA_PREFILL_TILE_N`; equal to [`INDEX_BLOCK_N`]).
 pub const PREFILL_TILE_N: usize = 64;
-/// Threads per CTA of the prefill kernels (`SA_PREFILL_THREADS`): 4 warps of 16 query rows.
+/// Threads per row block of the prefill kernels (`SA_PREFILL_THREADS`): 4 warps of 16 query
+/// rows. A CTA has [`PREFILL_ROW_BLOCKS`] times as many in the dense and block-sparse kernels.
 pub const PREFILL_THREADS: u32 = 128;
+/// Row blocks per CTA of the dense and block-sparse prefill kernels
+/// (`SA_PREFILL_ROW_BLOCKS`); the vertical-slash kernel has one.
+pub const PREFILL_ROW_BLOCKS: usize = 2;
 /// Query heads of one GQA group that one top-k warp packs as the mma's 16 rows
 /// (`SA_TOPK_HEADS_PER_WARP`).
 pub const TOPK_HEADS_PER_WARP: usize = 16;

@@ -64,8 +64,10 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     let p = plan::attention(&s, DType::BF16, &opts, &bufs, &block_sparse(&s, 2)).unwrap();
     assert_eq!(p.module(), "prefill");
     assert_eq!(p.kernel(), "attn_fwd_block_sparse_bf16_hd128");
-    assert_eq!(p.grid(), [3, 8, 2], "ceil(130 / 64) row blocks, heads_q, batch");
-    assert_eq!(p.block(), [THREADS, 1, 1]);
+    // ceil(130 / 64) = 3 row blocks, 2 per block-sparse CTA (rows 2c and 2c + 1 share the
+    // K/V tile loads): ceil(3 / 2) = 2 CTAs along x, of 2 x THREADS threads.
+    assert_eq!(p.grid(), [2, 8, 2], "ceil(3 row blocks / 2), heads_q, batch");
+    assert_eq!(p.block(), [2 * THREADS, 1, 1]);
     assert_eq!(p.shared_mem_bytes(), 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
     let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(p.params());
     let t = params.tensors;

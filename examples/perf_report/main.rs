@@ -19,7 +19,7 @@ mod resources;
 mod sparse;
 mod work;
 
-use sparse_attn::params::PREFILL_TILE_M;
+use sparse_attn::params::{PREFILL_ROW_BLOCKS, PREFILL_TILE_M};
 use sparse_attn::pattern::{Dense, BLOCK_N};
 use sparse_attn::plan::prefill;
 use sparse_attn::sim::{HostTensors, SimBackend};
@@ -112,7 +112,7 @@ fn print_resources(d: usize) -> Result<Option<[(u32, u32); 2]>> {
             None => None,
         };
         for (which, (who, r, threads, dynamic)) in [
-            (ours_name.as_str(), ours, prefill::THREADS, ours_smem),
+            (ours_name.as_str(), ours, prefill::threads(&Source::<&[i32]>::Dense), ours_smem),
             ("FA2 flash_fwd_kernel", theirs, fa2_traits.n_threads as u32, fa2_traits.smem_bytes as u32),
         ]
         .into_iter()
@@ -160,7 +160,7 @@ fn fit_model(sim: &SimBackend, fa2_sim: &fa2::Fa2Sim, d: usize, seq: usize, caus
     let ours_half = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Dense.source(&shape)?)?.counters;
     let fa2_half = fa2::counters(fa2_sim, &shape, causal)?;
     let t = fa2::traits(d)?;
-    let ours_geo = |s| model::geometry(1, 4, s, PREFILL_TILE_M, BLOCK_N, causal);
+    let ours_geo = |s| model::geometry(1, 4, s, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, BLOCK_N, causal);
     let fa2_geo = |s| model::geometry(1, 4, s, t.block_m, t.block_n, causal);
     Ok(Fit {
         head_dim: d,
@@ -185,7 +185,7 @@ fn print_model(fits: &[Fit]) {
         let t = fa2::traits(f.head_dim).expect("fitted head dims have FA2 traits");
         let (batch, heads) = (16384 / seq, 2048 / f.head_dim);
         let g_fa2 = model::geometry(batch, heads, seq, t.block_m, t.block_n, f.causal);
-        let g_ours = model::geometry(batch, heads, seq, PREFILL_TILE_M, BLOCK_N, f.causal);
+        let g_ours = model::geometry(batch, heads, seq, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, BLOCK_N, f.causal);
         let hbm = model::compulsory_bytes(batch, heads, seq, f.head_dim);
         let fa2_s = model::seconds(gpu, f.fa2.predict(g_fa2), hbm, g_fa2.ctas, f.blocks[arch].1);
         let ours_s = model::seconds(gpu, f.ours.predict(g_ours), hbm, g_ours.ctas, f.blocks[arch].0);

@@ -1,14 +1,16 @@
 //! Prefill attention (`kernels/prefill.cu`): one main loop over key tiles, with the key-tile
 //! source of the pattern (dense, block-sparse, vertical-slash; A-shape runs as
-//! block-sparse). One CTA of [`THREADS`] threads per (row block of [`PREFILL_TILE_M`] query
-//! rows, query head, batch).
+//! block-sparse). Dense and block-sparse: one CTA of [`PREFILL_ROW_BLOCKS`] x [`THREADS`]
+//! threads per ([`PREFILL_ROW_BLOCKS`] row blocks of [`PREFILL_TILE_M`] query rows, query
+//! head, batch), loading each K/V tile once for both row blocks; vertical-slash: one CTA of
+//! [`THREADS`] threads per (row block, query head, batch). See [`row_blocks_per_cta`].
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use super::tensors::check_dense;
 use super::{instantiation, LaunchPlan};
 use crate::checked::{to_i32, to_u32};
 use crate::error::{Error, Result};
-use crate::params::{AttnParams, PREFILL_THREADS, PREFILL_TILE_M, PREFILL_TILE_N};
+use crate::params::{AttnParams, PREFILL_ROW_BLOCKS, PREFILL_THREADS, PREFILL_TILE_M, PREFILL_TILE_N};
 use crate::pattern::vertical_slash::require_causal;
 use crate::shape::{AttnOptions, AttnShape, DType};
 use crate::source::{row_blocks, Source};
@@ -16,17 +18,36 @@ use crate::source::{row_blocks, Source};
 /// The `kernels/<MODULE>.cu` file stem.
 pub const MODULE: &str = "prefill";
 
-/// Threads per CTA: 4 warps, each owning 16 of the tile's query rows.
+/// Threads per row block: 4 warps, each owning 16 of the row block's query rows. A CTA has
+/// [`row_blocks_per_cta`] times as many ([`threads`]).
 pub const THREADS: u32 = PREFILL_THREADS;
+
+/// Row blocks one CTA of `source`'s kernel covers: [`PREFILL_ROW_BLOCKS`] for dense and
+/// block-sparse (the CTA walks the union of its row blocks' key tiles and loads each once),
+/// 1 for vertical-slash (its gathered column tiles differ per row block) and top-k (not a
+/// prefill kernel).
+pub fn row_blocks_per_cta<B>(source: &Source<B>) -> usize {
+    match source {
+        Source::Dense | Source::BlockSparse(_) => PREFILL_ROW_BLOCKS,
+        Source::VerticalSlash(_) | Source::TopK(_) => 1,
+    }
+}
+
+/// Threads per CTA of `source`'s kernel: [`THREADS`] per row block it covers.
+pub fn threads<B>(source: &Source<B>) -> u32 {
+    THREADS * row_blocks_per_cta(source) as u32
+}
 
 /// Bytes per q/k/v element (f16 and bf16 alike).
 const ELEM_BYTES: usize = 2;
 
 /// Dynamic shared memory of one CTA: K and V tiles of [`PREFILL_TILE_N`] x head_dim 16-bit
-/// elements, two stages each (the Q tile borrows a stage before the loop starts; this needs
-/// `PREFILL_TILE_M <= PREFILL_TILE_N`). Saturates at `u32::MAX` for a head_dim no kernel has.
+/// elements, two stages each, for every prefill kernel (the Q tile of up to
+/// [`PREFILL_ROW_BLOCKS`] x [`PREFILL_TILE_M`] rows borrows stage 1's K and V before the
+/// loop starts, and the output is staged in stage 0's). Saturates at `u32::MAX` for a
+/// head_dim no kernel has.
 pub fn shared_mem_bytes(head_dim: usize) -> u32 {
-    const _: () = assert!(PREFILL_TILE_M <= PREFILL_TILE_N);
+    const _: () = assert!(PREFILL_ROW_BLOCKS * PREFILL_TILE_M <= 2 * PREFILL_TILE_N);
     u32::try_from((2 * 2 * PREFILL_TILE_N * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
@@ -36,7 +57,8 @@ pub fn kernel_name<B>(source: &Source<B>, dtype: DType, head_dim: usize) -> Resu
     instantiation(&format!("attn_fwd_{}", source.name()), dtype, head_dim)
 }
 
-/// Plans a prefill launch (grid = (row blocks, heads_q, batch)) after validating it.
+/// Plans a prefill launch (grid = (ceil(row blocks / [`row_blocks_per_cta`]), heads_q,
+/// batch)) after validating it.
 pub(super) fn plan(
     shape: &AttnShape,
     dtype: DType,
@@ -45,9 +67,10 @@ pub(super) fn plan(
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
     let params = params(shape, dtype, opts, bufs, source)?;
-    let grid = [to_u32("row blocks", params.row_blocks as usize)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
+    let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source));
+    let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
     let kernel = kernel_name(source, dtype, shape.head_dim())?;
-    LaunchPlan::new(MODULE, kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &params)
+    LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(shape.head_dim()), &params)
 }
 
 /// Validates a launch and returns its params struct. The struct is the same for every dtype
