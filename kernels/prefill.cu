@@ -78,6 +78,7 @@ __device__ __forceinline__ int64_t desc_row(const AttnParams& p, const CtaPos& c
 // Sources cover one row block (kRowBlocks = 1) unless they say otherwise.
 struct ContiguousTiles {
     static constexpr int kRowBlocks = 1;
+    static constexpr bool kGathers = false;  // never yields a gathered tile
     __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
 };
 
@@ -145,6 +146,7 @@ struct BlockSparseSource : ContiguousTiles {
 // inside one of the row's tiles; a hand-made list that did would count that key twice.
 struct VerticalSlashSource {
     static constexpr int kRowBlocks = 1;
+    static constexpr bool kGathers = true;
     IndexRow offsets;
     IndexRow columns;
     int pos;
@@ -392,10 +394,17 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const int my_row[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
     const int last_key[2] = {last_visible_key(my_row[0], p.seq_q, p.seq_k, causal),
                              last_visible_key(my_row[1], p.seq_q, p.seq_k, causal)};
-    // A tile whose last key is at most this (the warp's row block's first row's last
-    // visible key), and that ends inside seq_k, is visible to every row of the block: no
-    // mask needed.
-    const int first_row_last_key = last_visible_key(row0 + block * kBlockM, p.seq_q, p.seq_k, causal);
+    // A contiguous tile whose last key is at most the warp's row block's first row's last
+    // visible key, and that ends inside seq_k, is visible to every row of the block: no mask
+    // needed. That is key0 <= no_mask_key0, one 32-bit compare per tile: key0 + kBlockN - 1
+    // <= first row's last key and seq_k - key0 >= kBlockN, taken in 64 bits once here
+    // (clamped at -1, below every key0).
+    const int no_mask_key0 = [&] {
+        const int64_t first_row_last_key = last_visible_key(row0 + block * kBlockM, p.seq_q, p.seq_k, causal);
+        int64_t t = first_row_last_key - (kBlockN - 1);
+        t = t < (int64_t)p.seq_k - kBlockN ? t : (int64_t)p.seq_k - kBlockN;
+        return (int)(t > -1 ? t : -1);
+    }();
 
     float acc[kDimBlocks][4];
     zero_fragments(acc);
@@ -451,15 +460,16 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
                 float s[kKeyBlocks][4];
                 tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
 
-                // Per-element mask where the tile is gathered, crosses seq_k, or crosses the
-                // causal diagonal of the row block's first row.
-                const bool needs_mask = cur.gathered || p.seq_k - cur.key0 < kBlockN ||
-                                        (int64_t)cur.key0 + (kBlockN - 1) > first_row_last_key;
-                if (needs_mask) {
-                    auto key_of = [&](int col) {
-                        return cur.gathered ? s_keys[stage][col] : contiguous_key(p, cur, col);
-                    };
-                    mask_tile(s, t4, key_of, last_key[0], last_key[1]);
+                // Masked where the tile is gathered (per element, by the published keys), or
+                // crosses seq_k or the causal diagonal of the row block's first row (by one
+                // threshold per row: tile column col holds key key0 + col, visible iff
+                // col <= last_key - key0, which also rejects keys past seq_k as last_key <
+                // seq_k; no overflow: last_key >= seq_k - seq_q and key0 < seq_k).
+                const bool gathered = Source::kGathers && cur.gathered;
+                if (gathered) {
+                    mask_tile(s, t4, [&](int col) { return s_keys[stage][col]; }, last_key[0], last_key[1]);
+                } else if (cur.key0 > no_mask_key0) {
+                    mask_tile_columns(s, t4, last_key[0] - cur.key0, last_key[1] - cur.key0);
                 }
 
                 online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);

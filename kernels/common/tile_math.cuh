@@ -5,6 +5,7 @@
 //   load_q_fragments: the warp's Q rows as mma A fragments (ldmatrix x4, once per CTA)
 //   tile_scores:      S = Q K^T for the tile, f32 C fragments
 //   mask_tile:        per-element key masking of S
+//   mask_tile_columns: the same for a contiguous key tile, by one threshold per row
 //   tile_pv:          O += P V, P straight from the score registers (C layout == A layout)
 //
 // Every loop is unrolled over compile-time bounds (template parameters), so each kernel
@@ -99,6 +100,28 @@ __device__ __forceinline__ void mask_tile(float (&s)[NB][4], int t4, const KeyOf
             const int key = key_of(8 * j + 2 * t4 + e);
             s[j][e] = mask_score(s[j][e], key, last_key0);
             s[j][2 + e] = mask_score(s[j][2 + e], key, last_key1);
+        }
+    }
+}
+
+// Masks the score tile of a contiguous key tile by column: tile column col is visible to
+// fragment row g (g + 8) iff col <= lim0 (lim1). For a tile of keys key0 + col, lim is the
+// row's last visible key minus key0; a key past seq_k needs no test of its own, as no row's
+// last visible key reaches it. One compare per element against a per-row threshold, where
+// mask_tile rebuilds each column's key.
+template <int NB>
+__device__ __forceinline__ void mask_tile_columns(float (&s)[NB][4], int t4, int lim0, int lim1) {
+    // Column 8j + 2t4 + e <= lim  <=>  8j + e <= lim - 2t4 (a compile-time left side). A
+    // negative lim hides every column whatever its value; clamping it to -1 first keeps the
+    // subtraction from wrapping.
+    lim0 = max(lim0, -1) - 2 * t4;
+    lim1 = max(lim1, -1) - 2 * t4;
+#pragma unroll
+    for (int j = 0; j < NB; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            s[j][e] = 8 * j + e <= lim0 ? s[j][e] : -INFINITY;
+            s[j][2 + e] = 8 * j + e <= lim1 ? s[j][2 + e] : -INFINITY;
         }
     }
 }
