@@ -80,6 +80,8 @@ struct ContiguousTiles {
     static constexpr int kRowBlocks = 1;
     static constexpr bool kGathers = false;  // never yields a gathered tile
     __device__ __forceinline__ int gathered_key(const AttnParams&, int, int) const { return -1; }
+    // Whether the CTA's row block `block` attends tile t: its bit of t.keep.
+    __device__ __forceinline__ bool keeps(const TileRef& t, int block) const { return (t.keep >> block) & 1; }
 };
 
 // Every tile up to the row block's visibility limit: a causal launch stops at the last
@@ -195,6 +197,7 @@ struct VerticalSlashSource {
         const int key = __ldg(columns.entries + first + i);
         return key >= 0 && key < p.seq_k ? key : -1;
     }
+    __device__ __forceinline__ bool keeps(const TileRef& t, int block) const { return (t.keep >> block) & 1; }
 };
 
 // The CtaPos of row block m of head (b, h).
@@ -278,6 +281,11 @@ struct DenseSourcePair : ContiguousTiles {
         t.keep = (next_key < limit0 ? 1 : 0) | (next_key < limit1 ? 2 : 0);
         next_key = end - next_key > kBlockN ? next_key + kBlockN : end;
         return true;
+    }
+    // The same answer as t.keep's bit, from the block's limit (loop-invariant per warp), so
+    // the main loop never builds t.keep: one compare per tile.
+    __device__ __forceinline__ bool keeps(const TileRef& t, int block) const {
+        return t.key0 < (block == 0 ? limit0 : limit1);
     }
 };
 using BlockSparseSourcePair = RowBlockPair<BlockSparseSource>;
@@ -455,7 +463,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
 
             // Only the warps of a row block that keeps the tile compute on it (a warp-uniform
             // branch); every warp takes part in the loads and the barriers.
-            if ((cur.keep >> block) & 1) {
+            if (src.keeps(cur, block)) {
                 // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
                 float s[kKeyBlocks][4];
                 tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
