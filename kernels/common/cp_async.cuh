@@ -17,6 +17,15 @@ __device__ __forceinline__ void cp_async_16(uint32_t smem_addr, uint64_t gmem, b
                  : "memory");
 }
 
+// A 16-byte copy that always reads its source, to shared address `smem_addr + Offset`: the
+// offset is an immediate of the instruction, so a run of copies at constant distances from
+// one shared address costs no address arithmetic on the shared side.
+template <uint32_t Offset>
+__device__ __forceinline__ void cp_async_16_at(uint32_t smem_addr, uint64_t gmem) {
+    asm volatile("cp.async.cg.shared.global [%0+%2], [%1], 16;\n" ::"r"(smem_addr), "l"(gmem), "n"(Offset)
+                 : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -72,6 +72,16 @@ __device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride
     }
 }
 
+// Pass Pass, then the next ones, of load_tile_rows_contiguous: a compile-time recursion so
+// that each pass's shared offset is an immediate of its cp.async (cp_async_16_at).
+template <int Passes, uint32_t PassSmemBytes, int Pass = 0>
+__device__ __forceinline__ void contiguous_passes(uint32_t dst, uint64_t src, uint64_t pass_bytes) {
+    cp_async_16_at<Pass * PassSmemBytes>(dst, src);
+    if constexpr (Pass + 1 < Passes) {
+        contiguous_passes<Passes, PassSmemBytes, Pass + 1>(dst, src + pass_bytes, pass_bytes);
+    }
+}
+
 // Issues the cp.async copies of a SmemTile<Rows, D> whose rows are `Rows` consecutive rows
 // of the tensor, all of them in range, starting at element row `row0` (rows `row_stride`
 // elements apart). The same copies as load_tile_rows with position(r) = row0 + r, without
@@ -93,11 +103,7 @@ __device__ __forceinline__ void load_tile_rows_contiguous(uint64_t base, int64_t
     const uint32_t dst = smem + Tile::chunk_offset(row, chunk);
     uint64_t src = base + 2 * ((uint64_t)(row0 + row) * row_stride + chunk * 8);
     const uint64_t pass_bytes = 2 * (uint64_t)row_stride * kRowsPerPass;
-#pragma unroll
-    for (int i = 0; i < Rows / kRowsPerPass; ++i) {
-        cp_async_16(dst + (uint32_t)(i * kRowsPerPass * D * 2), src, true);
-        src += pass_bytes;
-    }
+    contiguous_passes<Rows / kRowsPerPass, kRowsPerPass * D * 2>(dst, src, pass_bytes);
 }
 
 }  // namespace attn
