@@ -333,14 +333,25 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
 // `k_smem` and `v_smem`. `keys` holds the key of each tile row for gathered tiles;
 // contiguous tiles compute theirs. A contiguous tile that ends inside seq_k (every tile of a
 // sparse or dense row block but the one that crosses seq_k) takes the copy without per-row
-// checks (load_tile_rows_contiguous); the branch is uniform.
-template <int D, int Threads>
-__device__ __forceinline__ void load_kv_tiles(const AttnParams& p, uint64_t k_base, uint64_t v_base, const TileRef& t,
+// checks (ContiguousRowsCopy: k_copy and v_copy, set up once per CTA for k_base and v_base
+// when Hoisted, else set up here for the tile); the branch is uniform.
+template <int D, int Threads, bool Hoisted>
+__device__ __forceinline__ void load_kv_tiles(const AttnParams& p, uint64_t k_base, uint64_t v_base,
+                                              const ContiguousRowsCopy<kBlockN, D, Threads>& k_copy,
+                                              const ContiguousRowsCopy<kBlockN, D, Threads>& v_copy, const TileRef& t,
                                               const int* keys, uint32_t k_smem, uint32_t v_smem, int tid) {
     const AttnTensorParams& tp = p.tensors;
     if (!t.gathered && p.seq_k - t.key0 >= kBlockN) {
-        load_tile_rows_contiguous<kBlockN, D, Threads>(k_base, tp.k_seq_stride, t.key0, k_smem, tid);
-        load_tile_rows_contiguous<kBlockN, D, Threads>(v_base, tp.v_seq_stride, t.key0, v_smem, tid);
+        if constexpr (Hoisted) {
+            k_copy.issue(t.key0, k_smem);
+            v_copy.issue(t.key0, v_smem);
+        } else {
+            ContiguousRowsCopy<kBlockN, D, Threads> k_tile, v_tile;
+            k_tile.init(k_base, tp.k_seq_stride, tid);
+            v_tile.init(v_base, tp.v_seq_stride, tid);
+            k_tile.issue(t.key0, k_smem);
+            v_tile.issue(t.key0, v_smem);
+        }
     } else {
         auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
         load_tile_rows<kBlockN, D, Threads>(k_base, tp.k_seq_stride, k_smem, tid, key_of);
@@ -391,6 +402,16 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
     const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
     const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
+    // Dense and block-sparse CTAs set up their contiguous K/V tile copies once. The
+    // vertical-slash CTA, whose contiguous tiles are few (its slash tiles), sets them up per
+    // tile: held for the whole loop, their registers took its head_dim 64 kernel from 167
+    // to 169 on sm_90, past the 168 that fit three 128-thread CTAs per SM.
+    constexpr bool kHoistCopies = !Source::kGathers;
+    ContiguousRowsCopy<kBlockN, D, kThreads> k_copy{}, v_copy{};
+    if constexpr (kHoistCopies) {
+        k_copy.init(k_base, tp.k_seq_stride, tid);
+        v_copy.init(v_base, tp.v_seq_stride, tid);
+    }
 
     // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1 (its K slot, and its V slot for
     // a 128-row Q tile) before the loop.
@@ -439,7 +460,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         load_q_tile<kCtaM, D, kThreads>(p, q_base, row0, k_smem(1), tid);
         cp_async_commit();
         stage_keys(cur, 0);
-        load_kv_tiles<D, kThreads>(p, k_base, v_base, cur, s_keys[0], k_smem(0), v_smem(0), tid);
+        load_kv_tiles<D, kThreads, kHoistCopies>(p, k_base, v_base, k_copy, v_copy, cur, s_keys[0], k_smem(0), v_smem(0), tid);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -454,7 +475,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             const bool has_next = src.next(p, nxt);
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
-                load_kv_tiles<D, kThreads>(p, k_base, v_base, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1),
+                load_kv_tiles<D, kThreads, kHoistCopies>(p, k_base, v_base, k_copy, v_copy, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1),
                                            v_smem(stage ^ 1), tid);
             }
             cp_async_commit();  // possibly empty, so "all but the newest group" is this tile

@@ -72,7 +72,7 @@ __device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride
     }
 }
 
-// Pass Pass, then the next ones, of load_tile_rows_contiguous: a compile-time recursion so
+// Pass Pass, then the next ones, of ContiguousRowsCopy::issue: a compile-time recursion so
 // that each pass's shared offset is an immediate of its cp.async (cp_async_16_at).
 template <int Passes, uint32_t PassSmemBytes, int Pass = 0>
 __device__ __forceinline__ void contiguous_passes(uint32_t dst, uint64_t src, uint64_t pass_bytes) {
@@ -82,28 +82,46 @@ __device__ __forceinline__ void contiguous_passes(uint32_t dst, uint64_t src, ui
     }
 }
 
-// Issues the cp.async copies of a SmemTile<Rows, D> whose rows are `Rows` consecutive rows
-// of the tensor, all of them in range, starting at element row `row0` (rows `row_stride`
-// elements apart). The same copies as load_tile_rows with position(r) = row0 + r, without
-// its per-row work: every source address is one 64-bit add from the previous pass's (the
-// rows of consecutive passes are kRowsPerPass apart), where load_tile_rows multiplies each
-// row by the stride, checks it and selects a fallback address. This is the main-loop load
-// of every full contiguous K/V tile, so that work would recur on every tile.
+// The cp.async copies of a SmemTile<Rows, D> whose rows are `Rows` consecutive rows of one
+// tensor, all of them in range, starting at element row `row0` (rows `row_stride` elements
+// apart). The same copies as load_tile_rows with position(r) = row0 + r, without its
+// per-row work: every source address is one 64-bit add from the previous pass's (the rows
+// of consecutive passes are kRowsPerPass apart), where load_tile_rows multiplies each row
+// by the stride, checks it and selects a fallback address. This is the main-loop load of
+// every full contiguous K/V tile, so the thread's own part of the address (its row and
+// chunk, the tensor base, the strides in bytes) is computed once, by init; a tile then
+// costs one 64-bit multiply-add (issue): 2 * ((row0 + row) * stride + chunk * 8) is
+// 2 * (row * stride + chunk * 8) + row0 * (2 * stride), in the same 64-bit arithmetic.
 template <int Rows, int D, int Threads>
-__device__ __forceinline__ void load_tile_rows_contiguous(uint64_t base, int64_t row_stride, int row0, uint32_t smem,
-                                                          int tid) {
+struct ContiguousRowsCopy {
     using Tile = SmemTile<Rows, D>;
     static_assert(Threads % Tile::kChunks == 0, "every thread copies the same chunk of each of its rows");
-    constexpr int kRowsPerPass = Threads / Tile::kChunks;
+    static constexpr int kRowsPerPass = Threads / Tile::kChunks;
     static_assert(Rows % kRowsPerPass == 0, "the threads cover the tile in whole passes");
     static_assert(kRowsPerPass % 8 == 0, "every pass's rows have the same swizzle (row % 8)");
-    const int row = tid / Tile::kChunks;
-    const int chunk = tid % Tile::kChunks;
-    // The swizzle repeats every 8 rows, so pass i's shared offset is pass 0's plus a constant.
-    const uint32_t dst = smem + Tile::chunk_offset(row, chunk);
-    uint64_t src = base + 2 * ((uint64_t)(row0 + row) * row_stride + chunk * 8);
-    const uint64_t pass_bytes = 2 * (uint64_t)row_stride * kRowsPerPass;
-    contiguous_passes<Rows / kRowsPerPass, kRowsPerPass * D * 2>(dst, src, pass_bytes);
-}
+
+    uint64_t src0;        // the thread's source address in row 0 of the tile
+    uint64_t row_bytes;   // 2 * row_stride
+    uint64_t pass_bytes;  // row_bytes * kRowsPerPass
+    uint32_t dst0;        // the thread's shared offset in pass 0 (passes add constants)
+
+    __device__ __forceinline__ void init(uint64_t base, int64_t row_stride, int tid) {
+        const int row = tid / Tile::kChunks;
+        const int chunk = tid % Tile::kChunks;
+        // The swizzle repeats every 8 rows, so pass i's shared offset is pass 0's plus a constant.
+        dst0 = Tile::chunk_offset(row, chunk);
+        src0 = base + 2 * ((uint64_t)row * row_stride + chunk * 8);
+        row_bytes = 2 * (uint64_t)row_stride;
+        pass_bytes = row_bytes * kRowsPerPass;
+        // Opaque to the optimizer, so these are computed here, once, rather than sunk into
+        // the loop branch that uses them and recomputed on every tile.
+        asm volatile("" : "+l"(src0), "+l"(row_bytes), "+l"(pass_bytes));
+    }
+    // Copies rows row0 .. row0 + Rows - 1 into the tile at `smem`.
+    __device__ __forceinline__ void issue(int row0, uint32_t smem) const {
+        contiguous_passes<Rows / kRowsPerPass, kRowsPerPass * D * 2>(smem + dst0, src0 + (uint64_t)row0 * row_bytes,
+                                                                   pass_bytes);
+    }
+};
 
 }  // namespace attn
