@@ -406,9 +406,9 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
     // vertical-slash CTA, whose contiguous tiles are few (its slash tiles), sets them up per
     // tile: held for the whole loop, their registers took its head_dim 64 kernel from 167
     // to 169 on sm_90, past the 168 that fit three 128-thread CTAs per SM.
-    constexpr bool kHoistCopies = !Source::kGathers;
+    constexpr bool kHoistAddressing = !Source::kGathers;
     ContiguousRowsCopy<kBlockN, D, kThreads> k_copy{}, v_copy{};
-    if constexpr (kHoistCopies) {
+    if constexpr (kHoistAddressing) {
         k_copy.init(k_base, tp.k_seq_stride, tid);
         v_copy.init(v_base, tp.v_seq_stride, tid);
     }
@@ -460,7 +460,8 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         load_q_tile<kCtaM, D, kThreads>(p, q_base, row0, k_smem(1), tid);
         cp_async_commit();
         stage_keys(cur, 0);
-        load_kv_tiles<D, kThreads, kHoistCopies>(p, k_base, v_base, k_copy, v_copy, cur, s_keys[0], k_smem(0), v_smem(0), tid);
+        load_kv_tiles<D, kThreads, kHoistAddressing>(p, k_base, v_base, k_copy, v_copy, cur, s_keys[0], k_smem(0),
+                                                     v_smem(0), tid);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -469,14 +470,27 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
         load_q_fragments<QTile>(q_frag, k_smem(1), warp * 16, lane);
         __syncthreads();  // stage 1 is free for the first prefetch
 
+        // The lane's ldmatrix offsets in a K and a V tile. Dense and block-sparse CTAs compute
+        // them once for every tile, made opaque to the optimizer, which would otherwise sink
+        // them into the loop and recompute them on every tile; vertical-slash CTAs leave them
+        // to it, as their copies (kHoistAddressing); held, they took its head_dim 64 kernel from
+        // 167 to 173 registers on sm_90.
+        uint32_t k_off[4], v_off[4];
+        k_lane_offsets<D, kKeyBlocks>(k_off, lane);
+        v_lane_offsets<D, kKeyBlocks>(v_off, lane);
+        if constexpr (kHoistAddressing) {
+            asm volatile("" : "+r"(k_off[0]), "+r"(k_off[1]), "+r"(k_off[2]), "+r"(k_off[3]), "+r"(v_off[0]),
+                         "+r"(v_off[1]), "+r"(v_off[2]), "+r"(v_off[3]));
+        }
+
         int stage = 0;
         while (has) {
             TileRef nxt;
             const bool has_next = src.next(p, nxt);
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
-                load_kv_tiles<D, kThreads, kHoistCopies>(p, k_base, v_base, k_copy, v_copy, nxt, s_keys[stage ^ 1], k_smem(stage ^ 1),
-                                           v_smem(stage ^ 1), tid);
+                load_kv_tiles<D, kThreads, kHoistAddressing>(p, k_base, v_base, k_copy, v_copy, nxt, s_keys[stage ^ 1],
+                                                             k_smem(stage ^ 1), v_smem(stage ^ 1), tid);
             }
             cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
             cp_async_wait<1>();
@@ -487,7 +501,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
             if (src.keeps(cur, block)) {
                 // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
                 float s[kKeyBlocks][4];
-                tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
+                tile_scores_at<T, D>(s, q_frag, k_smem(stage), k_off);
 
                 // Masked where the tile is gathered (per element, by the published keys), or
                 // crosses seq_k or the causal diagonal of the row block's first row (by one
@@ -504,7 +518,7 @@ __device__ __forceinline__ void attention_fwd(const AttnParams& p) {
                 online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
 
                 // O += P V: P straight from the score registers (C layout == A layout).
-                tile_pv<T, D>(s, acc, v_smem(stage), lane);
+                tile_pv_at<T, D>(s, acc, v_smem(stage), v_off);
             }
             __syncthreads();  // every warp is done with this stage before it is refilled
 

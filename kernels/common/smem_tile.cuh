@@ -32,7 +32,8 @@ struct SmemTile {
     // 16-element column step). The swizzle XORs only the low three chunk bits, with
     // row % 8 = r0 % 8 for every n, so with k = 4 a + b (b < 4):
     //   chunk_offset(r0 + 16 n, 2 k + c) = lane_offset(r0, c, b) + block_offset(n, k)
-    // The lane part takes four values (b = 0..3), computed once per tile; block_offset is
+    // The lane part takes four values (b = 0..3), computed once per tile, or once per loop
+    // (tile_math.cuh: k_lane_offsets, v_lane_offsets); block_offset is
     // a compile-time immediate of the ldmatrix (ldmatrix_x4<Offset>).
     static __device__ __forceinline__ uint32_t lane_offset(int r0, int c, int b) { return chunk_offset(r0, 2 * b + c); }
     static constexpr __host__ __device__ int block_offset(int n, int k) { return n * 16 * (D * 2) + (k / 4) * 128; }

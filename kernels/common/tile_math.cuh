@@ -71,21 +71,54 @@ __device__ __forceinline__ void score_steps(float (&s)[NB][4], const uint32_t (&
     }
 }
 
-// S = Q K^T for the warp's 16 rows and the NB * 8 keys of the K tile at `k_smem`.
-template <typename T, int D, int NB>
-__device__ __forceinline__ void tile_scores(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
-                                            int lane) {
-    static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
+// The lane's four ldmatrix offsets (SmemTile::lane_offset) in a K tile of tile_scores, and
+// in a V tile of tile_pv. A tile's base plus these is all the per-tile addressing; a loop
+// over many tiles can compute them once (tile_scores_at, tile_pv_at).
+template <int D, int NB>
+__device__ __forceinline__ void k_lane_offsets(uint32_t (&off)[4], int lane) {
     using Tile = SmemTile<NB * 8, D>;
     // The lane reads row nb * 16 + r0 at chunk kk * 2 + c.
     const int r0 = (lane & 7) + ((lane >> 4) << 3);
     const int c = (lane >> 3) & 1;
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+        off[b] = Tile::lane_offset(r0, c, b);
+    }
+}
+
+template <int D, int NB>
+__device__ __forceinline__ void v_lane_offsets(uint32_t (&off)[4], int lane) {
+    using Tile = SmemTile<NB * 8, D>;
+    // The lane reads row kk * 16 + r0 at chunk db * 2 + c.
+    const int r0 = lane & 15;
+    const int c = lane >> 4;
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+        off[b] = Tile::lane_offset(r0, c, b);
+    }
+}
+
+// S = Q K^T for the warp's 16 rows and the NB * 8 keys of the K tile at `k_smem`, with the
+// lane's offsets from k_lane_offsets.
+template <typename T, int D, int NB>
+__device__ __forceinline__ void tile_scores_at(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
+                                               const uint32_t (&off)[4]) {
+    static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
     uint32_t base[4];
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-        base[b] = k_smem + Tile::lane_offset(r0, c, b);
+        base[b] = k_smem + off[b];
     }
     score_steps<T, D, NB>(s, q_frag, base);
+}
+
+// S = Q K^T for the warp's 16 rows and the NB * 8 keys of the K tile at `k_smem`.
+template <typename T, int D, int NB>
+__device__ __forceinline__ void tile_scores(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
+                                            int lane) {
+    uint32_t off[4];
+    k_lane_offsets<D, NB>(off, lane);
+    tile_scores_at<T, D, NB>(s, q_frag, k_smem, off);
 }
 
 // Masks the score tile per element: `key_of(col)` is the key in tile column col (-1:
@@ -157,19 +190,24 @@ __device__ __forceinline__ void pv_key_steps(const float (&p)[NB][4], float (&ac
 
 // O += P V for the NB * 8 keys of the V tile at `v_smem`; `p` holds the probabilities in
 // C-fragment layout, which is the A layout of the second mma.
+// With the lane's offsets from v_lane_offsets.
 template <typename T, int D, int NB>
-__device__ __forceinline__ void tile_pv(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem, int lane) {
+__device__ __forceinline__ void tile_pv_at(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem,
+                                           const uint32_t (&off)[4]) {
     static_assert(NB % 2 == 0, "P is fed 16 keys per mma");
-    using Tile = SmemTile<NB * 8, D>;
-    // The lane reads row kk * 16 + r0 at chunk db * 2 + c.
-    const int r0 = lane & 15;
-    const int c = lane >> 4;
     uint32_t base[4];
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-        base[b] = v_smem + Tile::lane_offset(r0, c, b);
+        base[b] = v_smem + off[b];
     }
     pv_key_steps<T, D, NB>(p, acc, base);
+}
+
+template <typename T, int D, int NB>
+__device__ __forceinline__ void tile_pv(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem, int lane) {
+    uint32_t off[4];
+    v_lane_offsets<D, NB>(off, lane);
+    tile_pv_at<T, D, NB>(p, acc, v_smem, off);
 }
 
 }  // namespace attn
