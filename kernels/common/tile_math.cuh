@@ -116,9 +116,17 @@ __device__ __forceinline__ void tile_scores_at(float (&s)[NB][4], const uint32_t
 template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_scores(float (&s)[NB][4], const uint32_t (&q_frag)[D / 16][4], uint32_t k_smem,
                                             int lane) {
-    uint32_t off[4];
-    k_lane_offsets<D, NB>(off, lane);
-    tile_scores_at<T, D, NB>(s, q_frag, k_smem, off);
+    static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
+    using Tile = SmemTile<NB * 8, D>;
+    // As k_lane_offsets, with the tile base added per offset.
+    const int r0 = (lane & 7) + ((lane >> 4) << 3);
+    const int c = (lane >> 3) & 1;
+    uint32_t base[4];
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+        base[b] = k_smem + Tile::lane_offset(r0, c, b);
+    }
+    score_steps<T, D, NB>(s, q_frag, base);
 }
 
 // Masks the score tile per element: `key_of(col)` is the key in tile column col (-1:
@@ -205,9 +213,17 @@ __device__ __forceinline__ void tile_pv_at(const float (&p)[NB][4], float (&acc)
 
 template <typename T, int D, int NB>
 __device__ __forceinline__ void tile_pv(const float (&p)[NB][4], float (&acc)[D / 8][4], uint32_t v_smem, int lane) {
-    uint32_t off[4];
-    v_lane_offsets<D, NB>(off, lane);
-    tile_pv_at<T, D, NB>(p, acc, v_smem, off);
+    static_assert(NB % 2 == 0, "P is fed 16 keys per mma");
+    using Tile = SmemTile<NB * 8, D>;
+    // As v_lane_offsets, with the tile base added per offset.
+    const int r0 = lane & 15;
+    const int c = lane >> 4;
+    uint32_t base[4];
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+        base[b] = v_smem + Tile::lane_offset(r0, c, b);
+    }
+    pv_key_steps<T, D, NB>(p, acc, base);
 }
 
 }  // namespace attn
