@@ -19,10 +19,8 @@ use crate::source::{BlockSparseDims, BlockSparseIndex, Source};
 /// shape by [`SparsePattern::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockSparse {
-    batch: usize,
-    heads: usize,
-    row_blocks: usize,
-    max_blocks: usize,
+    /// The sizes, in the form the kernels' `Source` carries them.
+    dims: BlockSparseDims,
     block_count: Vec<i32>,
     block_index: Vec<i32>,
 }
@@ -48,7 +46,9 @@ impl BlockSparse {
         product("batch * heads * row_blocks * max_blocks", &[batch, heads, row_blocks, max_blocks])?;
         check_len("block_count", block_count.len(), &[batch, heads, row_blocks])?;
         check_len("block_index", block_index.len(), &[batch, heads, row_blocks, max_blocks])?;
-        let this = Self { batch, heads, row_blocks, max_blocks, block_count, block_index };
+        // Cannot fail: the product above covers both tensors.
+        let dims = BlockSparseDims::new(batch, heads, row_blocks, max_blocks)?;
+        let this = Self { dims, block_count, block_index };
         if max_blocks == 0 {
             // No index row has room for an entry, so any non-zero count is already wrong.
             if let Some(flat) = this.block_count.iter().position(|&c| c != 0) {
@@ -109,27 +109,27 @@ impl BlockSparse {
 
     /// Batch size the descriptor was built for.
     pub fn batch(&self) -> usize {
-        self.batch
+        self.dims.batch()
     }
 
     /// `H`: heads_q, or heads_kv when one mask serves a GQA group.
     pub fn heads(&self) -> usize {
-        self.heads
+        self.dims.heads()
     }
 
     /// `MB`: row blocks, `ceil(seq_q / BLOCK_M)` for a matching problem.
     pub fn row_blocks(&self) -> usize {
-        self.row_blocks
+        self.dims.row_blocks()
     }
 
     /// Capacity of each index row (the last dimension of `block_index`).
     pub fn max_blocks(&self) -> usize {
-        self.max_blocks
+        self.dims.max_blocks()
     }
 
     /// `[B, H, MB, max_blocks]`, in the order the tensors are laid out.
     pub fn dims(&self) -> [usize; 4] {
-        [self.batch, self.heads, self.row_blocks, self.max_blocks]
+        self.dims.to_array()
     }
 
     /// The raw `block_count` tensor `[B, H, MB]`, for upload to the device.
@@ -147,12 +147,12 @@ impl BlockSparse {
     pub fn count(&self, b: usize, h: usize, m: usize) -> Result<usize> {
         let flat = self.flat_position(b, h, m)?;
         let value = self.block_count[flat];
-        if value < 0 || value as usize > self.max_blocks {
+        if value < 0 || value as usize > self.max_blocks() {
             return Err(Error::CountOutOfRange {
                 tensor: "block_count",
                 at: at(&[b, h, m]),
                 value: value as i64,
-                max: self.max_blocks,
+                max: self.max_blocks(),
             });
         }
         Ok(value as usize)
@@ -163,14 +163,14 @@ impl BlockSparse {
     /// `validate`.
     pub fn blocks(&self, b: usize, h: usize, m: usize) -> Result<&[i32]> {
         let count = self.count(b, h, m)?;
-        let start = self.flat_position(b, h, m)? * self.max_blocks;
+        let start = self.flat_position(b, h, m)? * self.max_blocks();
         Ok(&self.block_index[start..start + count])
     }
 
     /// The descriptor head that query head `head_q` reads: itself when `H == heads_q`,
     /// otherwise its GQA group. Meaningful only for a shape the descriptor validated against.
     pub fn mask_head(&self, shape: &AttnShape, head_q: usize) -> usize {
-        if self.heads == shape.heads_q() || shape.heads_kv() == 0 {
+        if self.heads() == shape.heads_q() || shape.heads_kv() == 0 {
             head_q
         } else {
             head_q / (shape.heads_q() / shape.heads_kv()).max(1)
@@ -186,7 +186,7 @@ impl BlockSparse {
         self.validate(shape)?;
         let mut kept = 0;
         let mut dense = 0;
-        for m in 0..self.row_blocks {
+        for m in 0..self.row_blocks() {
             // Visibility grows with the row index, so the block's last row sees the most.
             let last_row = ((m + 1) * BLOCK_M).min(shape.seq_q()) - 1;
             let visible = shape.visible_keys(last_row, causal);
@@ -205,7 +205,7 @@ impl BlockSparse {
     /// Flat offset of `[b, h, m]` in `block_count`, or an error naming the bad coordinate.
     fn flat_position(&self, b: usize, h: usize, m: usize) -> Result<usize> {
         for (value, extent, dim) in
-            [(b, self.batch, "batch"), (h, self.heads, "heads"), (m, self.row_blocks, "row_blocks")]
+            [(b, self.batch(), "batch"), (h, self.heads(), "heads"), (m, self.row_blocks(), "row_blocks")]
         {
             if value >= extent {
                 return Err(Error::IndexOutOfRange {
@@ -216,24 +216,24 @@ impl BlockSparse {
                 });
             }
         }
-        Ok((b * self.heads + h) * self.row_blocks + m)
+        Ok((b * self.heads() + h) * self.row_blocks() + m)
     }
 
     /// `[b, h, m]` of a flat `block_count` offset, for error messages.
     fn unflatten(&self, flat: usize) -> [usize; 3] {
-        let m = flat % self.row_blocks;
-        let bh = flat / self.row_blocks;
-        [bh / self.heads, bh % self.heads, m]
+        let m = flat % self.row_blocks();
+        let bh = flat / self.row_blocks();
+        [bh / self.heads(), bh % self.heads(), m]
     }
 
     /// The counted entries of one index row, with the count clamped into `0..=max_blocks`
     /// so that even an unvalidated descriptor cannot cause an out-of-bounds slice. Callers
     /// validate first; the clamp is a second line of defence, not a semantics.
     pub(crate) fn counted(&self, b: usize, h: usize, m: usize) -> &[i32] {
-        let flat = (b * self.heads + h) * self.row_blocks + m;
+        let flat = (b * self.heads() + h) * self.row_blocks() + m;
         let Some(&count) = self.block_count.get(flat) else { return &[] };
-        let count = (count.max(0) as usize).min(self.max_blocks);
-        let start = flat * self.max_blocks;
+        let count = (count.max(0) as usize).min(self.max_blocks());
+        let start = flat * self.max_blocks();
         self.block_index.get(start..start + count).unwrap_or(&[])
     }
 }
@@ -241,35 +241,35 @@ impl BlockSparse {
 impl SparsePattern for BlockSparse {
     fn validate(&self, shape: &AttnShape) -> Result<()> {
         let shape = *shape;
-        if self.batch != shape.batch() {
+        if self.batch() != shape.batch() {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has batch {}, the problem has batch {}",
-                    self.batch, shape.batch()
+                    self.batch(), shape.batch()
                 ),
             });
         }
-        if self.heads != shape.heads_q() && self.heads != shape.heads_kv() {
+        if self.heads() != shape.heads_q() && self.heads() != shape.heads_kv() {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has {} heads; it must have heads_q ({}) or heads_kv ({})",
-                    self.heads, shape.heads_q(), shape.heads_kv()
+                    self.heads(), shape.heads_q(), shape.heads_kv()
                 ),
             });
         }
         let want_rows = shape.seq_q().div_ceil(BLOCK_M);
-        if self.row_blocks != want_rows {
+        if self.row_blocks() != want_rows {
             return Err(Error::DescriptorMismatch {
                 reason: format!(
                     "block-sparse descriptor has {} row blocks; seq_q = {} needs ceil({}/{BLOCK_M}) = {want_rows}",
-                    self.row_blocks, shape.seq_q(), shape.seq_q()
+                    self.row_blocks(), shape.seq_q(), shape.seq_q()
                 ),
             });
         }
         let key_blocks = shape.seq_k().div_ceil(BLOCK_N) as i64;
-        for b in 0..self.batch {
-            for h in 0..self.heads {
-                for m in 0..self.row_blocks {
+        for b in 0..self.batch() {
+            for h in 0..self.heads() {
+                for m in 0..self.row_blocks() {
                     self.count(b, h, m)?;
                     let mut prev: Option<i64> = None;
                     for (slot, &n) in self.counted(b, h, m).iter().enumerate() {
@@ -300,7 +300,7 @@ impl SparsePattern for BlockSparse {
 
     fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
         self.validate(shape)?;
-        let dims = BlockSparseDims::new(self.batch, self.heads, self.row_blocks, self.max_blocks)?;
+        let dims = self.dims;
         let (block_count, block_index) = (Cow::Borrowed(&self.block_count[..]), Cow::Borrowed(&self.block_index[..]));
         Ok(Source::BlockSparse(BlockSparseIndex { dims, block_count, block_index }))
     }

@@ -25,10 +25,8 @@ pub const NO_KEY: i32 = -1;
 /// Per-query, per-kv-head lists of selected keys: `indices [batch, seq_q, heads_kv, k]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopkTokens {
-    batch: usize,
-    seq_q: usize,
-    heads_kv: usize,
-    k: usize,
+    /// The sizes, in the form the kernels' `Source` carries them.
+    dims: TopkDims,
     indices: Vec<i32>,
 }
 
@@ -46,32 +44,34 @@ impl TopkTokens {
         }
         // Four dims under 2^31 can still overflow usize together: `check_len` reports that.
         check_len("indices", indices.len(), &[batch, seq_q, heads_kv, k])?;
-        Ok(Self { batch, seq_q, heads_kv, k, indices })
+        // Cannot fail: check_len has computed the same product.
+        let dims = TopkDims::new(batch, seq_q, heads_kv, k)?;
+        Ok(Self { dims, indices })
     }
 
     /// `[batch, seq_q, heads_kv, k]`.
     pub fn dims(&self) -> [usize; 4] {
-        [self.batch, self.seq_q, self.heads_kv, self.k]
+        self.dims.to_array()
     }
 
     /// Batch size the tensor was built for.
     pub fn batch(&self) -> usize {
-        self.batch
+        self.dims.batch()
     }
 
     /// Query rows per sequence.
     pub fn seq_q(&self) -> usize {
-        self.seq_q
+        self.dims.seq_q()
     }
 
     /// kv heads: one index row per kv head, shared by its query-head group.
     pub fn heads_kv(&self) -> usize {
-        self.heads_kv
+        self.dims.heads_kv()
     }
 
     /// Slots per row (selected keys plus `-1` padding).
     pub fn k(&self) -> usize {
-        self.k
+        self.dims.k()
     }
 
     /// The whole index tensor, row-major `[batch, seq_q, heads_kv, k]`, as the kernels read it.
@@ -82,11 +82,11 @@ impl TopkTokens {
     /// The `k` entries of query row `i` of kv head `h_kv` in batch `b`, or `None` when the
     /// position is outside the tensor (a lookup, not an invariant, so no panic).
     pub fn row(&self, b: usize, i: usize, h_kv: usize) -> Option<&[i32]> {
-        if b >= self.batch || i >= self.seq_q || h_kv >= self.heads_kv {
+        if b >= self.batch() || i >= self.seq_q() || h_kv >= self.heads_kv() {
             return None;
         }
-        let start = ((b * self.seq_q + i) * self.heads_kv + h_kv) * self.k;
-        self.indices.get(start..start + self.k)
+        let start = ((b * self.seq_q() + i) * self.heads_kv() + h_kv) * self.k();
+        self.indices.get(start..start + self.k())
     }
 
     /// Kept (row, key) elements over the dense element count, over all query heads, with
@@ -98,11 +98,11 @@ impl TopkTokens {
         // a small index tensor can push past u64.
         let mut kept = 0u128;
         let mut dense = 0u128;
-        for b in 0..self.batch {
-            for i in 0..self.seq_q {
+        for b in 0..self.batch() {
+            for i in 0..self.seq_q() {
                 let limit = shape.visible_keys(i, causal);
                 dense += limit as u128 * shape.heads_q() as u128;
-                for h_kv in 0..self.heads_kv {
+                for h_kv in 0..self.heads_kv() {
                     let visible = self.visible_keys(b, i, h_kv, limit).count();
                     kept += visible as u128 * shape.group_size() as u128;
                 }
@@ -126,9 +126,9 @@ impl TopkTokens {
 
     fn check_shape(&self, shape: &AttnShape) -> Result<()> {
         let pairs = [
-            ("batch", self.batch, shape.batch()),
-            ("seq_q", self.seq_q, shape.seq_q()),
-            ("heads_kv", self.heads_kv, shape.heads_kv()),
+            ("batch", self.batch(), shape.batch()),
+            ("seq_q", self.seq_q(), shape.seq_q()),
+            ("heads_kv", self.heads_kv(), shape.heads_kv()),
         ];
         for (name, ours, theirs) in pairs {
             if ours != theirs {
@@ -150,10 +150,10 @@ impl SparsePattern for TopkTokens {
         // (row number + 1, slot) of the last time each key was seen: one allocation for the
         // whole tensor instead of clearing a set per row.
         let mut seen: Vec<(usize, usize)> = vec![(0, 0); seq_k];
-        for (row_no, row) in self.indices.chunks_exact(self.k).enumerate() {
+        for (row_no, row) in self.indices.chunks_exact(self.k()).enumerate() {
             let stamp = row_no + 1;
-            let (bi, h_kv) = (row_no / self.heads_kv, row_no % self.heads_kv);
-            let (b, i) = (bi / self.seq_q, bi % self.seq_q);
+            let (bi, h_kv) = (row_no / self.heads_kv(), row_no % self.heads_kv());
+            let (b, i) = (bi / self.seq_q(), bi % self.seq_q());
             for (slot, &j) in row.iter().enumerate() {
                 if j == NO_KEY {
                     continue;
@@ -188,8 +188,7 @@ impl SparsePattern for TopkTokens {
     /// error here, where the kernel could only skip or double-count them).
     fn source(&self, shape: &AttnShape) -> Result<Source<Cow<'_, [i32]>>> {
         self.validate(shape)?;
-        let dims = TopkDims::new(self.batch, self.seq_q, self.heads_kv, self.k)?;
-        Ok(Source::TopK(TopkIndex { dims, indices: Cow::Borrowed(&self.indices[..]) }))
+        Ok(Source::TopK(TopkIndex { dims: self.dims, indices: Cow::Borrowed(&self.indices[..]) }))
     }
 
     /// Query head `h`, row `i` sees exactly the valid keys of row `i` of kv head
