@@ -18,15 +18,6 @@ use sparse_attn::source::{BlockSparseDims, BlockSparseIndex, Source, TopkDims, T
 use sparse_attn::sim::SimBackend;
 use sparse_attn::{plan, AttnDtype, AttnOptions, AttnShape, Bshd, DType};
 
-fn backend_or_skip() -> Option<SimBackend> {
-    if sparse_attn::ptx::resource_report().is_none() {
-        assert!(std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").map_or(true, |v| v != "1"), "SPARSE_ATTN_REQUIRE_KERNELS=1 but no kernels");
-        eprintln!("skipped: the crate was built without a CUDA compiler, so there is no PTX to simulate");
-        return None;
-    }
-    Some(SimBackend::new(80))
-}
-
 /// The device-side form of a case's source: its descriptor's validated index tensors, uploaded.
 fn source(sim: &SimBackend, case: &Case) -> Source<DeviceBuffer> {
     let host = case.pattern.source(&case.shape).unwrap_or_else(|e| panic!("{}: source: {e}", case.label()));
@@ -97,7 +88,7 @@ fn check_case(sim: &SimBackend, case: &Case, layouts: AttnLayouts, opts: &Launch
 }
 
 fn run_matrix(pattern: &str) {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let cases: Vec<Case> = matrix(1).into_iter().chain(wide_group_topk_cases()).filter(|c| c.name == pattern).collect();
     assert!(cases.len() >= 50, "{pattern}: only {} cases", cases.len());
     for case in &cases {
@@ -135,7 +126,7 @@ fn topk_matches_the_reference() {
 fn the_checker_rejects_a_wrong_mask() {
     // Negative control: the same kernel output held to the reference of a different mask
     // (dense instead of the block list) must fail, or the matrix above proves nothing.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 130, 130, 2, 2, 64).unwrap();
     let mut rng = Rng::new(77);
     let desc = random_block_sparse(&mut rng, &shape, 2, 0.5);
@@ -151,7 +142,7 @@ fn the_checker_rejects_a_wrong_mask() {
 
 #[test]
 fn racecheck_is_clean() {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = LaunchOptions { racecheck: true, ..Default::default() };
     // One case per pattern and head_dim, with partial tiles and GQA.
     let cases: Vec<Case> = matrix(1)
@@ -168,7 +159,7 @@ fn racecheck_is_clean() {
 fn padded_strided_layouts_are_honoured() {
     // Rows padded to 136 (head) and whole positions padded by two extra rows, with junk in
     // the padding: a kernel that assumed contiguity would read it.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for pattern in ["dense", "block_sparse", "vertical_slash", "topk"] {
         for case in matrix(1).into_iter().filter(|c| c.name == pattern && c.shape.seq_q() == 65 && c.shape.head_dim() == 128 && c.causal).take(2) {
             let s = case.shape;
@@ -192,7 +183,7 @@ fn mma_per_warp_tile(head_dim: usize, keys: usize) -> u64 {
 
 #[test]
 fn sparse_launches_execute_only_the_kept_tiles() {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for (causal, head_dim, seq) in [(false, 64, 300), (true, 128, 513), (true, 64, 130)] {
         let shape = AttnShape::new(1, seq, seq, 4, 2, head_dim).unwrap();
         let dense_case = Case::dense(shape, causal, DType::BF16, 5);
@@ -219,7 +210,7 @@ fn sparse_launches_execute_only_the_kept_tiles() {
 
 #[test]
 fn vertical_slash_runs_its_tiles_and_column_tiles_only() {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 300, 300, 2, 2, 64).unwrap();
     let mut rng = Rng::new(31);
     let desc = attention_cases::random_vertical_slash(&mut rng, &shape, 2, 0.05);
@@ -241,7 +232,7 @@ fn vertical_slash_runs_its_tiles_and_column_tiles_only() {
 fn topk_loads_each_gathered_row_once_per_group() {
     // GQA 8:1 packs 8 heads in one warp: one warp per (row, kv head), so the mma count is
     // that of heads_kv warps, not heads_q.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 40, 100, 8, 1, 64).unwrap();
     let mut rng = Rng::new(8);
     let desc = random_topk(&mut rng, &shape, 0.4);
@@ -257,7 +248,7 @@ fn the_output_leaves_in_16_byte_stores() {
     // stores whole 16-byte chunks (kernels/common/epilogue.cuh): a warp writes its rows in
     // head_dim / 16 stores (head_dim / 4 per row pair with 4-byte stores from the
     // fragments), plus one LSE store per fragment row.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for head_dim in [64, 128] {
         let shape = AttnShape::new(1, 128, 128, 2, 1, head_dim).unwrap();
         let counters = check_case(&sim, &Case::dense(shape, true, DType::BF16, 41), AttnLayouts::contiguous(&shape), &LaunchOptions::default());
@@ -310,7 +301,7 @@ fn run_fuzzed(sim: &SimBackend, shape: &AttnShape, causal: bool, source: &Source
 
 #[test]
 fn fuzzed_index_tensors_stay_in_bounds() {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for (seq_q, seq_k) in [(65, 130), (130, 65), (1, 257)] {
         let shape = AttnShape::new(1, seq_q, seq_k, 4, 2, 64).unwrap();
         let mut rng = Rng::new(seq_q as u64 ^ 0xF00D);
@@ -361,7 +352,7 @@ fn kernel_rule(list: &[i32], count: i32, key_blocks: i32) -> Vec<i32> {
 fn fuzzed_block_lists_compute_exactly_the_entries_they_keep() {
     // Beyond staying in bounds: with garbage in the lists, the kernel's result equals the
     // reference on the entries its documented skip rule keeps.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for (seq_q, seq_k, causal) in [(130, 200, false), (200, 130, true)] {
         let shape = AttnShape::new(1, seq_q, seq_k, 2, 2, 64).unwrap();
         let mut rng = Rng::new(seq_k as u64);
@@ -391,7 +382,7 @@ fn fuzzed_block_lists_compute_exactly_the_entries_they_keep() {
 #[test]
 fn fuzzed_topk_rows_skip_what_they_must() {
     // -1, negatives and keys >= seq_k are skipped exactly as if they were -1.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 50, 90, 4, 1, 128).unwrap();
     let mut rng = Rng::new(4242);
     let clean = random_topk(&mut rng, &shape, 0.3);
@@ -418,7 +409,7 @@ fn shared_memory_accesses_are_bank_conflict_free() {
     // The XOR swizzle of the K/V/Q tiles exists so that ldmatrix (8 rows at one chunk) and
     // the cp.async fills hit 8 distinct 16-byte bank groups; the simulator counts the
     // wavefronts, so a broken swizzle shows up here as extra ones.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let cases: Vec<Case> = matrix(1).into_iter().filter(|c| c.shape.seq_q() == 257 && c.shape.heads_q() == 4 && c.dtype == DType::F16 && c.causal).collect();
     assert_eq!(cases.len(), 5 * 2, "five patterns x two head dims");
     for case in &cases {
@@ -432,7 +423,7 @@ fn shared_memory_accesses_are_bank_conflict_free() {
 fn the_sm_90_ptx_matches_too() {
     // The embedded sm_90 PTX is what an H100 JIT-compiles; it comes from a separate compiler
     // run, so a thinned slice of the matrix runs on it as well.
-    if backend_or_skip().is_none() {
+    if attention_cases::sim_backend_or_skip().is_none() {
         return;
     }
     let sim = SimBackend::new(90);
@@ -449,7 +440,7 @@ fn fuzzed_vertical_columns_attend_each_key_once() {
     // with no tiles: the kernel keeps an entry only if it is in range and above every
     // in-range entry before it, so each key is attended at most once. The expected mask is
     // that rule restated here, intersected with the causal mask.
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 130, 200, 4, 2, 64).unwrap();
     let (heads, mb, nnz_v) = (2, 3, 100);
     let mut rng = Rng::new(555);

@@ -27,15 +27,6 @@ use sparse_attn::sim::SimBackend;
 use sparse_attn::source::Source;
 use sparse_attn::{kernel_scale_range, plan, AttnDtype, AttnOptions, AttnShape, Bshd, DType, SparsePattern};
 
-fn backend_or_skip() -> Option<SimBackend> {
-    if sparse_attn::ptx::resource_report().is_none() {
-        assert!(std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").map_or(true, |v| v != "1"), "SPARSE_ATTN_REQUIRE_KERNELS=1 but no kernels");
-        eprintln!("skipped: the crate was built without a CUDA compiler, so there is no PTX to simulate");
-        return None;
-    }
-    Some(SimBackend::new(80))
-}
-
 /// Key rows the K/V layout leaves after each batch's seq_k keys.
 const GAP: usize = 64;
 
@@ -290,7 +281,7 @@ fn run<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, sc: &Scenario, poison:
 
 #[test]
 fn non_finite_inputs_do_what_the_readme_says() {
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let poisons = [
         Poison::V { key: 10, value: f32::NAN },
         Poison::V { key: 10, value: f32::INFINITY },
@@ -339,7 +330,7 @@ fn a_row_whose_every_score_is_minus_infinity_reads_as_one_with_no_key() {
     let inputs = RefInputs::new(shape, &q, &k, &v).unwrap();
     let r = sparse_attn::reference::dense_attention(&inputs, &opts).unwrap();
     assert_eq!((r.out, r.lse), (vec![0.0; 64], vec![f64::NEG_INFINITY]));
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let (out, lse) = launch_dense(&sim, &shape, &opts, &q, &k, &v);
     assert!(out.iter().all(|&x| x == 0.0) && lse == [f32::NEG_INFINITY], "{out:?} {lse:?}");
 }
@@ -367,7 +358,7 @@ fn the_extreme_accepted_scales_run() {
     // The largest one, on bf16 inputs small enough that the logits stay inside the range the
     // exp2 form computes (README, "Non-finite inputs and the softmax scale"), overflows
     // nothing: finite output and the reference's LSE (above 1e6 here).
-    let Some(sim) = backend_or_skip() else { return };
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let shape = AttnShape::new(1, 70, 70, 1, 1, 128).unwrap();
     for dtype in [DType::F16, DType::BF16] {
         let (min, _) = kernel_scale_range(dtype, 128);

@@ -241,3 +241,15 @@ pub fn matrix(every: usize) -> Vec<Case> {
     }
     cases.into_iter().enumerate().filter(|(i, _)| i % every.max(1) == 0).map(|(_, c)| c).collect()
 }
+
+/// The simulator backend, or `None` (with the reason printed) when the crate was built
+/// without a CUDA compiler; with `SPARSE_ATTN_REQUIRE_KERNELS=1` that is a failure instead.
+#[cfg(feature = "sim")]
+pub fn sim_backend_or_skip() -> Option<sparse_attn::sim::SimBackend> {
+    if sparse_attn::ptx::resource_report().is_none() {
+        assert!(std::env::var("SPARSE_ATTN_REQUIRE_KERNELS").map_or(true, |v| v != "1"), "SPARSE_ATTN_REQUIRE_KERNELS=1 but no kernels");
+        eprintln!("skipped: the crate was built without a CUDA compiler, so there is no PTX to simulate");
+        return None;
+    }
+    Some(sparse_attn::sim::SimBackend::new(80))
+}
