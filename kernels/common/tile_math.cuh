@@ -98,6 +98,15 @@ __device__ __forceinline__ void v_lane_offsets(uint32_t (&off)[4], int lane) {
     }
 }
 
+// The lane's four ldmatrix base addresses in a tile at `smem`, from the per-lane offsets
+// that k_lane_offsets / v_lane_offsets computed once per CTA.
+__device__ __forceinline__ void lane_bases(uint32_t smem, const uint32_t (&off)[4], uint32_t (&base)[4]) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+        base[b] = smem + off[b];
+    }
+}
+
 // S = Q K^T for the warp's 16 rows and the NB * 8 keys of the K tile at `k_smem`, with the
 // lane's offsets from k_lane_offsets.
 template <typename T, int D, int NB>
@@ -105,10 +114,7 @@ __device__ __forceinline__ void tile_scores_at(float (&s)[NB][4], const uint32_t
                                                const uint32_t (&off)[4]) {
     static_assert(NB % 2 == 0, "key blocks are loaded in pairs");
     uint32_t base[4];
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-        base[b] = k_smem + off[b];
-    }
+    lane_bases(k_smem, off, base);
     score_steps<T, D, NB>(s, q_frag, base);
 }
 
@@ -204,10 +210,7 @@ __device__ __forceinline__ void tile_pv_at(const float (&p)[NB][4], float (&acc)
                                            const uint32_t (&off)[4]) {
     static_assert(NB % 2 == 0, "P is fed 16 keys per mma");
     uint32_t base[4];
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-        base[b] = v_smem + off[b];
-    }
+    lane_bases(v_smem, off, base);
     pv_key_steps<T, D, NB>(p, acc, base);
 }
 
