@@ -18,15 +18,17 @@
 // the keys of one key block (block ids, vertical-slash tile starts span SA_INDEX_BLOCK_N keys).
 #define SA_INDEX_BLOCK_M 64
 #define SA_INDEX_BLOCK_N 64
-// Prefill CTA tile: query rows per CTA and keys per K/V tile. Today equal to the index block
+// Prefill tiles: query rows per row block and keys per K/V tile. Today equal to the index block
 // (kernels/prefill.cu asserts it); later issues may choose it per head_dim.
 #define SA_PREFILL_TILE_M 64
 #define SA_PREFILL_TILE_N 64
-// Prefill threads per row block: 4 warps of 16 query rows each.
+// Prefill threads per CTA: 4 warps, each owning 16 query rows of every row block the CTA
+// covers.
 #define SA_PREFILL_THREADS 128
-// Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels: rows 2c and
-// 2c + 1 share one CTA of SA_PREFILL_ROW_BLOCKS * SA_PREFILL_THREADS threads and each K/V tile
-// load (FlashAttention-2's 128-row CTA). The vertical-slash kernel runs one row block per CTA.
+// Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels: row blocks
+// 2c and 2c + 1 share one CTA (128 rows, FlashAttention-2's forward CTA) and each K/V tile
+// load; each warp runs one 16-row m-tile in each. The vertical-slash kernel runs one row
+// block per CTA.
 #define SA_PREFILL_ROW_BLOCKS 2
 // Top-k attention: query heads of one GQA group packed as the mma's 16 rows of one warp,
 // index slots (gathered keys) per shared-memory tile, threads per CTA (one warp).

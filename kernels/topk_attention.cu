@@ -142,7 +142,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             // Every head of the warp shares query row i, hence one visibility rule.
             auto key_of = [&](int col) { return s_keys[stage][col]; };
             mask_tile(s, t4, key_of, last_key, last_key);
-            online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
+            online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);
             tile_pv<T, D>(s, acc, v_smem(stage), lane);
             __syncthreads();  // the stage is read by every lane before it is refilled
         }

@@ -168,13 +168,14 @@ pub const INDEX_BLOCK_M: usize = 64;
 /// Keys of one index key block, in every sparse format (`SA_INDEX_BLOCK_N`): block ids and
 /// vertical-slash tile starts address ranges of this many keys.
 pub const INDEX_BLOCK_N: usize = 64;
-/// Query rows per CTA of the prefill kernels (`SA_PREFILL_TILE_M`; equal to
+/// Query rows per row block of the prefill kernels (`SA_PREFILL_TILE_M`; equal to
 /// [`INDEX_BLOCK_M`], which kernels/prefill.cu asserts).
 pub const PREFILL_TILE_M: usize = 64;
 /// Keys per K/V tile of the prefill kernels (`SA_PREFILL_TILE_N`; equal to [`INDEX_BLOCK_N`]).
 pub const PREFILL_TILE_N: usize = 64;
-/// Threads per row block of the prefill kernels (`SA_PREFILL_THREADS`): 4 warps of 16 query
-/// rows. A CTA has [`PREFILL_ROW_BLOCKS`] times as many in the dense and block-sparse kernels.
+/// Threads per CTA of every prefill kernel (`SA_PREFILL_THREADS`): 4 warps, each owning 16
+/// query rows of every row block the CTA covers ([`PREFILL_ROW_BLOCKS`] in the dense and
+/// block-sparse kernels, one in the vertical-slash kernel).
 pub const PREFILL_THREADS: u32 = 128;
 /// Row blocks per CTA of the dense and block-sparse prefill kernels
 /// (`SA_PREFILL_ROW_BLOCKS`); the vertical-slash kernel has one.

@@ -65,10 +65,11 @@ fn a_valid_launch_has_the_documented_geometry_and_params() {
     assert_eq!(p.module(), "prefill");
     assert_eq!(p.kernel(), "attn_fwd_block_sparse_bf16_hd128");
     // ceil(130 / 64) = 3 row blocks, 2 per block-sparse CTA (rows 2c and 2c + 1 share the
-    // K/V tile loads): ceil(3 / 2) = 2 CTAs along x, of 2 x THREADS threads.
+    // K/V tile loads): ceil(3 / 2) = 2 CTAs along x, of THREADS threads (each warp runs 16
+    // rows of both row blocks).
     assert_eq!(p.grid(), [2, 8, 2], "ceil(3 row blocks / 2), heads_q, batch");
-    assert_eq!(p.block(), [2 * THREADS, 1, 1]);
-    assert_eq!(p.shared_mem_bytes(), 4 * 64 * 128 * 2, "K and V, two stages each, 64 x 128 x 2 bytes");
+    assert_eq!(p.block(), [THREADS, 1, 1]);
+    assert_eq!(p.shared_mem_bytes(), (128 + 64 + 64) * 128 * 2, "a 128-row Q tile, one K and one V tile, x 128 x 2 bytes");
     let params: sparse_attn::params::AttnParams = bytemuck::pod_read_unaligned(p.params());
     let t = params.tensors;
     assert_eq!((t.q, t.k, t.v, t.out, t.lse), (1 << 30, 2 << 30, 3 << 30, 4 << 30, 5 << 30));

@@ -39,9 +39,20 @@ struct RowState {
 // Folds one score tile s[NB][4] (NB blocks of 8 keys, C-fragment layout; masked entries
 // are -inf) into the state: s becomes the probabilities in the new frame, and `acc`
 // (the output accumulator, ND blocks of 8 dims) is rescaled to that frame.
-template <int NB, int ND>
+//
+// The rescale (one multiply per accumulator element, as many as the tile has scores at
+// head_dim 128) is skipped when no row of the warp raised its maximum: the factor would be
+// exactly exp2(0) = 1, so the result is bit-identical. Past the first tiles a row's maximum
+// rarely grows, so most tiles skip it. The vote keeps the branch warp-uniform; every lane
+// of the warp must call this together (as the quad shuffles already require). A NaN maximum
+// compares unequal and takes the rescale, as before; a row still at -inf (no key yet) has
+// only zero probabilities, so skipping its factor of 0 leaves the same accumulator.
+// `SkipUnchanged` = false always rescales: the vote keeps the new maxima live across the
+// exponentials, a register the top-k kernel at head_dim 128 does not have on sm_80.
+template <int NB, int ND, bool SkipUnchanged = true>
 __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&acc)[ND][4], RowState& st,
                                                     float scale_log2) {
+    float new_max[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float tile_max = -INFINITY;
@@ -49,24 +60,51 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&a
         for (int j = 0; j < NB; ++j) {
             tile_max = fmaxf(tile_max, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
         }
-        const float new_max = fmaxf(st.max[r], quad_max(tile_max));
+        new_max[r] = fmaxf(st.max[r], quad_max(tile_max));
+    }
+    float partial[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
         // -inf only while the row has seen no visible key: see the header comment.
-        const float base = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-        const float alpha = exp2f(st.max[r] * scale_log2 - base);
-        st.max[r] = new_max;
-        float partial = 0.f;
+        const float base = new_max[r] == -INFINITY ? 0.f : new_max[r] * scale_log2;
+        partial[r] = 0.f;
 #pragma unroll
         for (int j = 0; j < NB; ++j) {
             s[j][2 * r] = exp2f(fmaf(s[j][2 * r], scale_log2, -base));
             s[j][2 * r + 1] = exp2f(fmaf(s[j][2 * r + 1], scale_log2, -base));
-            partial += s[j][2 * r] + s[j][2 * r + 1];
+            partial[r] += s[j][2 * r] + s[j][2 * r + 1];
         }
-        st.sum[r] = fmaf(st.sum[r], alpha, partial);
+        if (!SkipUnchanged) {
+            const float alpha = exp2f(st.max[r] * scale_log2 - base);
+            st.sum[r] = fmaf(st.sum[r], alpha, partial[r]);
 #pragma unroll
-        for (int d = 0; d < ND; ++d) {
-            acc[d][2 * r] *= alpha;
-            acc[d][2 * r + 1] *= alpha;
+            for (int d = 0; d < ND; ++d) {
+                acc[d][2 * r] *= alpha;
+                acc[d][2 * r + 1] *= alpha;
+            }
+            st.max[r] = new_max[r];
         }
+    }
+    if (!SkipUnchanged) {
+        return;
+    }
+    // One warp-uniform branch for both rows.
+    if (__any_sync(0xffffffffu, !(new_max[0] == st.max[0]) || !(new_max[1] == st.max[1]))) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const float base = new_max[r] == -INFINITY ? 0.f : new_max[r] * scale_log2;
+            const float alpha = exp2f(st.max[r] * scale_log2 - base);
+            st.sum[r] = fmaf(st.sum[r], alpha, partial[r]);
+#pragma unroll
+            for (int d = 0; d < ND; ++d) {
+                acc[d][2 * r] *= alpha;
+                acc[d][2 * r + 1] *= alpha;
+            }
+            st.max[r] = new_max[r];
+        }
+    } else {
+        st.sum[0] += partial[0];
+        st.sum[1] += partial[1];
     }
 }
 

@@ -101,9 +101,8 @@ struct ContiguousRowsCopy {
     static_assert(Rows % kRowsPerPass == 0, "the threads cover the tile in whole passes");
     static_assert(kRowsPerPass % 8 == 0, "every pass's rows have the same swizzle (row % 8)");
 
-    uint64_t src0;        // the thread's source address in row 0 of the tile
-    uint64_t row_bytes;   // 2 * row_stride
-    uint64_t pass_bytes;  // row_bytes * kRowsPerPass
+    uint64_t src0;       // the thread's source address in row 0 of the tile
+    uint64_t row_bytes;  // 2 * row_stride
     uint32_t dst0;        // the thread's shared offset in pass 0 (passes add constants)
 
     __device__ __forceinline__ void init(uint64_t base, int64_t row_stride, int tid) {
@@ -113,15 +112,16 @@ struct ContiguousRowsCopy {
         dst0 = Tile::chunk_offset(row, chunk);
         src0 = base + 2 * ((uint64_t)row * row_stride + chunk * 8);
         row_bytes = 2 * (uint64_t)row_stride;
-        pass_bytes = row_bytes * kRowsPerPass;
         // Opaque to the optimizer, so these are computed here, once, rather than sunk into
         // the loop branch that uses them and recomputed on every tile.
-        asm volatile("" : "+l"(src0), "+l"(row_bytes), "+l"(pass_bytes));
+        asm volatile("" : "+l"(src0), "+l"(row_bytes));
     }
-    // Copies rows row0 .. row0 + Rows - 1 into the tile at `smem`.
+    // Copies rows row0 .. row0 + Rows - 1 into the tile at `smem`. The pass stride is
+    // derived here (one multiply by a constant) rather than held: the prefill loop holds
+    // two copies for its whole length and is short of registers.
     __device__ __forceinline__ void issue(int row0, uint32_t smem) const {
         contiguous_passes<Rows / kRowsPerPass, kRowsPerPass * D * 2>(smem + dst0, src0 + (uint64_t)row0 * row_bytes,
-                                                                   pass_bytes);
+                                                                   row_bytes * kRowsPerPass);
     }
 };
 

@@ -1,9 +1,9 @@
 //! Prefill attention (`kernels/prefill.cu`): one main loop over key tiles, with the key-tile
 //! source of the pattern (dense, block-sparse, vertical-slash; A-shape runs as
-//! block-sparse). Dense and block-sparse: one CTA of [`PREFILL_ROW_BLOCKS`] x [`THREADS`]
-//! threads per ([`PREFILL_ROW_BLOCKS`] row blocks of [`PREFILL_TILE_M`] query rows, query
-//! head, batch), loading each K/V tile once for both row blocks; vertical-slash: one CTA of
-//! [`THREADS`] threads per (row block, query head, batch). See [`row_blocks_per_cta`].
+//! block-sparse). Every CTA has [`THREADS`] threads. Dense and block-sparse: one CTA per
+//! ([`PREFILL_ROW_BLOCKS`] row blocks of [`PREFILL_TILE_M`] query rows, query head, batch),
+//! loading each K/V tile once for both row blocks; vertical-slash: one CTA per (row block,
+//! query head, batch). See [`row_blocks_per_cta`].
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use super::tensors::check_dense;
@@ -18,8 +18,8 @@ use crate::source::{row_blocks, Source};
 /// The `kernels/<MODULE>.cu` file stem.
 pub const MODULE: &str = "prefill";
 
-/// Threads per row block: 4 warps, each owning 16 of the row block's query rows. A CTA has
-/// [`row_blocks_per_cta`] times as many ([`threads`]).
+/// Threads per CTA of every prefill kernel: 4 warps. Each warp owns 16 query rows of each
+/// row block the CTA covers ([`row_blocks_per_cta`]).
 pub const THREADS: u32 = PREFILL_THREADS;
 
 /// Row blocks one CTA of `source`'s kernel covers: [`PREFILL_ROW_BLOCKS`] for dense and
@@ -33,22 +33,22 @@ pub fn row_blocks_per_cta<B>(source: &Source<B>) -> usize {
     }
 }
 
-/// Threads per CTA of `source`'s kernel: [`THREADS`] per row block it covers.
-pub fn threads<B>(source: &Source<B>) -> u32 {
-    THREADS * row_blocks_per_cta(source) as u32
+/// Threads per CTA of `source`'s kernel: [`THREADS`] for every pattern.
+pub fn threads<B>(_source: &Source<B>) -> u32 {
+    THREADS
 }
 
 /// Bytes per q/k/v element (f16 and bf16 alike).
 const ELEM_BYTES: usize = 2;
 
-/// Dynamic shared memory of one CTA: K and V tiles of [`PREFILL_TILE_N`] x head_dim 16-bit
-/// elements, two stages each, for every prefill kernel (the Q tile of up to
-/// [`PREFILL_ROW_BLOCKS`] x [`PREFILL_TILE_M`] rows borrows stage 1's K and V before the
-/// loop starts, and the output is staged in stage 0's). Saturates at `u32::MAX` for a
-/// head_dim no kernel has.
+/// Dynamic shared memory of one CTA, the same for every prefill kernel: 4 x
+/// [`PREFILL_TILE_N`] rows of head_dim 16-bit elements. The dense and block-sparse kernels
+/// hold a Q tile of [`PREFILL_ROW_BLOCKS`] x [`PREFILL_TILE_M`] rows, one K tile and one V
+/// tile; the vertical-slash kernel two stages of K and V (its Q tile borrows stage 1 before
+/// the loop). Saturates at `u32::MAX` for a head_dim no kernel has.
 pub fn shared_mem_bytes(head_dim: usize) -> u32 {
-    const _: () = assert!(PREFILL_ROW_BLOCKS * PREFILL_TILE_M <= 2 * PREFILL_TILE_N);
-    u32::try_from((2 * 2 * PREFILL_TILE_N * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
+    const _: () = assert!(PREFILL_ROW_BLOCKS * PREFILL_TILE_M + 2 * PREFILL_TILE_N == 4 * PREFILL_TILE_N);
+    u32::try_from((4 * PREFILL_TILE_N * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
 /// The `extern "C"` name of the instantiation for `source`'s pattern, `dtype` and

@@ -1,0 +1,201 @@
+// The prefill loop for the contiguous pair sources (dense, block-sparse, and A-shape as
+// block-sparse): TWO row blocks per CTA, 128 query rows, 4 warps, as FlashAttention-2's
+// forward CTA. Warp w owns two 16-row m-tiles, rows 16 w of row block 0 and rows 16 w of
+// row block 1, so each K and V fragment a warp reads from shared memory feeds both
+// (tile_math_x2.cuh): half the shared-memory reads per mma of a one-m-tile warp.
+//
+// The CTA walks the union of the two row blocks' tile streams (BlockSparseSourcePair,
+// DenseSourcePair), loading each tile once. A tile both blocks keep runs both m-tiles; a
+// tile only one keeps runs that one (the branch is CTA-uniform, as every thread walks the
+// same stream), so the mma count is exactly the kept tiles' at 64-row granularity.
+//
+// Shared memory: the Q tile (128 rows, kept for the whole loop: Q fragments are re-read at
+// every k-step), one K tile and one V tile. Loads overlap compute as in FlashAttention-2:
+// V of tile t is in flight while S = Q K^T of tile t runs, and K of tile t + 1 while
+// O += P V of tile t runs, two barriers per tile. Double-buffering K and V instead would
+// take 1.5 times the shared memory (96 KiB at head_dim 128), and so one CTA per SM on
+// A100 instead of two.
+#pragma once
+#include "common/c_std.h"
+
+#include "common/online_softmax.cuh"
+#include "common/tile_math.cuh"
+#include "common/tile_math_x2.cuh"
+#include "prefill/tiles.cuh"
+
+namespace attn {
+
+// What one thread needs to mask its rows: its fragment row g of m-tile 0 (m-tile i's rows
+// are i * kBlockM below, and rows g + 8 eight below), and per m-tile i the tile start at or
+// below which no row of row block i needs a mask (unmasked_tile_bound). The rows' last
+// visible keys are computed only for the tiles that need a mask (a row block's last one or
+// two): held, they cost four registers for the whole loop.
+struct PairRows {
+    int row_g;
+    int no_mask_key0[2];
+};
+
+// One tile for the m-tiles of `Mask`: S = Q K^T from the K tile at k_addr, each m-tile's
+// mask and online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is
+// rescaled) and its P packed to T, then `between` (the barrier that frees K, and the next
+// K load), then O += P V from the V tile at v_addr. One call holds the whole tile, so that each of the
+// three variants keeps only its own m-tiles' scores live across `between`.
+template <typename T, int D, int Mask, typename Between>
+__device__ __forceinline__ void pair_tile(float (&acc)[2][D / 8][4], RowState (&st)[2], const uint32_t (&base)[4],
+                                          uint32_t q_delta, int key0, const AttnParams& p, const PairRows& rows, int t4,
+                                          const Between& between) {
+    constexpr int kVOffset = SmemTile<kBlockN, D>::kBytes;  // the V tile follows the K tile
+    float s[2][kBlockN / 8][4];
+    x2_score_steps<T, D, kBlockN / 8, 2 * kBlockM, Mask>(s, base, q_delta);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        if ((Mask >> i) & 1) {
+            // Tile column col holds key key0 + col (mask_tile_columns; no overflow:
+            // last_key >= seq_k - seq_q and key0 < seq_k).
+            if (key0 > rows.no_mask_key0[i]) {
+                const int row = rows.row_g + i * kBlockM;
+                const bool causal = p.causal != 0;
+                mask_tile_columns(s[i], t4, last_visible_key(row, p.seq_q, p.seq_k, causal) - key0,
+                                  last_visible_key(row + 8, p.seq_q, p.seq_k, causal) - key0);
+            }
+            online_softmax_step<kBlockN / 8, D / 8>(s[i], acc[i], st[i], p.scale_log2);
+        }
+    }
+    uint32_t p_frag[2][kBlockN / 16][4];
+    x2_pack_p<T, kBlockN / 8, Mask>(s, p_frag);
+    between();
+    // O += P V: P from the score registers (C layout == A layout).
+    x2_pv_key_steps<T, D, kBlockN / 8, kVOffset, Mask>(p_frag, acc, base);
+}
+
+template <typename T, int D, typename Source>
+__device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
+    static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");
+    constexpr int kThreads = kCtaThreads;
+    constexpr int kCtaM = 2 * kBlockM;
+    using KvTile = SmemTile<kBlockN, D>;
+    using QTile = SmemTile<kCtaM, D>;
+
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int g = lane / 4;
+    const int t4 = lane % 4;
+
+    // The CTA's first row block; the pair source reads the second one itself.
+    const CtaPos c = row_block_pos(p, blockIdx.z, blockIdx.y, blockIdx.x * 2);
+    const int row0 = c.m * kBlockM;
+    const int kv_head = c.h / (p.heads_q / p.heads_kv);
+
+    const AttnTensorParams& tp = p.tensors;
+    const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
+    const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
+    const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
+    // The ldmatrix addresses are held for the whole loop where the source leaves the
+    // registers for them (Source::kHoistAddressing), else left to the optimizer. The full
+    // tiles' copies (load_kv_tile) are set up per tile: held too (Hoisted, ten registers),
+    // they made ptxas spill at head_dim 128 on sm_90.
+    constexpr bool kHoist = Source::kHoistAddressing;
+    constexpr bool kHoistCopies = false;
+    ContiguousRowsCopy<kBlockN, D, kThreads> k_copy{}, v_copy{};
+    if constexpr (kHoistCopies) {
+        k_copy.init(k_base, tp.k_seq_stride, tid);
+        v_copy.init(v_base, tp.v_seq_stride, tid);
+    }
+
+    // K, then V, then Q (tile_math_x2.cuh addresses V and Q from K's lane addresses).
+    const uint32_t k_smem = smem_u32(smem_raw);
+    const uint32_t v_smem = k_smem + KvTile::kBytes;
+    const uint32_t q_smem = v_smem + KvTile::kBytes;
+
+    PairRows rows;
+    rows.row_g = row0 + warp * 16 + g;
+    rows.no_mask_key0[0] = unmasked_tile_bound(p, row0);
+    rows.no_mask_key0[1] = unmasked_tile_bound(p, row0 + kBlockM);
+
+    float acc[2][D / 8][4];
+    zero_fragments(acc[0]);
+    zero_fragments(acc[1]);
+    RowState st[2];
+    st[0].init();
+    st[1].init();
+
+    Source src;
+    src.init(p, c);
+    TileRef cur;
+    bool has = src.next(p, cur);
+
+    if (has) {
+        // The unchecked Q copy only where the addressing is hoisted: in the block-sparse
+        // kernel it made ptxas spill (232 bytes at head_dim 128 on sm_90).
+        load_q_tile<kCtaM, D, kThreads, kHoist>(p, q_base, row0, q_smem, tid);
+        load_kv_tile<D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, cur, nullptr, k_smem, tid);
+        cp_async_commit();
+        // Sources that keep their state in shared memory need a barrier between their first
+        // two next() calls (BlockSparseSourcePair); one per CTA.
+        __syncthreads();
+
+        // The lane's ldmatrix addresses in the K tile, which also address the V and Q tiles
+        // (tile_math_x2.cuh), fixed for the whole loop. When hoisted, they are opaque to the
+        // optimizer, which would otherwise sink the swizzle arithmetic into the loop and redo
+        // it on every tile (about 50 instructions per warp and tile at head_dim 128, 0.2 per
+        // mma). The warp's Q rows are q_delta past them.
+        uint32_t base[4];
+        v_lane_offsets<D, kBlockN / 8>(base, lane);
+        lane_bases(k_smem, base, base);
+        uint32_t q_delta = q_smem + (uint32_t)(warp * 16 * D * 2) - k_smem;
+        if constexpr (kHoist) {
+            asm volatile("" : "+r"(base[0]), "+r"(base[1]), "+r"(base[2]), "+r"(base[3]));
+        }
+
+        while (has) {
+            TileRef nxt;
+            const bool has_next = src.next(p, nxt);
+            const bool keep0 = src.keeps(cur, 0);
+            const bool keep1 = src.keeps(cur, 1);
+            // Opaque per tile, so that the Q address adds stay in the loop instead of being
+            // hoisted into four more loop-long registers.
+            asm volatile("" : "+r"(q_delta));
+
+            cp_async_wait<0>();
+            __syncthreads();  // K (and Q) landed; every warp is done with the previous V
+            load_kv_tile<D, kThreads, kHoistCopies>(p, v_base, tp.v_seq_stride, v_copy, cur, nullptr, v_smem, tid);
+            cp_async_commit();
+
+            // The barrier that frees K (every warp is done with it, and V has landed), then
+            // the next tile's K load, overlapping O += P V.
+            auto between = [&]() {
+                cp_async_wait<0>();
+                __syncthreads();
+                if (has_next) {
+                    load_kv_tile<D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, nxt, nullptr, k_smem, tid);
+                }
+                cp_async_commit();
+            };
+            if (keep0 && keep1) {
+                pair_tile<T, D, 3>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+            } else if (keep0) {
+                pair_tile<T, D, 1>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+            } else {
+                pair_tile<T, D, 2>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+            }
+
+            cur = nxt;
+            has = has_next;
+        }
+    }
+
+    // The output is staged in the Q tile, a 16-row slice per m-tile: every warp has passed
+    // the last tile's second barrier, after which nothing reads Q, and no cp.async is in
+    // flight (the last tile issued none after its V, which that barrier waited for).
+    static_assert(2 * kCtaWarps * OutTile<D>::kBytes == QTile::kBytes, "the m-tiles' output rows fill the Q tile");
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const uint32_t stage = q_smem + (uint32_t)((i * kCtaWarps + warp) * OutTile<D>::kBytes);
+        write_mtile<T, D>(p, c, row0 + i * kBlockM + warp * 16, acc[i], st[i], stage, lane);
+    }
+}
+
+}  // namespace attn

@@ -1,0 +1,193 @@
+// The prefill loop for gathering sources (vertical-slash): one row block per CTA, since
+// its gathered column tiles differ per row block. The dense and block-sparse sources run
+// on the block-pair loop (block_pair_loop.cuh).
+#pragma once
+#include "common/c_std.h"
+
+#include "common/online_softmax.cuh"
+#include "common/tile_math.cuh"
+#include "prefill/tiles.cuh"
+
+namespace attn {
+
+// publish_gathered_keys scans a gathered tile's keys in at most two warps.
+static_assert(kBlockN <= 64 && kBlockN <= kCtaThreads, "a gathered tile's keys fit the first two warps");
+
+// Publishes the keys of a gathered tile into s_keys[stage], keeping list entry `tid` (its
+// in-range key `v`, or -1) only if it is above every in-range entry listed before it, in
+// this tile or an earlier one: the kept keys are then strictly ascending, so no key is
+// attended twice whatever the list holds, and a valid (ascending) list loses nothing.
+// That is a prefix maximum: a shuffle scan inside each of the first two warps, warp 0's
+// total handed to warp 1 through shared memory, and the running maximum of the earlier
+// tiles kept in carry[stage ^ 1] (gathered tiles alternate stages). Every thread of the
+// CTA must call it (two barriers).
+__device__ __forceinline__ void publish_gathered_keys(int v, int tid, int stage, int (&keys)[2][kBlockN], int (&carry)[2],
+                                                      int& warp0_max) {
+    const int lane = tid % 32;
+    int inclusive = v;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        const int up = __shfl_up_sync(0xffffffffu, inclusive, offset);
+        inclusive = lane >= offset ? max(inclusive, up) : inclusive;
+    }
+    const int shifted = __shfl_up_sync(0xffffffffu, inclusive, 1);
+    const int exclusive = lane == 0 ? -1 : shifted;
+    if (tid == 31) {
+        warp0_max = inclusive;
+    }
+    __syncthreads();
+    if (tid < kBlockN) {
+        int before = max(carry[stage ^ 1], exclusive);
+        before = tid >= 32 ? max(before, warp0_max) : before;
+        keys[stage][tid] = v > before ? v : -1;
+        if (tid == kBlockN - 1) {
+            carry[stage] = max(before, v);
+        }
+    }
+    __syncthreads();
+}
+
+
+// The loop for sources that gather (vertical-slash): ONE row block per CTA, 4 warps of
+// one 16-row m-tile each. The warp's Q rows are loaded once and kept in registers as mma A
+// fragments. K and V tiles are double-buffered in shared memory: while tile t is being
+// computed, tile t + 1 is already in flight with cp.async (with its gathered keys
+// published first). Shared memory: two stages of K and V; Q borrows stage 1 before the
+// loop, and the output is staged in stage 0 after it.
+template <typename T, int D, typename Source>
+__device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
+    static_assert(Source::kRowBlocks == 1, "the one-block loop walks one row block");
+    constexpr int kThreads = kCtaThreads;
+    using KvTile = SmemTile<kBlockN, D>;
+    using QTile = SmemTile<kBlockM, D>;
+    static_assert(QTile::kBytes <= KvTile::kBytes, "the Q tile borrows stage 1's K before the loop");
+    constexpr int kDimBlocks = D / 8;        // n-blocks of the output accumulator
+    constexpr int kKeyBlocks = kBlockN / 8;  // n-blocks of the score tile
+    constexpr int kDimSteps = D / 16;        // k-steps of Q K^T
+
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __shared__ int s_keys[2][kBlockN];  // keys of gathered tiles, per stage
+    __shared__ int s_carry[2];          // running max of gathered keys (publish_gathered_keys)
+    __shared__ int s_warp0_max;
+
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int g = lane / 4;
+    const int t4 = lane % 4;
+
+    const CtaPos c = row_block_pos(p, blockIdx.z, blockIdx.y, blockIdx.x);
+    const bool causal = p.causal != 0;
+    const int row0 = c.m * kBlockM;
+    const int kv_head = c.h / (p.heads_q / p.heads_kv);
+
+    const AttnTensorParams& tp = p.tensors;
+    const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
+    const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
+    const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
+    // The contiguous tiles' copies are set up per tile (load_kv_tile, not Hoisted): this
+    // loop's contiguous tiles are few (the slash tiles), and held for the whole loop their
+    // registers took the head_dim 64 kernel from 167 to 169 on sm_90, past the 168 that fit
+    // three CTAs per SM.
+    const ContiguousRowsCopy<kBlockN, D, kThreads> no_copy{};
+
+    // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K before the loop.
+    const uint32_t smem = smem_u32(smem_raw);
+    auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
+    auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
+    auto load_tiles = [&](const TileRef& t, int stage) {
+        load_kv_tile<D, kThreads, false>(p, k_base, tp.k_seq_stride, no_copy, t, s_keys[stage], k_smem(stage), tid);
+        load_kv_tile<D, kThreads, false>(p, v_base, tp.v_seq_stride, no_copy, t, s_keys[stage], v_smem(stage), tid);
+    };
+
+    // This thread's two fragment rows' last visible keys.
+    const int last_key[2] = {last_visible_key(row0 + warp * 16 + g, p.seq_q, p.seq_k, causal),
+                             last_visible_key(row0 + warp * 16 + g + 8, p.seq_q, p.seq_k, causal)};
+    const int no_mask_key0 = unmasked_tile_bound(p, row0);
+
+    float acc[kDimBlocks][4];
+    zero_fragments(acc);
+    RowState st;
+    st.init();
+
+    Source src;
+    src.init(p, c);
+    TileRef cur;
+    bool has = src.next(p, cur);
+
+    if (tid == 0) {
+        s_carry[0] = s_carry[1] = -1;  // published by the first barrier of the first gathered tile
+    }
+    // Publishes the keys of a gathered tile before its loads are issued (uniform branch).
+    auto stage_keys = [&](const TileRef& t, int stage) {
+        if (t.gathered) {
+            const int v = tid < kBlockN ? src.gathered_key(p, t.key0, tid) : -1;
+            publish_gathered_keys(v, tid, stage, s_keys, s_carry, s_warp0_max);
+        }
+    };
+
+    if (has) {
+        load_q_tile<kBlockM, D, kThreads>(p, q_base, row0, k_smem(1), tid);
+        cp_async_commit();
+        stage_keys(cur, 0);
+        load_tiles(cur, 0);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+
+        uint32_t q_frag[kDimSteps][4];
+        load_q_fragments<QTile>(q_frag, k_smem(1), warp * 16, lane);
+        __syncthreads();  // stage 1 is free for the first prefetch
+
+        // The lane's ldmatrix offsets in a K and a V tile, left to the optimizer: held for
+        // the whole loop, they took the head_dim 64 kernel from 167 to 173 registers on sm_90.
+        uint32_t k_off[4], v_off[4];
+        k_lane_offsets<D, kKeyBlocks>(k_off, lane);
+        v_lane_offsets<D, kKeyBlocks>(v_off, lane);
+
+        int stage = 0;
+        while (has) {
+            TileRef nxt;
+            const bool has_next = src.next(p, nxt);
+            if (has_next) {
+                stage_keys(nxt, stage ^ 1);
+                load_tiles(nxt, stage ^ 1);
+            }
+            cp_async_commit();  // possibly empty, so "all but the newest group" is this tile
+            cp_async_wait<1>();
+            __syncthreads();
+
+            // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
+            float s[kKeyBlocks][4];
+            tile_scores_at<T, D>(s, q_frag, k_smem(stage), k_off);
+
+            // Masked where the tile is gathered (per element, by the published keys), or
+            // crosses seq_k or the causal diagonal of the row block's first row
+            // (mask_tile_columns; no overflow: last_key >= seq_k - seq_q and key0 < seq_k).
+            if (Source::kGathers && cur.gathered) {
+                mask_tile(s, t4, [&](int col) { return s_keys[stage][col]; }, last_key[0], last_key[1]);
+            } else if (cur.key0 > no_mask_key0) {
+                mask_tile_columns(s, t4, last_key[0] - cur.key0, last_key[1] - cur.key0);
+            }
+
+            online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
+
+            // O += P V: P straight from the score registers (C layout == A layout).
+            tile_pv_at<T, D>(s, acc, v_smem(stage), v_off);
+            __syncthreads();  // every warp is done with this stage before it is refilled
+
+            cur = nxt;
+            has = has_next;
+            stage ^= 1;
+        }
+        cp_async_wait<0>();
+    }
+
+    // The output is staged in stage 0's K tile, a 16-row slice per warp: every warp has
+    // passed the loop's last barrier, so no warp still reads it, and every cp.async has
+    // completed.
+    static_assert(kCtaWarps * OutTile<D>::kBytes == KvTile::kBytes, "the warps' output rows fill stage 0's K tile");
+    write_mtile<T, D>(p, c, row0 + warp * 16, acc, st, k_smem(0) + (uint32_t)warp * OutTile<D>::kBytes, lane);
+}
+
+}  // namespace attn
