@@ -211,21 +211,38 @@ fn sparse_launches_execute_only_the_kept_tiles() {
 #[test]
 fn vertical_slash_runs_its_tiles_and_column_tiles_only() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
-    let shape = AttnShape::new(1, 300, 300, 2, 2, 64).unwrap();
+    let (seq, head_dim) = (300, 64);
+    let shape = AttnShape::new(1, seq, seq, 2, 2, head_dim).unwrap();
     let mut rng = Rng::new(31);
     let desc = attention_cases::random_vertical_slash(&mut rng, &shape, 2, 0.05);
     let index = convert(&desc, &shape).unwrap();
     let (heads, row_blocks) = (index.dims.heads(), index.dims.row_blocks());
-    let mut tiles = 0u64;
+    // Each warp (16 rows) runs the 16-key steps of a tile that can hold a key it sees: a
+    // gathered tile up to the list's end; a contiguous tile up to seq_k and to the last key
+    // of the warp's last row (the causal diagonal, with seq_q = seq_k here).
+    let steps = |slots: i64| (slots.max(0) as u64).div_ceil(16).min(4);
+    let (mut mma, mut full_tiles) = (0u64, 0u64);
     for h in 0..heads {
         for m in 0..row_blocks {
             let (offsets, columns) = index.row_block(0, h, m).unwrap();
-            tiles += offsets.len() as u64 + columns.len().div_ceil(64) as u64;
+            full_tiles += offsets.len() as u64 + columns.len().div_ceil(64) as u64;
+            for w in 0..4 {
+                let last_key = ((m * 64 + w * 16 + 15) as i64).min(seq as i64 - 1);
+                for &o in offsets {
+                    let slots = (seq as i64 - o as i64).min(last_key - o as i64 + 1);
+                    mma += mma_per_warp_tile(head_dim, 16 * steps(slots) as usize);
+                }
+                for first in (0..columns.len()).step_by(64) {
+                    mma += mma_per_warp_tile(head_dim, 16 * steps((columns.len() - first).min(64) as i64) as usize);
+                }
+            }
         }
     }
     let case = Case::new(shape, true, DType::F16, 32, "vertical_slash", desc);
     let counters = check_case(&sim, &case, AttnLayouts::contiguous(&shape), &LaunchOptions::default());
-    assert_eq!(counters.mma, tiles * 4 * mma_per_warp_tile(64, 64));
+    assert_eq!(counters.mma, mma);
+    // The trimming is real work saved: fewer mma than whole tiles for every warp.
+    assert!(counters.mma < full_tiles * 4 * mma_per_warp_tile(head_dim, 64), "{} vs {full_tiles} whole tiles", counters.mma);
 }
 
 #[test]

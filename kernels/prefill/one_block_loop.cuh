@@ -48,6 +48,29 @@ __device__ __forceinline__ void publish_gathered_keys(int v, int tid, int stage,
 }
 
 
+// One tile for one warp over the tile's first W keys or list slots (W = 16, 32, 48 or 64):
+// past W, every slot is empty or invisible to all of the warp's rows, so neither their
+// scores nor their P V are computed. Masked per element when `gathered` (by the published
+// keys), or by column when `masked` (the tile crosses seq_k or the causal diagonal of the
+// row block's first row; no overflow: last_key >= seq_k - seq_q and key0 < seq_k).
+template <typename T, int D, int W, typename KeyOf>
+__device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState& st, const uint32_t (&q_frag)[D / 16][4],
+                                               uint32_t k_tile, uint32_t v_tile, const uint32_t (&k_off)[4],
+                                               const uint32_t (&v_off)[4], bool gathered, bool masked,
+                                               const KeyOf& key_of, const int (&last_key)[2], int key0, int t4,
+                                               float scale_log2) {
+    float s[W / 8][4];
+    tile_scores_at<T, D>(s, q_frag, k_tile, k_off);
+    if (gathered) {
+        mask_tile(s, t4, key_of, last_key[0], last_key[1]);
+    } else if (masked) {
+        mask_tile_columns(s, t4, last_key[0] - key0, last_key[1] - key0);
+    }
+    online_softmax_step<W / 8, D / 8>(s, acc, st, scale_log2);
+    // O += P V: P straight from the score registers (C layout == A layout).
+    tile_pv_at<T, D>(s, acc, v_tile, v_off);
+}
+
 // The loop for sources that gather (vertical-slash): ONE row block per CTA, 4 warps of
 // one 16-row m-tile each. The warp's Q rows are loaded once and kept in registers as mma A
 // fragments. K and V tiles are double-buffered in shared memory: while tile t is being
@@ -104,6 +127,9 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     const int last_key[2] = {last_visible_key(row0 + warp * 16 + g, p.seq_q, p.seq_k, causal),
                              last_visible_key(row0 + warp * 16 + g + 8, p.seq_q, p.seq_k, causal)};
     const int no_mask_key0 = unmasked_tile_bound(p, row0);
+    // The last key the warp's last row sees (padding rows past seq_q included: they only
+    // widen the bound).
+    const int warp_last_key = last_visible_key(row0 + warp * 16 + 15, p.seq_q, p.seq_k, causal);
 
     float acc[kDimBlocks][4];
     zero_fragments(acc);
@@ -157,23 +183,30 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
             cp_async_wait<1>();
             __syncthreads();
 
-            // S = Q K^T for this warp's 16 rows and the tile's kBlockN keys.
-            float s[kKeyBlocks][4];
-            tile_scores_at<T, D>(s, q_frag, k_smem(stage), k_off);
-
-            // Masked where the tile is gathered (per element, by the published keys), or
-            // crosses seq_k or the causal diagonal of the row block's first row
-            // (mask_tile_columns; no overflow: last_key >= seq_k - seq_q and key0 < seq_k).
-            if (Source::kGathers && cur.gathered) {
-                mask_tile(s, t4, [&](int col) { return s_keys[stage][col]; }, last_key[0], last_key[1]);
-            } else if (cur.key0 > no_mask_key0) {
-                mask_tile_columns(s, t4, last_key[0] - cur.key0, last_key[1] - cur.key0);
+            // The warp computes only the 16-key steps that can hold a key one of its rows
+            // sees: up to the list's end for a gathered tile; for a contiguous one, up to
+            // seq_k and to the last key the warp's last row sees (the causal diagonal, which
+            // a slash tile often overhangs).
+            const bool gathered = Source::kGathers && cur.gathered;
+            const int slots = gathered ? src.gathered_slots(cur.key0) : min(p.seq_k - cur.key0, warp_last_key - cur.key0 + 1);
+            const int steps = slots <= 0 ? 0 : min((slots + 15) / 16, kBlockN / 16);
+            static_assert(kBlockN == 64, "the width variants below cover 1 to 4 steps of 16 keys");
+            const bool masked = cur.key0 > no_mask_key0;
+            auto key_of = [&](int col) { return s_keys[stage][col]; };
+            const uint32_t k_tile = k_smem(stage), v_tile = v_smem(stage);
+            if (steps == 4) {
+                one_block_tile<T, D, 64>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
+                                         last_key, cur.key0, t4, p.scale_log2);
+            } else if (steps == 3) {
+                one_block_tile<T, D, 48>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
+                                         last_key, cur.key0, t4, p.scale_log2);
+            } else if (steps == 2) {
+                one_block_tile<T, D, 32>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
+                                         last_key, cur.key0, t4, p.scale_log2);
+            } else if (steps == 1) {
+                one_block_tile<T, D, 16>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
+                                         last_key, cur.key0, t4, p.scale_log2);
             }
-
-            online_softmax_step<kKeyBlocks, kDimBlocks>(s, acc, st, p.scale_log2);
-
-            // O += P V: P straight from the score registers (C layout == A layout).
-            tile_pv_at<T, D>(s, acc, v_smem(stage), v_off);
             __syncthreads();  // every warp is done with this stage before it is refilled
 
             cur = nxt;

@@ -71,6 +71,8 @@ struct VerticalSlashSource {
         }
         return false;
     }
+    // The slots of the gathered tile that starts at slot `first` which the list fills.
+    __device__ __forceinline__ int gathered_slots(int first) const { return min(columns.count - first, kBlockN); }
     // The key in list slot `first + i`, or -1 when the slot is past the count or the key
     // is out of range.
     __device__ __forceinline__ int gathered_key(const AttnParams& p, int first, int i) const {
