@@ -33,7 +33,7 @@
     }
 
 #define SA_INSTANTIATE(dtype_name, dtype, d)                                                         \
-    ATTN_KERNEL(dense, attention_fwd_block_pair, DenseSourcePair, dtype_name, dtype, d)              \
+    ATTN_KERNEL(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
     ATTN_KERNEL(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d) \
     ATTN_KERNEL(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM

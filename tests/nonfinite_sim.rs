@@ -72,17 +72,17 @@ fn block_limit(shape: &AttnShape, m: usize) -> usize {
     shape.visible_keys(last_row, true)
 }
 
-/// The keys of the 64-key tiles starting at `starts` that the prefill kernel runs for row
-/// block `m` (starting below the block's limit; cut at seq_k).
-fn tile_keys(shape: &AttnShape, m: usize, starts: impl Iterator<Item = usize>) -> BTreeSet<usize> {
+/// The keys of the `width`-key tiles starting at `starts` that the prefill kernel runs for
+/// row block `m` (starting below the block's limit; cut at seq_k).
+fn tile_keys(shape: &AttnShape, m: usize, width: usize, starts: impl Iterator<Item = usize>) -> BTreeSet<usize> {
     let limit = block_limit(shape, m);
-    starts.filter(|&s| s < limit).flat_map(|s| s..(s + BLOCK_N).min(shape.seq_k())).collect()
+    starts.filter(|&s| s < limit).flat_map(|s| s..(s + width).min(shape.seq_k())).collect()
 }
 
 fn block_sparse_loaded(shape: AttnShape, bs: BlockSparse) -> LoadedKeys {
     Box::new(move |b, h, m| {
         let blocks = bs.blocks(b, bs.mask_head(&shape, h), m).unwrap();
-        tile_keys(&shape, m, blocks.iter().map(|&n| n as usize * BLOCK_N))
+        tile_keys(&shape, m, BLOCK_N, blocks.iter().map(|&n| n as usize * BLOCK_N))
     })
 }
 
@@ -94,7 +94,11 @@ fn scenarios() -> Vec<Scenario> {
         shape,
         dtype,
         pattern: Arc::new(sparse_attn::pattern::Dense),
-        loaded: Some(Box::new(move |_, _, m| tile_keys(&shape, m, (0..shape.seq_k()).step_by(BLOCK_N)))),
+        // The dense kernel's own key tile (128 keys at head_dim 64, as FlashAttention-2).
+        loaded: Some(Box::new(move |_, _, m| {
+            let width = sparse_attn::plan::prefill::key_tile(&sparse_attn::Source::<&[i32]>::Dense, shape.head_dim());
+            tile_keys(&shape, m, width, (0..shape.seq_k()).step_by(width))
+        })),
     };
     // Row block 2 lists only key block 1, which none of its rows 128..163 sees: rows with
     // no key in a block that runs the tile holding key 70.
@@ -134,7 +138,7 @@ fn scenarios() -> Vec<Scenario> {
             pattern: Arc::new(vs),
             loaded: Some(Box::new(move |b, _, m| {
                 let (tiles, columns) = index.row_block(b, 0, m).unwrap();
-                let mut keys = tile_keys(&shape, m, tiles.iter().map(|&o| o as usize));
+                let mut keys = tile_keys(&shape, m, BLOCK_N, tiles.iter().map(|&o| o as usize));
                 keys.extend(columns.iter().map(|&c| c as usize));
                 keys
             })),

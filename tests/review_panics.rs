@@ -210,11 +210,12 @@ fn element_mask_of_a_huge_valid_problem_is_an_error_not_a_panic() {
 fn shared_memory_sizes_of_any_head_dim_do_not_overflow() {
     use sparse_attn::plan::prefill::shared_mem_bytes;
     use sparse_attn::plan::topk_attention::shared_mem_bytes as topk_shared_mem_bytes;
-    assert_eq!((shared_mem_bytes(64), shared_mem_bytes(128)), (32 * 1024, 64 * 1024));
+    let dense = sparse_attn::Source::<&[i32]>::Dense;
+    assert_eq!((shared_mem_bytes(&dense, 64), shared_mem_bytes(&dense, 128)), (48 * 1024, 64 * 1024));
     assert_eq!((topk_shared_mem_bytes(64), topk_shared_mem_bytes(128)), (18 * 1024, 36 * 1024));
     // Public functions of a caller's head_dim: they used to overflow (and truncate to u32).
     for hd in [1 << 24, usize::MAX] {
-        assert_eq!(shared_mem_bytes(hd), u32::MAX, "{hd}");
+        assert_eq!(shared_mem_bytes(&dense, hd), u32::MAX, "{hd}");
         assert_eq!(topk_shared_mem_bytes(hd), u32::MAX, "{hd}");
     }
 }

@@ -95,7 +95,7 @@ fn inputs(shape: &AttnShape) -> (Vec<half::bf16>, Vec<half::bf16>, Vec<half::bf1
 /// blocks per SM [sm_80, sm_90] as (ours, FA2's) when all are known.
 fn print_resources(d: usize) -> Result<Option<[(u32, u32); 2]>> {
     let ours_name = prefill::kernel_name(&Source::<&[i32]>::Dense, DType::BF16, d)?;
-    let ours_smem = prefill::shared_mem_bytes(d);
+    let ours_smem = prefill::shared_mem_bytes(&Source::<&[i32]>::Dense, d);
     let fa2_kernel = fa2::kernel(d, false, true)?;
     let fa2_traits = fa2::traits(d)?;
     let ptxas = resources::ptxas();

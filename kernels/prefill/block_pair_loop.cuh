@@ -40,13 +40,13 @@ struct PairRows {
 // rescaled) and its P packed to T, then `between` (the barrier that frees K, and the next
 // K load), then O += P V from the V tile at v_addr. One call holds the whole tile, so that each of the
 // three variants keeps only its own m-tiles' scores live across `between`.
-template <typename T, int D, int Mask, typename Between>
+template <typename T, int D, int N, int Mask, typename Between>
 __device__ __forceinline__ void pair_tile(float (&acc)[2][D / 8][4], RowState (&st)[2], const uint32_t (&base)[4],
                                           uint32_t q_delta, int key0, const AttnParams& p, const PairRows& rows, int t4,
                                           const Between& between) {
-    constexpr int kVOffset = SmemTile<kBlockN, D>::kBytes;  // the V tile follows the K tile
-    float s[2][kBlockN / 8][4];
-    x2_score_steps<T, D, kBlockN / 8, 2 * kBlockM, Mask>(s, base, q_delta);
+    constexpr int kVOffset = SmemTile<N, D>::kBytes;  // the V tile follows the K tile
+    float s[2][N / 8][4];
+    x2_score_steps<T, D, N / 8, 2 * kBlockM, Mask>(s, base, q_delta);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         if ((Mask >> i) & 1) {
@@ -58,14 +58,14 @@ __device__ __forceinline__ void pair_tile(float (&acc)[2][D / 8][4], RowState (&
                 mask_tile_columns(s[i], t4, last_visible_key(row, p.seq_q, p.seq_k, causal) - key0,
                                   last_visible_key(row + 8, p.seq_q, p.seq_k, causal) - key0);
             }
-            online_softmax_step<kBlockN / 8, D / 8>(s[i], acc[i], st[i], p.scale_log2);
+            online_softmax_step<N / 8, D / 8>(s[i], acc[i], st[i], p.scale_log2);
         }
     }
-    uint32_t p_frag[2][kBlockN / 16][4];
-    x2_pack_p<T, kBlockN / 8, Mask>(s, p_frag);
+    uint32_t p_frag[2][N / 16][4];
+    x2_pack_p<T, N / 8, Mask>(s, p_frag);
     between();
     // O += P V: P from the score registers (C layout == A layout).
-    x2_pv_key_steps<T, D, kBlockN / 8, kVOffset, Mask>(p_frag, acc, base);
+    x2_pv_key_steps<T, D, N / 8, kVOffset, Mask>(p_frag, acc, base);
 }
 
 template <typename T, int D, typename Source>
@@ -73,7 +73,8 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");
     constexpr int kThreads = kCtaThreads;
     constexpr int kCtaM = 2 * kBlockM;
-    using KvTile = SmemTile<kBlockN, D>;
+    constexpr int N = Source::kTileKeys;  // keys per K/V tile
+    using KvTile = SmemTile<N, D>;
     using QTile = SmemTile<kCtaM, D>;
 
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -99,7 +100,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     // they made ptxas spill at head_dim 128 on sm_90.
     constexpr bool kHoist = Source::kHoistAddressing;
     constexpr bool kHoistCopies = false;
-    ContiguousRowsCopy<kBlockN, D, kThreads> k_copy{}, v_copy{};
+    ContiguousRowsCopy<N, D, kThreads> k_copy{}, v_copy{};
     if constexpr (kHoistCopies) {
         k_copy.init(k_base, tp.k_seq_stride, tid);
         v_copy.init(v_base, tp.v_seq_stride, tid);
@@ -112,8 +113,8 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
 
     PairRows rows;
     rows.row_g = row0 + warp * 16 + g;
-    rows.no_mask_key0[0] = unmasked_tile_bound(p, row0);
-    rows.no_mask_key0[1] = unmasked_tile_bound(p, row0 + kBlockM);
+    rows.no_mask_key0[0] = unmasked_tile_bound<N>(p, row0);
+    rows.no_mask_key0[1] = unmasked_tile_bound<N>(p, row0 + kBlockM);
 
     float acc[2][D / 8][4];
     zero_fragments(acc[0]);
@@ -131,7 +132,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         // The unchecked Q copy only where the addressing is hoisted: in the block-sparse
         // kernel it made ptxas spill (232 bytes at head_dim 128 on sm_90).
         load_q_tile<kCtaM, D, kThreads, kHoist>(p, q_base, row0, q_smem, tid);
-        load_kv_tile<D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, cur, nullptr, k_smem, tid);
+        load_kv_tile<N, D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, cur, nullptr, k_smem, tid);
         cp_async_commit();
         // Sources that keep their state in shared memory need a barrier between their first
         // two next() calls (BlockSparseSourcePair); one per CTA.
@@ -143,7 +144,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         // it on every tile (about 50 instructions per warp and tile at head_dim 128, 0.2 per
         // mma). The warp's Q rows are q_delta past them.
         uint32_t base[4];
-        v_lane_offsets<D, kBlockN / 8>(base, lane);
+        v_lane_offsets<D, N / 8>(base, lane);
         lane_bases(k_smem, base, base);
         uint32_t q_delta = q_smem + (uint32_t)(warp * 16 * D * 2) - k_smem;
         if constexpr (kHoist) {
@@ -161,7 +162,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
 
             cp_async_wait<0>();
             __syncthreads();  // K (and Q) landed; every warp is done with the previous V
-            load_kv_tile<D, kThreads, kHoistCopies>(p, v_base, tp.v_seq_stride, v_copy, cur, nullptr, v_smem, tid);
+            load_kv_tile<N, D, kThreads, kHoistCopies>(p, v_base, tp.v_seq_stride, v_copy, cur, nullptr, v_smem, tid);
             cp_async_commit();
 
             // The barrier that frees K (every warp is done with it, and V has landed), then
@@ -170,16 +171,16 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
                 cp_async_wait<0>();
                 __syncthreads();
                 if (has_next) {
-                    load_kv_tile<D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, nxt, nullptr, k_smem, tid);
+                    load_kv_tile<N, D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, nxt, nullptr, k_smem, tid);
                 }
                 cp_async_commit();
             };
             if (keep0 && keep1) {
-                pair_tile<T, D, 3>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+                pair_tile<T, D, N, 3>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
             } else if (keep0) {
-                pair_tile<T, D, 1>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+                pair_tile<T, D, N, 1>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
             } else {
-                pair_tile<T, D, 2>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+                pair_tile<T, D, N, 2>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
             }
 
             cur = nxt;

@@ -119,8 +119,8 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
     auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
     auto load_tiles = [&](const TileRef& t, int stage) {
-        load_kv_tile<D, kThreads, false>(p, k_base, tp.k_seq_stride, no_copy, t, s_keys[stage], k_smem(stage), tid);
-        load_kv_tile<D, kThreads, false>(p, v_base, tp.v_seq_stride, no_copy, t, s_keys[stage], v_smem(stage), tid);
+        load_kv_tile<kBlockN, D, kThreads, false>(p, k_base, tp.k_seq_stride, no_copy, t, s_keys[stage], k_smem(stage), tid);
+        load_kv_tile<kBlockN, D, kThreads, false>(p, v_base, tp.v_seq_stride, no_copy, t, s_keys[stage], v_smem(stage), tid);
     };
 
     // This thread's two fragment rows' last visible keys.

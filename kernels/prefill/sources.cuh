@@ -150,6 +150,7 @@ struct BlockListStream {
 // loop must place one between the first and second calls).
 struct BlockSparseSourcePair : ContiguousTiles {
     static constexpr int kRowBlocks = 2;
+    static constexpr int kTileKeys = kBlockN;  // a tile is one index key block
     static constexpr bool kHoistAddressing = false;
     struct Streams {
         BlockListStream s[2];
@@ -198,12 +199,16 @@ struct BlockSparseSourcePair : ContiguousTiles {
     }
 };
 
-// Dense over row blocks c.m and c.m + 1: the tiles of the longer stream (both streams start
-// at key 0 in kBlockN steps, so the shorter one is its prefix), each kept by the blocks whose
-// visibility limit it starts below.
+// Dense over row blocks c.m and c.m + 1, in tiles of N keys (dense_key_tile): the tiles of
+// the longer stream (both streams start at key 0 in N-key steps, so the shorter one is its
+// prefix), each kept by the blocks whose visibility limit it starts below.
+template <int N>
 struct DenseSourcePair : ContiguousTiles {
     static constexpr int kRowBlocks = 2;
-    static constexpr bool kHoistAddressing = true;  // the block-pair loop's K/V addressing, set up once
+    static constexpr int kTileKeys = N;
+    // The block-pair loop's ldmatrix addresses, set up once; at 128-key tiles (head_dim 64)
+    // the scores leave no registers for them (ptxas 12.4 spilled on sm_90).
+    static constexpr bool kHoistAddressing = N == kBlockN;
     int next_key;
     int limit0, limit1;  // each row block's visibility limit (0 for a missing second block)
     int end;             // max(limit0, limit1)
@@ -221,7 +226,7 @@ struct DenseSourcePair : ContiguousTiles {
         t.key0 = next_key;
         t.gathered = false;
         t.keep = (next_key < limit0 ? 1 : 0) | (next_key < limit1 ? 2 : 0);
-        next_key = end - next_key > kBlockN ? next_key + kBlockN : end;
+        next_key = end - next_key > N ? next_key + N : end;
         return true;
     }
     // The same answer as t.keep's bit, from the block's limit (loop-invariant per warp), so

@@ -13,7 +13,14 @@
 namespace attn {
 
 constexpr int kBlockM = SA_PREFILL_TILE_M;  // query rows per row block
-constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile
+constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile (an index key block)
+
+// Keys per K/V tile of the dense kernel at head_dim D, FlashAttention-2's choice for
+// sm_80 (Flash_fwd_kernel_traits<64, 128, 128, 4> and <128, 128, 64, 4>): at head_dim 64
+// the scores of 128 keys fit beside the accumulators, and each Q fragment read then feeds
+// twice the mma. The sparse kernels keep the index block. Mirrored by
+// plan::prefill::key_tile (src/plan/prefill.rs), which sizes the shared memory.
+__host__ __device__ constexpr int dense_key_tile(int d) { return d <= 64 ? 2 * kBlockN : kBlockN; }
 constexpr int kCtaThreads = SA_PREFILL_THREADS;  // threads per CTA, both loops
 constexpr int kCtaWarps = kCtaThreads / 32;
 // A row block is one 16-row m-tile per warp: the one-block loop gives each warp one m-tile,
@@ -29,7 +36,8 @@ static_assert(kBlockN == SA_INDEX_BLOCK_N,
               "key tiles are index key blocks: block-sparse block n is the tile at n * kBlockN, and a "
               "vertical-slash tile start (block_offset) begins a tile of kBlockN keys");
 
-// One tile of keys: contiguous from key0, or gathered list slots key0 .. key0 + kBlockN - 1.
+// One tile of keys: contiguous from key0 (kBlockN keys, or a source's own kTileKeys), or
+// gathered list slots key0 .. key0 + kBlockN - 1.
 // `keep` has bit i set when the CTA's row block i attends the tile (a single-block source
 // always sets bit 0).
 struct TileRef {
@@ -61,15 +69,16 @@ __device__ __forceinline__ CtaPos row_block_pos(const AttnParams& p, int b, int 
     return c;
 }
 
-// The key0 at or below which a contiguous tile needs no mask for any row of the row block
-// whose first row is `block_row0`: its last key is at most that row's last visible key
-// (later rows see at least as far) and it ends inside seq_k. key0 + kBlockN - 1 <= first
-// row's last key and seq_k - key0 >= kBlockN, taken in 64 bits once per CTA so the loop
+// The key0 at or below which a contiguous tile of N keys needs no mask for any row of the
+// row block whose first row is `block_row0`: its last key is at most that row's last
+// visible key (later rows see at least as far) and it ends inside seq_k. key0 + N - 1 <=
+// first row's last key and seq_k - key0 >= N, taken in 64 bits once per CTA so the loop
 // pays one 32-bit compare per tile; clamped at -1, below every key0.
+template <int N = kBlockN>
 __device__ __forceinline__ int unmasked_tile_bound(const AttnParams& p, int block_row0) {
     const int64_t first_row_last_key = last_visible_key(block_row0, p.seq_q, p.seq_k, p.causal != 0);
-    int64_t t = first_row_last_key - (kBlockN - 1);
-    t = t < (int64_t)p.seq_k - kBlockN ? t : (int64_t)p.seq_k - kBlockN;
+    int64_t t = first_row_last_key - (N - 1);
+    t = t < (int64_t)p.seq_k - N ? t : (int64_t)p.seq_k - N;
     return (int)(t > -1 ? t : -1);
 }
 
@@ -78,27 +87,27 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
 }
 
-// Issues the cp.async copies of one K or V tile (kBlockN rows x D of the tensor at `base`,
-// rows `row_stride` elements apart) of `t` into `smem`. `keys` holds the key of each tile
-// row for gathered tiles; contiguous tiles compute theirs. A contiguous tile that ends
-// inside seq_k (every tile of a sparse or dense row block but the one that crosses seq_k)
-// takes the copy without per-row checks (ContiguousRowsCopy: `copy`, set up once per CTA
-// for `base` when Hoisted, else set up here for the tile); the branch is uniform.
-template <int D, int Threads, bool Hoisted>
+// Issues the cp.async copies of one K or V tile (N rows x D of the tensor at `base`, rows
+// `row_stride` elements apart) of `t` into `smem`. `keys` holds the key of each tile row
+// for gathered tiles; contiguous tiles compute theirs. A contiguous tile that ends inside
+// seq_k (every tile of a sparse or dense row block but the one that crosses seq_k) takes
+// the copy without per-row checks (ContiguousRowsCopy: `copy`, set up once per CTA for
+// `base` when Hoisted, else set up here for the tile); the branch is uniform.
+template <int N, int D, int Threads, bool Hoisted>
 __device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t row_stride,
-                                             const ContiguousRowsCopy<kBlockN, D, Threads>& copy, const TileRef& t,
+                                             const ContiguousRowsCopy<N, D, Threads>& copy, const TileRef& t,
                                              const int* keys, uint32_t smem, int tid) {
-    if (!t.gathered && p.seq_k - t.key0 >= kBlockN) {
+    if (!t.gathered && p.seq_k - t.key0 >= N) {
         if constexpr (Hoisted) {
             copy.issue(t.key0, smem);
         } else {
-            ContiguousRowsCopy<kBlockN, D, Threads> tile;
+            ContiguousRowsCopy<N, D, Threads> tile;
             tile.init(base, row_stride, tid);
             tile.issue(t.key0, smem);
         }
     } else {
         auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
-        load_tile_rows<kBlockN, D, Threads>(base, row_stride, smem, tid, key_of);
+        load_tile_rows<N, D, Threads>(base, row_stride, smem, tid, key_of);
     }
 }
 

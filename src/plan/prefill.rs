@@ -41,14 +41,28 @@ pub fn threads<B>(_source: &Source<B>) -> u32 {
 /// Bytes per q/k/v element (f16 and bf16 alike).
 const ELEM_BYTES: usize = 2;
 
-/// Dynamic shared memory of one CTA, the same for every prefill kernel: 4 x
-/// [`PREFILL_TILE_N`] rows of head_dim 16-bit elements. The dense and block-sparse kernels
-/// hold a Q tile of [`PREFILL_ROW_BLOCKS`] x [`PREFILL_TILE_M`] rows, one K tile and one V
-/// tile; the vertical-slash kernel two stages of K and V (its Q tile borrows stage 1 before
-/// the loop). Saturates at `u32::MAX` for a head_dim no kernel has.
-pub fn shared_mem_bytes(head_dim: usize) -> u32 {
-    const _: () = assert!(PREFILL_ROW_BLOCKS * PREFILL_TILE_M + 2 * PREFILL_TILE_N == 4 * PREFILL_TILE_N);
-    u32::try_from((4 * PREFILL_TILE_N * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
+/// Keys per K/V tile of `source`'s kernel at `head_dim` (the kernels' `dense_key_tile`,
+/// `kernels/prefill/tiles.cuh`): the dense kernel takes FlashAttention-2's sm_80 choice,
+/// 2 x [`PREFILL_TILE_N`] at head_dim 64 and [`PREFILL_TILE_N`] above; the sparse kernels
+/// keep the index key block, [`PREFILL_TILE_N`].
+pub fn key_tile<B>(source: &Source<B>, head_dim: usize) -> usize {
+    match source {
+        Source::Dense if head_dim <= 64 => 2 * PREFILL_TILE_N,
+        _ => PREFILL_TILE_N,
+    }
+}
+
+/// Dynamic shared memory of one CTA of `source`'s kernel at `head_dim`, 16-bit elements of
+/// head_dim each: for dense and block-sparse, a Q tile of [`PREFILL_ROW_BLOCKS`] x
+/// [`PREFILL_TILE_M`] rows, one K tile and one V tile of [`key_tile`] rows; for
+/// vertical-slash, two stages of K and V tiles of [`PREFILL_TILE_N`] rows (its Q tile
+/// borrows stage 1 before the loop). Saturates at `u32::MAX` for a head_dim no kernel has.
+pub fn shared_mem_bytes<B>(source: &Source<B>, head_dim: usize) -> u32 {
+    let rows = match source {
+        Source::Dense | Source::BlockSparse(_) => PREFILL_ROW_BLOCKS * PREFILL_TILE_M + 2 * key_tile(source, head_dim),
+        Source::VerticalSlash(_) | Source::TopK(_) => 4 * PREFILL_TILE_N,
+    };
+    u32::try_from((rows * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
 
 /// The `extern "C"` name of the instantiation for `source`'s pattern, `dtype` and
@@ -70,7 +84,7 @@ pub(super) fn plan(
     let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source));
     let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
     let kernel = kernel_name(source, dtype, shape.head_dim())?;
-    LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(shape.head_dim()), &params)
+    LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), &params)
 }
 
 /// Validates a launch and returns its params struct. The struct is the same for every dtype
