@@ -20,7 +20,7 @@ mod sparse;
 mod work;
 
 use sparse_attn::params::{PREFILL_ROW_BLOCKS, PREFILL_TILE_M};
-use sparse_attn::pattern::{Dense, BLOCK_N};
+use sparse_attn::pattern::Dense;
 use sparse_attn::plan::prefill;
 use sparse_attn::sim::{HostTensors, SimBackend};
 use sparse_attn::{AttnOptions, AttnShape, DType, Source, SparsePattern};
@@ -160,7 +160,8 @@ fn fit_model(sim: &SimBackend, fa2_sim: &fa2::Fa2Sim, d: usize, seq: usize, caus
     let ours_half = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Dense.source(&shape)?)?.counters;
     let fa2_half = fa2::counters(fa2_sim, &shape, causal)?;
     let t = fa2::traits(d)?;
-    let ours_geo = |s| model::geometry(1, 4, s, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, BLOCK_N, causal);
+    let ours_n = prefill::key_tile(&Source::<&[i32]>::Dense, d);
+    let ours_geo = |s| model::geometry(1, 4, s, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, ours_n, causal);
     let fa2_geo = |s| model::geometry(1, 4, s, t.block_m, t.block_n, causal);
     Ok(Fit {
         head_dim: d,
@@ -185,7 +186,8 @@ fn print_model(fits: &[Fit]) {
         let t = fa2::traits(f.head_dim).expect("fitted head dims have FA2 traits");
         let (batch, heads) = (16384 / seq, 2048 / f.head_dim);
         let g_fa2 = model::geometry(batch, heads, seq, t.block_m, t.block_n, f.causal);
-        let g_ours = model::geometry(batch, heads, seq, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, BLOCK_N, f.causal);
+        let ours_n = prefill::key_tile(&Source::<&[i32]>::Dense, f.head_dim);
+        let g_ours = model::geometry(batch, heads, seq, PREFILL_ROW_BLOCKS * PREFILL_TILE_M, ours_n, f.causal);
         let hbm = model::compulsory_bytes(batch, heads, seq, f.head_dim);
         let fa2_s = model::seconds(gpu, f.fa2.predict(g_fa2), hbm, g_fa2.ctas, f.blocks[arch].1);
         let ours_s = model::seconds(gpu, f.ours.predict(g_ours), hbm, g_ours.ctas, f.blocks[arch].0);
