@@ -32,7 +32,7 @@
 //! `SPARSE_ATTN_BENCH_TSV=<path>` writes one row per case (sequence x pattern) with the
 //! kept shares, the GPU memory the case holds, criterion's samples reduced to mean / median
 //! / min / max per launch, TFLOP/s of kept work, the speedup over dense at the same length,
-//! and the timing model's prediction (`common::model`, the hook; none yet).
+//! and the timing model's prediction (`common::model`: a model, not a measurement).
 //! `scripts/gpu-bench.sh` prints its summary table from that file.
 //!
 //! Without a usable GPU it prints `skipped: no GPU: <reason>` and exits 0.
@@ -155,7 +155,9 @@ impl Case {
             case: self.spec.name,
             shape,
             pattern: self.pattern.as_ref(),
+            causal: true,
             kept_elements: self.elements,
+            dense_elements: common::dense_causal_elements(shape),
             flops: common::attention_flops(shape, self.elements),
             device,
         }
@@ -307,6 +309,8 @@ fn device_info(ctx: &CudaContext) -> Result<Device> {
 
 /// Builds and validates every descriptor, prints the tables, times nothing.
 fn host_only(shapes: &[AttnShape], tsv: &mut Tsv) -> Result<()> {
+    // The model column's GPU: a nominal one when SPARSE_ATTN_BENCH_MODEL_GPU names it.
+    let nominal = model::nominal_device();
     for shape in shapes {
         print_header(shape);
         let dense = common::dense_causal_elements(shape);
@@ -318,10 +322,10 @@ fn host_only(shapes: &[AttnShape], tsv: &mut Tsv) -> Result<()> {
             if shape.seq_q() <= CROSS_CHECK_MAX_SEQ {
                 cross_check(shape, &case)?;
             }
-            tsv.row(&Row::attention(shape, &case, dense, device_bytes, None, None, model::model_cell(&case.model_input(shape, None))))?;
+            tsv.row(&Row::attention(shape, &case, dense, device_bytes, None, None, model::model_cell(&case.model_input(shape, nominal.as_ref()))))?;
             if let Some((_, vs)) = &case.converted {
                 let name = convert_case_name(vs);
-                let model = model::model_cell(&convert_model_input(&name, shape, vs, None));
+                let model = model::model_cell(&convert_model_input(&name, shape, vs, nominal.as_ref()));
                 tsv.row(&Row::convert(shape, vs, device_bytes, None, model))?;
             }
         }
@@ -539,7 +543,7 @@ fn convert_case_name(vs: &VerticalSlash) -> String {
 }
 
 fn convert_model_input<'a>(name: &'a str, shape: &'a AttnShape, vs: &'a VerticalSlash, device: Option<&'a Device>) -> ModelInput<'a> {
-    ModelInput { case: name, shape, pattern: vs, kept_elements: 0, flops: 0, device }
+    ModelInput { case: name, shape, pattern: vs, causal: true, kept_elements: 0, dense_elements: 0, flops: 0, device }
 }
 
 /// The GPU index-conversion kernel on the same descriptor, checked once against the host

@@ -4,6 +4,8 @@
 #   bash scripts/gpu-bench.sh                 on a GPU machine: everything below
 #   bash scripts/gpu-bench.sh --host-only     any machine: the build, then the benches'
 #                                             host-only mode (no GPU used), then the table
+#                                             (its model column for a nominal H100, or the
+#                                             GPU SPARSE_ATTN_BENCH_MODEL_GPU names)
 #   bash scripts/gpu-bench.sh --require-gpu   as the first, but no GPU is an error (exit 1)
 #
 # 1. Installs the pinned NVRTC 12.4 (scripts/install-cuda-toolchain.sh, as scripts/test.sh
@@ -26,9 +28,13 @@
 # 5. Prints one table from that TSV: per length and pattern the kept share, criterion's mean
 #    time per launch, TFLOP/s of the kept work (4 x head_dim FLOPs per kept query-key pair
 #    and query head) and the speedup over dense at the same length, and a "model" column.
-#    The model column comes from benches/common/model.rs, `predict`: the hook where the
-#    timing model plugs in. It has no model yet, so the column reads
-#    "n/a (model not built yet)".
+#    The model column is a MODEL, not a measurement (benches/common/model.rs): the
+#    perf_report's timing model (examples/perf_report/model.rs), calibrated on
+#    FlashAttention-2's published H100 figure, fed with this crate's dense kernel's
+#    simulator counts. Before the benches, the script runs perf_report on the simulator
+#    (about 10 s) with SPARSE_ATTN_PERF_MODEL_OUT=$TARGET/gpu-bench/model.tsv, and the bench
+#    reads it (SPARSE_ATTN_MODEL_TSV). It predicts dense, block-sparse, A-shape and
+#    vertical-slash on A100 (uncalibrated) and H100; "n/a (...)" says why elsewhere.
 # Everything printed is also written to $TARGET/gpu-bench/gpu-bench.log.
 #
 # Memory (the bench prints "GPU MiB" per case, from the tensors it uploads): at 128K, q and
@@ -87,6 +93,17 @@ phase "build: GPU tests (${gpu_tests[*]}) and benches/attention.rs"
 cargo test -p sparse-attn --features sim "${gpu_tests[@]}" --no-run
 cargo bench -p sparse-attn --bench attention --no-run
 
+phase "model: perf_report on the simulator writes the calibration ($out_dir/model.tsv)"
+# The nvcc 13.0 set gives perf_report its ptxas figures (occupancy), which the model needs.
+bash scripts/install-cuda-toolchain.sh nvcc >/dev/null
+rm -f "$out_dir/model.tsv"
+SPARSE_ATTN_PERF_MODEL_OUT="$out_dir/model.tsv" cargo run --profile test --features sim --example perf_report | grep -E '^(MODEL|model|source|vs FA2)' || true
+if [[ -s "$out_dir/model.tsv" ]]; then
+  export SPARSE_ATTN_MODEL_TSV="$out_dir/model.tsv"
+else
+  echo "no calibration written: the model column will say so"
+fi
+
 # Prints the summary table of the bench's TSV ($1: what the time columns hold).
 print_summary() {
   local note="$1"
@@ -95,7 +112,7 @@ print_summary() {
   echo "   kept: block-sparse's target share of the causally live 64x64 tiles; tiles / elements: the"
   echo "   share of the dense causal tiles / elements the pattern keeps; time: criterion's mean per"
   echo "   launch; TFLOP/s: FLOPs of the kept elements / time; vs dense: dense time / time, same length;"
-  echo "   model: benches/common/model.rs (predict)"
+  echo "   model: a MODEL, not a measurement (benches/common/model.rs; calibrated on FA2's H100 figure)"
   if [[ ! -s "$tsv" ]]; then
     echo "(no rows: the bench did not write $tsv)"
     return 0
@@ -124,9 +141,10 @@ print_summary() {
 
 if [[ "$mode" == host-only ]]; then
   phase "benches, host-only (SPARSE_ATTN_BENCH_HOST_ONLY=1): every descriptor built and validated, nothing timed"
+  # The model column for a nominal H100 (SPARSE_ATTN_BENCH_MODEL_GPU), to check it end to end.
   SPARSE_ATTN_BENCH_HOST_ONLY=1 SPARSE_ATTN_BENCH_SEQ="${SPARSE_ATTN_BENCH_SEQ:-1024,4096}" SPARSE_ATTN_BENCH_TSV="$tsv" \
-    cargo bench -p sparse-attn --bench attention
-  print_summary "host-only: nothing timed"
+    SPARSE_ATTN_BENCH_MODEL_GPU="${SPARSE_ATTN_BENCH_MODEL_GPU:-H100}" cargo bench -p sparse-attn --bench attention
+  print_summary "host-only: nothing timed; model for a nominal ${SPARSE_ATTN_BENCH_MODEL_GPU:-H100}"
   phase "done (host-only)"
   exit 0
 fi

@@ -150,6 +150,11 @@ struct Fit {
     blocks: [(u32, u32); 2],
 }
 
+/// The model's four resources from a launch's counters.
+fn model_work(c: &ptx_sim::Counters) -> model::Work {
+    model::Work([c.mma as f64, c.warp_instructions as f64, c.shared_wavefronts as f64, (c.global_load_bytes + c.global_store_bytes) as f64])
+}
+
 /// Fits the linear count model of both kernels from the run at `seq` (4 heads) and one
 /// more at `seq / 2`.
 fn fit_model(sim: &SimBackend, fa2_sim: &fa2::Fa2Sim, d: usize, seq: usize, causal: bool, at_seq: (&ptx_sim::Counters, &ptx_sim::Counters), blocks: [(u32, u32); 2]) -> Result<Fit> {
@@ -166,10 +171,20 @@ fn fit_model(sim: &SimBackend, fa2_sim: &fa2::Fa2Sim, d: usize, seq: usize, caus
     Ok(Fit {
         head_dim: d,
         causal,
-        ours: model::Linear::fit((ours_geo(half), model::Work::of(&ours_half)), (ours_geo(seq), model::Work::of(at_seq.0))),
-        fa2: model::Linear::fit((fa2_geo(half), model::Work::of(&fa2_half)), (fa2_geo(seq), model::Work::of(at_seq.1))),
+        ours: model::Linear::fit((ours_geo(half), model_work(&ours_half)), (ours_geo(seq), model_work(at_seq.0))),
+        fa2: model::Linear::fit((fa2_geo(half), model_work(&fa2_half)), (fa2_geo(seq), model_work(at_seq.1))),
         blocks,
     })
+}
+
+/// Writes the calibration and this crate's fits to `SPARSE_ATTN_PERF_MODEL_OUT`, when set,
+/// for the GPU bench's model column (`benches/common/model.rs`).
+fn export_calibration(k: f64, fits: &[Fit]) -> Result<()> {
+    let Some(path) = std::env::var_os("SPARSE_ATTN_PERF_MODEL_OUT") else { return Ok(()) };
+    let records = fits.iter().map(|f| model::FitRecord { head_dim: f.head_dim, causal: f.causal, blocks: [f.blocks[0].0, f.blocks[1].0], ours: f.ours }).collect();
+    std::fs::write(&path, model::Calibration { k, fits: records }.to_tsv())?;
+    println!("model: calibration written to {}", std::path::Path::new(&path).display());
+    Ok(())
 }
 
 /// The MODEL table: FA2's published H100 forward figures, the model's FA2 prediction after
@@ -203,6 +218,9 @@ fn print_model(fits: &[Fit]) {
     };
     let ((fa2_s, _), _, fl) = at(cal, 16384);
     let k = (fl / (cal_tflops * 1e12)) / fa2_s;
+    if let Err(e) = export_calibration(k, fits) {
+        println!("model: could not write SPARSE_ATTN_PERF_MODEL_OUT: {e}");
+    }
     println!(
         "MODEL, not a measurement: {}, calibrated once on FA2 hd{} non-causal at seq 16K ({cal_tflops} TFLOP/s published), k = {k:.2}",
         gpu.name, cal.head_dim

@@ -33,8 +33,6 @@
 //! (assets/flash2_a100_fwd_bwd_benchmark.png) is forward + backward, so the A100 model is
 //! not calibrated here.
 
-use ptx_sim::Counters;
-
 /// One GPU's peak rates.
 pub struct Gpu {
     pub name: &'static str,
@@ -54,13 +52,7 @@ pub const A100: Gpu = Gpu { name: "A100 SXM4", sms: 108.0, clock_hz: 1.41e9, mma
 
 /// The four modelled resources' counts: mma, warp-instructions, smem wavefronts, global bytes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Work([f64; 4]);
-
-impl Work {
-    pub fn of(c: &Counters) -> Self {
-        Work([c.mma as f64, c.warp_instructions as f64, c.shared_wavefronts as f64, (c.global_load_bytes + c.global_store_bytes) as f64])
-    }
-}
+pub struct Work(pub [f64; 4]);
 
 /// A launch's geometry: CTAs, and (CTA, key tile) iterations over all CTAs.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +73,7 @@ pub fn geometry(batch: usize, heads: usize, seq: usize, block_m: usize, block_n:
 }
 
 /// `count = ctas * per_cta + tiles * per_tile`, per resource.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Linear {
     per_cta: [f64; 4],
     per_tile: [f64; 4],
@@ -155,6 +147,71 @@ pub fn flops(batch: usize, heads: usize, seq: usize, head_dim: usize, causal: bo
     }
 }
 
+/// What a GPU bench's model needs from one perf_report run
+/// (`SPARSE_ATTN_PERF_MODEL_OUT=<path>` writes it; `benches/common/model.rs` reads it): the
+/// calibration factor `k` and this crate's dense kernel fitted per (head_dim, causal), with
+/// its resident blocks per SM on sm_80 and sm_90.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub k: f64,
+    pub fits: Vec<FitRecord>,
+}
+
+/// One fitted kernel of a [`Calibration`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitRecord {
+    pub head_dim: usize,
+    pub causal: bool,
+    /// Resident blocks per SM: [sm_80, sm_90].
+    pub blocks: [u32; 2],
+    pub ours: Linear,
+}
+
+impl Calibration {
+    /// Tab-separated lines: `k <k>`, then `fit <head_dim> <causal 0|1> <blocks sm_80>
+    /// <blocks sm_90> <per_cta x 4> <per_tile x 4>` (resources as in [`Work`]).
+    pub fn to_tsv(&self) -> String {
+        let mut out = format!("k\t{:e}\n", self.k);
+        for f in &self.fits {
+            let nums: Vec<String> = f.ours.per_cta.iter().chain(&f.ours.per_tile).map(|x| format!("{x:e}")).collect();
+            out += &format!("fit\t{}\t{}\t{}\t{}\t{}\n", f.head_dim, u8::from(f.causal), f.blocks[0], f.blocks[1], nums.join("\t"));
+        }
+        out
+    }
+
+    /// Reads what [`Calibration::to_tsv`] wrote (the bench's side: benches/common/model.rs).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn from_tsv(text: &str) -> Result<Self, String> {
+        let mut k = None;
+        let mut fits = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let cells: Vec<&str> = line.split('\t').collect();
+            let num = |i: usize| -> Result<f64, String> {
+                cells.get(i).ok_or(format!("`{line}`: too few cells"))?.parse::<f64>().map_err(|e| format!("`{line}`: {e}"))
+            };
+            match cells[0] {
+                "k" => k = Some(num(1)?),
+                "fit" if cells.len() == 13 => {
+                    let mut per_cta = [0.0; 4];
+                    let mut per_tile = [0.0; 4];
+                    for r in 0..4 {
+                        per_cta[r] = num(5 + r)?;
+                        per_tile[r] = num(9 + r)?;
+                    }
+                    fits.push(FitRecord {
+                        head_dim: num(1)? as usize,
+                        causal: num(2)? != 0.0,
+                        blocks: [num(3)? as u32, num(4)? as u32],
+                        ours: Linear { per_cta, per_tile },
+                    });
+                }
+                _ => return Err(format!("`{line}`: not a k or fit line of 13 cells")),
+            }
+        }
+        Ok(Calibration { k: k.ok_or("no k line")?, fits })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +223,15 @@ mod tests {
         // per_cta 3, per_tile 10.
         assert!((fit.predict(Geometry { ctas: 1.0, tiles: 0.0 }).0[0] - 3.0).abs() < 1e-9);
         assert!((fit.predict(Geometry { ctas: 0.0, tiles: 1.0 }).0[2] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_calibration_reads_back_what_it_wrote() {
+        let fit = Linear::fit((Geometry { ctas: 10.0, tiles: 100.0 }, Work([1030.0, 7.5, 3.0, 1e9])), (Geometry { ctas: 20.0, tiles: 400.0 }, Work([4060.0, 9.25, 8.0, 3e9])));
+        let cal = Calibration { k: 1.73, fits: vec![FitRecord { head_dim: 128, causal: true, blocks: [2, 2], ours: fit }] };
+        assert_eq!(Calibration::from_tsv(&cal.to_tsv()).unwrap(), cal);
+        assert!(Calibration::from_tsv("fit\t1\t2").is_err());
+        assert!(Calibration::from_tsv("").is_err(), "no k");
     }
 
     #[test]
