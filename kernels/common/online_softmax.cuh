@@ -36,6 +36,24 @@ struct RowState {
     }
 };
 
+// Moves fragment row r (0: g, 1: g + 8) to the frame of `new_max`: its accumulator row and
+// running sum are rescaled by exp2((old max - new max) * scale), and the tile's `partial`
+// sum (already in the new frame) is added.
+template <int ND>
+__device__ __forceinline__ void rescale_row(float (&acc)[ND][4], RowState& st, int r, float new_max, float partial,
+                                            float scale_log2) {
+    // -inf only while the row has seen no visible key: see the header comment.
+    const float base = new_max == -INFINITY ? 0.f : new_max * scale_log2;
+    const float alpha = exp2f(st.max[r] * scale_log2 - base);
+    st.sum[r] = fmaf(st.sum[r], alpha, partial);
+#pragma unroll
+    for (int d = 0; d < ND; ++d) {
+        acc[d][2 * r] *= alpha;
+        acc[d][2 * r + 1] *= alpha;
+    }
+    st.max[r] = new_max;
+}
+
 // Folds one score tile s[NB][4] (NB blocks of 8 keys, C-fragment layout; masked entries
 // are -inf) into the state: s becomes the probabilities in the new frame, and `acc`
 // (the output accumulator, ND blocks of 8 dims) is rescaled to that frame.
@@ -75,14 +93,7 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&a
             partial[r] += s[j][2 * r] + s[j][2 * r + 1];
         }
         if (!SkipUnchanged) {
-            const float alpha = exp2f(st.max[r] * scale_log2 - base);
-            st.sum[r] = fmaf(st.sum[r], alpha, partial[r]);
-#pragma unroll
-            for (int d = 0; d < ND; ++d) {
-                acc[d][2 * r] *= alpha;
-                acc[d][2 * r + 1] *= alpha;
-            }
-            st.max[r] = new_max[r];
+            rescale_row<ND>(acc, st, r, new_max[r], partial[r], scale_log2);
         }
     }
     if (!SkipUnchanged) {
@@ -90,18 +101,8 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&a
     }
     // One warp-uniform branch for both rows.
     if (__any_sync(0xffffffffu, !(new_max[0] == st.max[0]) || !(new_max[1] == st.max[1]))) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const float base = new_max[r] == -INFINITY ? 0.f : new_max[r] * scale_log2;
-            const float alpha = exp2f(st.max[r] * scale_log2 - base);
-            st.sum[r] = fmaf(st.sum[r], alpha, partial[r]);
-#pragma unroll
-            for (int d = 0; d < ND; ++d) {
-                acc[d][2 * r] *= alpha;
-                acc[d][2 * r + 1] *= alpha;
-            }
-            st.max[r] = new_max[r];
-        }
+        rescale_row<ND>(acc, st, 0, new_max[0], partial[0], scale_log2);
+        rescale_row<ND>(acc, st, 1, new_max[1], partial[1], scale_log2);
     } else {
         st.sum[0] += partial[0];
         st.sum[1] += partial[1];

@@ -88,12 +88,10 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     // The CTA's first row block; the pair source reads the second one itself.
     const CtaPos c = row_block_pos(p, blockIdx.z, blockIdx.y, blockIdx.x * 2);
     const int row0 = c.m * kBlockM;
-    const int kv_head = c.h / (p.heads_q / p.heads_kv);
 
     const AttnTensorParams& tp = p.tensors;
-    const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
-    const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
-    const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
+    const HeadBases bases = head_bases(p, c);
+    const uint64_t q_base = bases.q, k_base = bases.k, v_base = bases.v;
     // The ldmatrix addresses are held for the whole loop where the source leaves the
     // registers for them (Source::kHoistAddressing), else left to the optimizer. The full
     // tiles' copies (load_kv_tile) are set up per tile: held too (Hoisted, ten registers),

@@ -102,12 +102,10 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     const CtaPos c = row_block_pos(p, blockIdx.z, blockIdx.y, blockIdx.x);
     const bool causal = p.causal != 0;
     const int row0 = c.m * kBlockM;
-    const int kv_head = c.h / (p.heads_q / p.heads_kv);
 
     const AttnTensorParams& tp = p.tensors;
-    const uint64_t q_base = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
-    const uint64_t k_base = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + (uint64_t)kv_head * tp.k_head_stride);
-    const uint64_t v_base = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + (uint64_t)kv_head * tp.v_head_stride);
+    const HeadBases bases = head_bases(p, c);
+    const uint64_t q_base = bases.q, k_base = bases.k, v_base = bases.v;
     // The contiguous tiles' copies are set up per tile (load_kv_tile, not Hoisted): this
     // loop's contiguous tiles are few (the slash tiles), and held for the whole loop their
     // registers took the head_dim 64 kernel from 167 to 169 on sm_90, past the 168 that fit

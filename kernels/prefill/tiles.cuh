@@ -69,6 +69,22 @@ __device__ __forceinline__ CtaPos row_block_pos(const AttnParams& p, int b, int 
     return c;
 }
 
+// The global addresses of the CTA's query head's Q rows and its kv head's K and V rows
+// (row 0 of each; rows follow at the tensors' sequence strides).
+struct HeadBases {
+    uint64_t q, k, v;
+};
+
+__device__ __forceinline__ HeadBases head_bases(const AttnParams& p, const CtaPos& c) {
+    const AttnTensorParams& tp = p.tensors;
+    const uint64_t kv_head = (uint64_t)(c.h / (p.heads_q / p.heads_kv));
+    HeadBases h;
+    h.q = tp.q + 2 * ((uint64_t)c.b * tp.q_batch_stride + (uint64_t)c.h * tp.q_head_stride);
+    h.k = tp.k + 2 * ((uint64_t)c.b * tp.k_batch_stride + kv_head * tp.k_head_stride);
+    h.v = tp.v + 2 * ((uint64_t)c.b * tp.v_batch_stride + kv_head * tp.v_head_stride);
+    return h;
+}
+
 // The key0 at or below which a contiguous tile of N keys needs no mask for any row of the
 // row block whose first row is `block_row0`: its last key is at most that row's last
 // visible key (later rows see at least as far) and it ends inside seq_k. key0 + N - 1 <=
