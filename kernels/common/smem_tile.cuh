@@ -89,10 +89,11 @@ __device__ __forceinline__ void contiguous_passes(uint32_t dst, uint64_t src, ui
 // per-row work: every source address is one 64-bit add from the previous pass's (the rows
 // of consecutive passes are kRowsPerPass apart), where load_tile_rows multiplies each row
 // by the stride, checks it and selects a fallback address. This is the main-loop load of
-// every full contiguous K/V tile, so the thread's own part of the address (its row and
-// chunk, the tensor base, the strides in bytes) is computed once, by init; a tile then
-// costs one 64-bit multiply-add (issue): 2 * ((row0 + row) * stride + chunk * 8) is
-// 2 * (row * stride + chunk * 8) + row0 * (2 * stride), in the same 64-bit arithmetic.
+// every full contiguous K/V tile. init computes the thread's own part of the address (its
+// row and chunk, the tensor base, the stride in bytes); issue adds the tile's, one 64-bit
+// multiply-add: 2 * ((row0 + row) * stride + chunk * 8) is 2 * (row * stride + chunk * 8)
+// + row0 * (2 * stride), in the same 64-bit arithmetic. A loop may init once and issue per
+// tile, or (the prefill loops, short of registers) init per tile.
 template <int Rows, int D, int Threads>
 struct ContiguousRowsCopy {
     using Tile = SmemTile<Rows, D>;

@@ -35,11 +35,12 @@ struct PairRows {
     int no_mask_key0[2];
 };
 
-// One tile for the m-tiles of `Mask`: S = Q K^T from the K tile at k_addr, each m-tile's
-// mask and online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is
-// rescaled) and its P packed to T, then `between` (the barrier that frees K, and the next
-// K load), then O += P V from the V tile at v_addr. One call holds the whole tile, so that each of the
-// three variants keeps only its own m-tiles' scores live across `between`.
+// One tile for the m-tiles of `Mask`: S = Q K^T from the K tile, each m-tile's mask and
+// online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is rescaled) and its
+// P packed to T, then `between` (the barrier that frees K, and the next K load), then
+// O += P V from the V tile. `base` and `q_delta` address the K, V and Q tiles
+// (tile_math_x2.cuh). One call holds the whole tile, so that each of the three variants
+// keeps only its own m-tiles' scores live across `between`.
 template <typename T, int D, int N, int Mask, typename Between>
 __device__ __forceinline__ void pair_tile(float (&acc)[2][D / 8][4], RowState (&st)[2], const uint32_t (&base)[4],
                                           uint32_t q_delta, int key0, const AttnParams& p, const PairRows& rows, int t4,
@@ -93,16 +94,8 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     const HeadBases bases = head_bases(p, c);
     const uint64_t q_base = bases.q, k_base = bases.k, v_base = bases.v;
     // The ldmatrix addresses are held for the whole loop where the source leaves the
-    // registers for them (Source::kHoistAddressing), else left to the optimizer. The full
-    // tiles' copies (load_kv_tile) are set up per tile: held too (Hoisted, ten registers),
-    // they made ptxas spill at head_dim 128 on sm_90.
+    // registers for them (Source::kHoistAddressing), else left to the optimizer.
     constexpr bool kHoist = Source::kHoistAddressing;
-    constexpr bool kHoistCopies = false;
-    ContiguousRowsCopy<N, D, kThreads> k_copy{}, v_copy{};
-    if constexpr (kHoistCopies) {
-        k_copy.init(k_base, tp.k_seq_stride, tid);
-        v_copy.init(v_base, tp.v_seq_stride, tid);
-    }
 
     // K, then V, then Q (tile_math_x2.cuh addresses V and Q from K's lane addresses).
     const uint32_t k_smem = smem_u32(smem_raw);
@@ -130,7 +123,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         // The unchecked Q copy only where the addressing is hoisted: in the block-sparse
         // kernel it made ptxas spill (232 bytes at head_dim 128 on sm_90).
         load_q_tile<kCtaM, D, kThreads, kHoist>(p, q_base, row0, q_smem, tid);
-        load_kv_tile<N, D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, cur, nullptr, k_smem, tid);
+        load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, cur, nullptr, k_smem, tid);
         cp_async_commit();
         // Sources that keep their state in shared memory need a barrier between their first
         // two next() calls (BlockSparseSourcePair); one per CTA.
@@ -160,7 +153,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
 
             cp_async_wait<0>();
             __syncthreads();  // K (and Q) landed; every warp is done with the previous V
-            load_kv_tile<N, D, kThreads, kHoistCopies>(p, v_base, tp.v_seq_stride, v_copy, cur, nullptr, v_smem, tid);
+            load_kv_tile<N, D, kThreads>(p, v_base, tp.v_seq_stride, cur, nullptr, v_smem, tid);
             cp_async_commit();
 
             // The barrier that frees K (every warp is done with it, and V has landed), then
@@ -169,7 +162,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
                 cp_async_wait<0>();
                 __syncthreads();
                 if (has_next) {
-                    load_kv_tile<N, D, kThreads, kHoistCopies>(p, k_base, tp.k_seq_stride, k_copy, nxt, nullptr, k_smem, tid);
+                    load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, nxt, nullptr, k_smem, tid);
                 }
                 cp_async_commit();
             };

@@ -106,19 +106,14 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     const AttnTensorParams& tp = p.tensors;
     const HeadBases bases = head_bases(p, c);
     const uint64_t q_base = bases.q, k_base = bases.k, v_base = bases.v;
-    // The contiguous tiles' copies are set up per tile (load_kv_tile, not Hoisted): this
-    // loop's contiguous tiles are few (the slash tiles), and held for the whole loop their
-    // registers took the head_dim 64 kernel from 167 to 169 on sm_90, past the 168 that fit
-    // three CTAs per SM.
-    const ContiguousRowsCopy<kBlockN, D, kThreads> no_copy{};
 
     // Stage s: K at [2s], V at [2s + 1]; Q borrows stage 1's K before the loop.
     const uint32_t smem = smem_u32(smem_raw);
     auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
     auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
     auto load_tiles = [&](const TileRef& t, int stage) {
-        load_kv_tile<kBlockN, D, kThreads, false>(p, k_base, tp.k_seq_stride, no_copy, t, s_keys[stage], k_smem(stage), tid);
-        load_kv_tile<kBlockN, D, kThreads, false>(p, v_base, tp.v_seq_stride, no_copy, t, s_keys[stage], v_smem(stage), tid);
+        load_kv_tile<kBlockN, D, kThreads>(p, k_base, tp.k_seq_stride, t, s_keys[stage], k_smem(stage), tid);
+        load_kv_tile<kBlockN, D, kThreads>(p, v_base, tp.v_seq_stride, t, s_keys[stage], v_smem(stage), tid);
     };
 
     // This thread's two fragment rows' last visible keys.

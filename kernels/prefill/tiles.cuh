@@ -107,20 +107,15 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
 // `row_stride` elements apart) of `t` into `smem`. `keys` holds the key of each tile row
 // for gathered tiles; contiguous tiles compute theirs. A contiguous tile that ends inside
 // seq_k (every tile of a sparse or dense row block but the one that crosses seq_k) takes
-// the copy without per-row checks (ContiguousRowsCopy: `copy`, set up once per CTA for
-// `base` when Hoisted, else set up here for the tile); the branch is uniform.
-template <int N, int D, int Threads, bool Hoisted>
-__device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t row_stride,
-                                             const ContiguousRowsCopy<N, D, Threads>& copy, const TileRef& t,
+// the copy without per-row checks (ContiguousRowsCopy, set up here: held across the loop,
+// its registers made ptxas spill); the branch is uniform.
+template <int N, int D, int Threads>
+__device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t row_stride, const TileRef& t,
                                              const int* keys, uint32_t smem, int tid) {
     if (!t.gathered && p.seq_k - t.key0 >= N) {
-        if constexpr (Hoisted) {
-            copy.issue(t.key0, smem);
-        } else {
-            ContiguousRowsCopy<N, D, Threads> tile;
-            tile.init(base, row_stride, tid);
-            tile.issue(t.key0, smem);
-        }
+        ContiguousRowsCopy<N, D, Threads> tile;
+        tile.init(base, row_stride, tid);
+        tile.issue(t.key0, smem);
     } else {
         auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
         load_tile_rows<N, D, Threads>(base, row_stride, smem, tid, key_of);
