@@ -74,7 +74,7 @@ typedef struct AttnTensorParams {
     uint64_t k;             // const T [batch, seq_k, heads_kv, head_dim]
     uint64_t v;             // const T [batch, seq_k, heads_kv, head_dim]
     uint64_t out;           // T [batch, seq_q, heads_q, head_dim]
-    uint64_t lse;           // float [batch, heads_q, seq_q], natural log; 0 = not wanted
+    uint64_t lse;           // float [batch, heads_q, seq_q] (varlen: [heads_q, total_q]), natural log; 0 = not wanted
     int64_t q_batch_stride;
     int64_t q_seq_stride;
     int64_t q_head_stride;
@@ -87,14 +87,24 @@ typedef struct AttnTensorParams {
     int64_t out_batch_stride;
     int64_t out_seq_stride;
     int64_t out_head_stride;
+    int64_t lse_batch_stride;  // floats between batch entries of the LSE
+    int64_t lse_head_stride;   // floats between heads of the LSE (rows are contiguous)
+    // Varlen (packed) sequences: sequence b's query rows are rows cu_seqlens_q[b] ..
+    // cu_seqlens_q[b + 1] - 1 of q / out (and columns of the LSE), its keys rows
+    // cu_seqlens_k[b] .. of k / v; the batch strides are then 0 and seq_q / seq_k are the
+    // longest lengths, which size the grid. 0 = padded BSHD. The entries are untrusted: a
+    // sequence whose bounds are not 0 <= start <= end <= total runs as empty.
+    uint64_t cu_seqlens_q;     // const int32_t [batch + 1], or 0
+    uint64_t cu_seqlens_k;     // const int32_t [batch + 1], or 0
+    int32_t total_q;           // packed rows of q (varlen; 0 otherwise)
+    int32_t total_k;           // packed rows of k and v (varlen; 0 otherwise)
 } AttnTensorParams;
 
-// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention. Dense and
-// block-sparse: one CTA of SA_PREFILL_ROW_BLOCKS * SA_PREFILL_THREADS threads per (pair of
-// row blocks of SA_PREFILL_TILE_M query rows, query head, batch); grid = (ceil(row_blocks /
-// SA_PREFILL_ROW_BLOCKS), heads_q, batch). Vertical-slash: one CTA of SA_PREFILL_THREADS
-// threads per (row block, query head, batch); grid = (row_blocks, heads_q, batch). Tensors
-// as in AttnTensorParams.
+// attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of
+// SA_PREFILL_THREADS threads per (SA_PREFILL_ROW_BLOCKS row blocks of SA_PREFILL_TILE_M
+// query rows, query head, batch) for dense and block-sparse, grid = (ceil(row_blocks /
+// SA_PREFILL_ROW_BLOCKS), heads_q, batch); per (row block, query head, batch) for
+// vertical-slash, grid = (row_blocks, heads_q, batch). Tensors as in AttnTensorParams.
 // The sparse-source fields are read only by the pattern that uses them:
 //   block-sparse:    block_count [B, H, MB], block_index [B, H, MB, max_blocks]
 //   vertical-slash:  block_count [B, H, MB], block_index = block_offset [B, H, MB, max_blocks

@@ -164,7 +164,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             if (g + 8 * r < rows) {
-                reinterpret_cast<float*>(tp.lse)[((int64_t)b * p.heads_q + head[r]) * p.seq_q + i] = lse[r];
+                reinterpret_cast<float*>(tp.lse)[b * tp.lse_batch_stride + head[r] * tp.lse_head_stride + i] = lse[r];
             }
         }
     }

@@ -56,7 +56,8 @@ pub struct AttnTensorParams {
     pub v: u64,
     /// Device address of the output, `[batch, seq_q, heads_q, head_dim]`.
     pub out: u64,
-    /// Device address of the f32 LSE `[batch, heads_q, seq_q]`, or 0 when not wanted.
+    /// Device address of the f32 LSE `[batch, heads_q, seq_q]` (varlen: `[heads_q,
+    /// total_q]`), or 0 when not wanted.
     pub lse: u64,
     /// Elements between consecutive batches of q.
     pub q_batch_stride: i64,
@@ -82,6 +83,18 @@ pub struct AttnTensorParams {
     pub out_seq_stride: i64,
     /// Elements between consecutive heads of output.
     pub out_head_stride: i64,
+    /// f32 values between consecutive batches of the LSE.
+    pub lse_batch_stride: i64,
+    /// f32 values between consecutive heads of the LSE.
+    pub lse_head_stride: i64,
+    /// Varlen: device address of i32 `cu_seqlens_q [batch + 1]`; 0 for padded BSHD.
+    pub cu_seqlens_q: u64,
+    /// Varlen: device address of i32 `cu_seqlens_k [batch + 1]`; 0 for padded BSHD.
+    pub cu_seqlens_k: u64,
+    /// Varlen: packed rows of q; 0 otherwise.
+    pub total_q: i32,
+    /// Varlen: packed rows of k and v; 0 otherwise.
+    pub total_k: i32,
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`

@@ -166,20 +166,25 @@ fn rust_tensors() -> Layout {
     fields!(
         q, k, v, out, lse,
         q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
-        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride
+        v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
+        lse_batch_stride, lse_head_stride, cu_seqlens_q, cu_seqlens_k, total_q, total_k
     );
     l
 }
 
-/// AttnTensorParams by the C rules: 17 eight-byte fields (5 addresses, 12 strides), no
-/// padding: 136 bytes, 8-byte aligned.
+/// AttnTensorParams by the C rules: 21 eight-byte fields (5 tensor addresses, 14 strides, 2
+/// cu_seqlens addresses), then 2 four-byte totals, no padding: 176 bytes, 8-byte aligned.
 fn expected_tensors() -> Layout {
-    let mut l = vec![("sizeof".to_string(), 136), ("alignof".to_string(), 8)];
+    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES), ("alignof".to_string(), 8)];
     for (k, (name, _)) in rust_tensors().into_iter().skip(2).enumerate() {
-        l.push((name, 8 * k));
+        let offset = if k < 21 { 8 * k } else { 168 + 4 * (k - 21) };
+        l.push((name, offset));
     }
     l
 }
+
+/// sizeof(AttnTensorParams), the first member of both kernel params structs.
+const TENSORS_BYTES: usize = 176;
 
 /// The fields of the `tensors` member of a struct that holds it at offset `base`, named as
 /// C's `offsetof` takes them (`tensors.q`).
@@ -190,7 +195,7 @@ fn nested_tensors(base: usize) -> Layout {
 #[test]
 fn attn_tensor_params_matches_the_c_struct() {
     let rust = rust_tensors();
-    assert_eq!(rust.len(), 2 + 17, "every field is listed");
+    assert_eq!(rust.len(), 2 + 23, "every field is listed");
     assert_eq!(rust, expected_tensors());
     match c_layout_of(&c_program_for("AttnTensorParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnTensorParams"),
@@ -214,13 +219,15 @@ fn rust_attn() -> Layout {
     l
 }
 
-/// AttnParams by the C rules: the 136-byte AttnTensorParams first (17 eight-byte fields),
-/// then 4 eight-byte index addresses (21 eight-byte fields in all), then 12 four-byte
-/// fields, no padding: 168 + 48 = 216 bytes, 8-byte aligned.
+/// AttnParams by the C rules: the 176-byte AttnTensorParams first, then 4 eight-byte index
+/// addresses, then 12 four-byte fields, no padding: 176 + 32 + 48 = 256 bytes, 8-byte
+/// aligned.
 fn expected_attn() -> Layout {
-    let mut l = vec![("sizeof".to_string(), 216), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
-    for (k, (name, _)) in rust_attn().into_iter().skip(3).enumerate() {
-        let offset = if k < 21 { 8 * k } else { 168 + 4 * (k - 21) };
+    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 32 + 48), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    l.extend(nested_tensors(0));
+    let own = rust_attn().into_iter().skip(3 + 23);
+    for (k, (name, _)) in own.enumerate() {
+        let offset = if k < 4 { TENSORS_BYTES + 8 * k } else { TENSORS_BYTES + 32 + 4 * (k - 4) };
         l.push((name, offset));
     }
     l
@@ -229,7 +236,7 @@ fn expected_attn() -> Layout {
 #[test]
 fn attn_params_matches_the_c_struct() {
     let rust = rust_attn();
-    assert_eq!(rust.len(), 2 + 1 + 17 + 16, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust.len(), 2 + 1 + 23 + 16, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_attn());
     match c_layout_of(&c_program_for("AttnParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnParams"),
@@ -252,13 +259,14 @@ fn rust_topk() -> Layout {
     l
 }
 
-/// TopkParams by the C rules: the 136-byte AttnTensorParams first (17 eight-byte fields),
-/// then the indices address (18 eight-byte fields in all), then 10 four-byte fields, no
-/// padding: 144 + 40 = 184 bytes, 8-byte aligned.
+/// TopkParams by the C rules: the 176-byte AttnTensorParams first, then the indices
+/// address, then 10 four-byte fields, no padding: 176 + 8 + 40 = 224 bytes, 8-byte aligned.
 fn expected_topk() -> Layout {
-    let mut l = vec![("sizeof".to_string(), 184), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
-    for (k, (name, _)) in rust_topk().into_iter().skip(3).enumerate() {
-        let offset = if k < 18 { 8 * k } else { 144 + 4 * (k - 18) };
+    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 8 + 40), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    l.extend(nested_tensors(0));
+    let own = rust_topk().into_iter().skip(3 + 23);
+    for (k, (name, _)) in own.enumerate() {
+        let offset = if k < 1 { TENSORS_BYTES } else { TENSORS_BYTES + 8 + 4 * (k - 1) };
         l.push((name, offset));
     }
     l
@@ -267,7 +275,7 @@ fn expected_topk() -> Layout {
 #[test]
 fn topk_params_matches_the_c_struct() {
     let rust = rust_topk();
-    assert_eq!(rust.len(), 2 + 1 + 17 + 11, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust.len(), 2 + 1 + 23 + 11, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_topk());
     match c_layout_of(&c_program_for("TopkParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkParams"),

@@ -152,7 +152,7 @@ __device__ __forceinline__ void write_mtile(const AttnParams& p, const CtaPos& c
     float lse[2];
     write_output<T, D>(acc, st, stage, lane, p.scale_log2, out, lse);
     if (tp.lse != 0 && lane % 4 == 0) {
-        float* lse_rows = reinterpret_cast<float*>(tp.lse) + ((int64_t)c.b * p.heads_q + c.h) * p.seq_q;
+        float* lse_rows = reinterpret_cast<float*>(tp.lse) + c.b * tp.lse_batch_stride + c.h * tp.lse_head_stride;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int row = row0 + lane / 4 + 8 * r;

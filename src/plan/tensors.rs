@@ -80,6 +80,10 @@ pub(super) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, b
         k_batch_stride, k_seq_stride, k_head_stride,
         v_batch_stride, v_seq_stride, v_head_stride,
         out_batch_stride, out_seq_stride, out_head_stride,
+        // [batch, heads_q, seq_q], packed.
+        lse_batch_stride: (shape.heads_q() * shape.seq_q()) as i64,
+        lse_head_stride: shape.seq_q() as i64,
+        ..AttnTensorParams::default()
     };
     Ok(DenseArgs { scale, scale_log2: scale * std::f32::consts::LOG2_E, tensors })
 }
