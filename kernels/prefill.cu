@@ -21,6 +21,7 @@
 #include "prefill/block_pair_loop.cuh"
 #include "prefill/one_block_loop.cuh"
 #include "prefill/sources.cuh"
+#include "prefill/varlen.cuh"
 
 // One extern "C" kernel per (pattern, dtype, head_dim): every pattern at every pair of
 // params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM. The name is what src/plan/prefill.rs
@@ -32,9 +33,30 @@
         attn::loop<dtype, d, attn::source>(p);                                             \
     }
 
-#define SA_INSTANTIATE(dtype_name, dtype, d)                                                         \
-    ATTN_KERNEL(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
-    ATTN_KERNEL(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d) \
-    ATTN_KERNEL(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
+// The varlen form, attn_fwd_<pattern>_varlen_<dtype>_hd<D> (prefill/varlen.cuh): each CTA
+// builds its sequence's view of the params in shared memory, leaves at once when its rows
+// start past the sequence's end, and runs the same loop on the view.
+#define ATTN_VARLEN_KERNEL(pattern, loop, source, dtype_name, dtype, d)                                \
+    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                                 \
+        attn_fwd_##pattern##_varlen_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {      \
+        __shared__ AttnParams view;                                                                    \
+        if (threadIdx.x == 0) {                                                                        \
+            attn::varlen_view(p, blockIdx.z, view);                                                    \
+        }                                                                                              \
+        __syncthreads();                                                                               \
+        if ((int64_t)blockIdx.x * attn::source::kRowBlocks * attn::kBlockM >= view.seq_q) {          \
+            return;                                                                                    \
+        }                                                                                              \
+        attn::loop<dtype, d, attn::source, true>(view);                                                \
+    }
+
+#define SA_PREFILL_KERNELS(kernel, dtype_name, dtype, d)                                                   \
+    kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
+    kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)            \
+    kernel(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
+
+#define SA_INSTANTIATE(dtype_name, dtype, d)                  \
+    SA_PREFILL_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)     \
+    SA_PREFILL_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

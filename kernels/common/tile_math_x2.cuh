@@ -9,10 +9,8 @@
 // take 64 more at head_dim 128, past what the loop has beside its 128 accumulator and 64
 // score registers.
 //
-// `Mask` picks the m-tiles a call works on: bit i for m-tile i (3: both, 1 or 2: one, when
-// only one of the two row blocks keeps the tile). The skipped m-tile's fragments are not
-// touched. m-tile i's Q rows are 16 * 4 * i rows below m-tile 0's in the Q tile (m-tile i
-// is the warp's slice of row block i).
+// The warp's two m-tiles are 32 consecutive query rows: m-tile 1's Q rows are 16 rows
+// below m-tile 0's in the Q tile.
 #pragma once
 #include "common/c_std.h"
 
@@ -21,8 +19,8 @@
 
 namespace attn {
 
-// Rows between the warp's two m-tiles in the Q tile, in 16-row blocks (one row block).
-constexpr int kMTileStride16 = 4;
+// Rows between the warp's two m-tiles in the Q tile, in 16-row blocks.
+constexpr int kMTileStride16 = 1;
 
 // Addressing. The K, V and Q tiles share one lane pattern (a lane of an ldmatrix x4 reads
 // row lane % 16 of a 16-row block at chunk 2 k + lane / 16; SmemTile::lane_offset), and so
@@ -34,9 +32,8 @@ constexpr int kMTileStride16 = 4;
 // keys 16 NBP + 8 (i % 2) .. + 7 at dims 16 KK + 8 (i / 2) .. + 7: registers 0 and 2 are
 // b0 and b1 of key block 2 NBP, registers 1 and 3 those of key block 2 NBP + 1.
 
-// The m-tiles of `Mask` get k-step KK of key-block pair NBP (and the next pairs) of
-// S = Q K^T.
-template <typename T, int D, int NB, int Mask, int KK, int NBP = 0>
+// Both m-tiles get k-step KK of key-block pair NBP (and the next pairs) of S = Q K^T.
+template <typename T, int D, int NB, int KK, int NBP = 0>
 __device__ __forceinline__ void x2_score_keys(float (&s)[2][NB][4], const uint32_t (&qa)[2][4],
                                               const uint32_t (&base)[4]) {
     using Tile = SmemTile<NB * 8, D>;
@@ -44,46 +41,40 @@ __device__ __forceinline__ void x2_score_keys(float (&s)[2][NB][4], const uint32
     ldmatrix_x4<Tile::block_offset(NBP, KK)>(kb, base[KK % 4]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        if ((Mask >> i) & 1) {
-            if constexpr (KK == 0) {  // the first k-step starts the tile from zero
-                Mma<T>::mma_zero_c(s[i][2 * NBP], qa[i], kb[0], kb[2]);
-                Mma<T>::mma_zero_c(s[i][2 * NBP + 1], qa[i], kb[1], kb[3]);
-            } else {
-                Mma<T>::mma(s[i][2 * NBP], qa[i], kb[0], kb[2]);
-                Mma<T>::mma(s[i][2 * NBP + 1], qa[i], kb[1], kb[3]);
-            }
+        if constexpr (KK == 0) {  // the first k-step starts the tile from zero
+            Mma<T>::mma_zero_c(s[i][2 * NBP], qa[i], kb[0], kb[2]);
+            Mma<T>::mma_zero_c(s[i][2 * NBP + 1], qa[i], kb[1], kb[3]);
+        } else {
+            Mma<T>::mma(s[i][2 * NBP], qa[i], kb[0], kb[2]);
+            Mma<T>::mma(s[i][2 * NBP + 1], qa[i], kb[1], kb[3]);
         }
     }
     if constexpr (NBP + 1 < NB / 2) {
-        x2_score_keys<T, D, NB, Mask, KK, NBP + 1>(s, qa, base);
+        x2_score_keys<T, D, NB, KK, NBP + 1>(s, qa, base);
     }
 }
 
-// k-step KK, then the next ones, of S = Q K^T for the m-tiles of `Mask`: the Q fragments
-// of the step (a QTile of QRows rows, the warp's first m-tile at base + q_delta), then
-// every key block of the K tile at base. The Q address is one add per k-step, rather than
-// four more registers held across the loop.
-template <typename T, int D, int NB, int QRows, int Mask, int KK = 0>
+// k-step KK, then the next ones, of S = Q K^T for both m-tiles: the Q fragments of the
+// step (a QTile of QRows rows, the warp's first m-tile at base + q_delta), then every key
+// block of the K tile at base. The Q address is one add per k-step, rather than four more
+// registers held across the loop.
+template <typename T, int D, int NB, int QRows, int KK = 0>
 __device__ __forceinline__ void x2_score_steps(float (&s)[2][NB][4], const uint32_t (&base)[4], uint32_t q_delta) {
     using QTile = SmemTile<QRows, D>;
     const uint32_t q_base = base[KK % 4] + q_delta;
     uint32_t qa[2][4];
-    if constexpr (Mask & 1) {
-        ldmatrix_x4<QTile::block_offset(0, KK)>(qa[0], q_base);
-    }
-    if constexpr (Mask & 2) {
-        ldmatrix_x4<QTile::block_offset(kMTileStride16, KK)>(qa[1], q_base);
-    }
-    x2_score_keys<T, D, NB, Mask, KK>(s, qa, base);
+    ldmatrix_x4<QTile::block_offset(0, KK)>(qa[0], q_base);
+    ldmatrix_x4<QTile::block_offset(kMTileStride16, KK)>(qa[1], q_base);
+    x2_score_keys<T, D, NB, KK>(s, qa, base);
     if constexpr (KK + 1 < D / 16) {
-        x2_score_steps<T, D, NB, QRows, Mask, KK + 1>(s, base, q_delta);
+        x2_score_steps<T, D, NB, QRows, KK + 1>(s, base, q_delta);
     }
 }
 
-// Dim-block pair DB, then the next ones, of key step KK of O += P V for the m-tiles of
-// `Mask` (`a[i][KK]`: m-tile i's P fragment for the step, from x2_pack_p), from the V tile
+// Dim-block pair DB, then the next ones, of key step KK of O += P V for both m-tiles
+// (`a[i][KK]`: m-tile i's P fragment for the step, from x2_pack_p), from the V tile
 // VOffset bytes past base. Transposed ldmatrix matrices as pv_dim_steps (tile_math.cuh).
-template <typename T, int D, int NB, int VOffset, int Mask, int KK, int DB = 0>
+template <typename T, int D, int NB, int VOffset, int KK, int DB = 0>
 __device__ __forceinline__ void x2_pv_dim_steps(float (&acc)[2][D / 8][4], const uint32_t (&a)[2][NB / 2][4],
                                                 const uint32_t (&base)[4]) {
     using Tile = SmemTile<NB * 8, D>;
@@ -91,44 +82,40 @@ __device__ __forceinline__ void x2_pv_dim_steps(float (&acc)[2][D / 8][4], const
     ldmatrix_x4_trans<Tile::block_offset(KK, DB) + VOffset>(vb, base[DB % 4]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        if ((Mask >> i) & 1) {
-            Mma<T>::mma(acc[i][2 * DB], a[i][KK], vb[0], vb[1]);
-            Mma<T>::mma(acc[i][2 * DB + 1], a[i][KK], vb[2], vb[3]);
-        }
+        Mma<T>::mma(acc[i][2 * DB], a[i][KK], vb[0], vb[1]);
+        Mma<T>::mma(acc[i][2 * DB + 1], a[i][KK], vb[2], vb[3]);
     }
     if constexpr (DB + 1 < D / 16) {
-        x2_pv_dim_steps<T, D, NB, VOffset, Mask, KK, DB + 1>(acc, a, base);
+        x2_pv_dim_steps<T, D, NB, VOffset, KK, DB + 1>(acc, a, base);
     }
 }
 
-// P for the m-tiles of `Mask` as mma A fragments, one per 16-key step: `p[i]` holds m-tile
-// i's probabilities in C-fragment layout, which is the A layout once packed to T. Packed
+// P for both m-tiles as mma A fragments, one per 16-key step: `p[i]` holds m-tile i's
+// probabilities in C-fragment layout, which is the A layout once packed to T. Packed
 // before the barrier that separates S from P V, P takes half the registers of the f32
 // scores while the barrier and the next K tile's loads go by.
-template <typename T, int NB, int Mask>
+template <typename T, int NB>
 __device__ __forceinline__ void x2_pack_p(const float (&p)[2][NB][4], uint32_t (&a)[2][NB / 2][4]) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        if ((Mask >> i) & 1) {
 #pragma unroll
-            for (int kk = 0; kk < NB / 2; ++kk) {
-                a[i][kk][0] = Mma<T>::pack(p[i][2 * kk][0], p[i][2 * kk][1]);
-                a[i][kk][1] = Mma<T>::pack(p[i][2 * kk][2], p[i][2 * kk][3]);
-                a[i][kk][2] = Mma<T>::pack(p[i][2 * kk + 1][0], p[i][2 * kk + 1][1]);
-                a[i][kk][3] = Mma<T>::pack(p[i][2 * kk + 1][2], p[i][2 * kk + 1][3]);
-            }
+        for (int kk = 0; kk < NB / 2; ++kk) {
+            a[i][kk][0] = Mma<T>::pack(p[i][2 * kk][0], p[i][2 * kk][1]);
+            a[i][kk][1] = Mma<T>::pack(p[i][2 * kk][2], p[i][2 * kk][3]);
+            a[i][kk][2] = Mma<T>::pack(p[i][2 * kk + 1][0], p[i][2 * kk + 1][1]);
+            a[i][kk][3] = Mma<T>::pack(p[i][2 * kk + 1][2], p[i][2 * kk + 1][3]);
         }
     }
 }
 
-// Key step KK (keys 16 KK .. 16 KK + 15), then the next ones, of O += P V for the m-tiles
-// of `Mask`, from P packed by x2_pack_p and the V tile VOffset bytes past base.
-template <typename T, int D, int NB, int VOffset, int Mask, int KK = 0>
+// Key step KK (keys 16 KK .. 16 KK + 15), then the next ones, of O += P V for both
+// m-tiles, from P packed by x2_pack_p and the V tile VOffset bytes past base.
+template <typename T, int D, int NB, int VOffset, int KK = 0>
 __device__ __forceinline__ void x2_pv_key_steps(const uint32_t (&a)[2][NB / 2][4], float (&acc)[2][D / 8][4],
                                                 const uint32_t (&base)[4]) {
-    x2_pv_dim_steps<T, D, NB, VOffset, Mask, KK>(acc, a, base);
+    x2_pv_dim_steps<T, D, NB, VOffset, KK>(acc, a, base);
     if constexpr (KK + 1 < NB / 2) {
-        x2_pv_key_steps<T, D, NB, VOffset, Mask, KK + 1>(a, acc, base);
+        x2_pv_key_steps<T, D, NB, VOffset, KK + 1>(a, acc, base);
     }
 }
 

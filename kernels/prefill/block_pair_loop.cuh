@@ -1,13 +1,15 @@
 // The prefill loop for the contiguous pair sources (dense, block-sparse, and A-shape as
 // block-sparse): TWO row blocks per CTA, 128 query rows, 4 warps, as FlashAttention-2's
-// forward CTA. Warp w owns two 16-row m-tiles, rows 16 w of row block 0 and rows 16 w of
-// row block 1, so each K and V fragment a warp reads from shared memory feeds both
-// (tile_math_x2.cuh): half the shared-memory reads per mma of a one-m-tile warp.
+// forward CTA. Warp w owns 32 rows, two 16-row m-tiles, of row block w / 2, so each K and
+// V fragment a warp reads from shared memory feeds two mma (tile_math_x2.cuh): half the
+// shared-memory reads per mma of a one-m-tile warp.
 //
 // The CTA walks the union of the two row blocks' tile streams (BlockSparseSourcePair,
-// DenseSourcePair), loading each tile once. A tile both blocks keep runs both m-tiles; a
-// tile only one keeps runs that one (the branch is CTA-uniform, as every thread walks the
-// same stream), so the mma count is exactly the kept tiles' at 64-row granularity.
+// DenseSourcePair), loading each tile once. The warps of a row block that keeps the tile
+// compute on it, the others only take part in its loads and barriers (a warp-uniform
+// branch), so the mma count is exactly the kept tiles' at 64-row granularity. One code
+// path for every tile: a mapping that gave each warp one m-tile in each row block needed
+// three (both blocks, either one) and ran out of registers.
 //
 // Shared memory: the Q tile (128 rows, kept for the whole loop: Q fragments are re-read at
 // every k-step), one K tile and one V tile. Loads overlap compute as in FlashAttention-2:
@@ -25,51 +27,43 @@
 
 namespace attn {
 
-// What one thread needs to mask its rows: its fragment row g of m-tile 0 (m-tile i's rows
-// are i * kBlockM below, and rows g + 8 eight below), and per m-tile i the tile start at or
-// below which no row of row block i needs a mask (unmasked_tile_bound). The rows' last
-// visible keys are computed only for the tiles that need a mask (a row block's last one or
-// two): held, they cost four registers for the whole loop.
+// What one thread needs to mask its rows: its fragment row g of m-tile 0 (m-tile 1's rows
+// are 16 below, and rows g + 8 eight below), and the tile start at or below which no row of
+// the warp's row block needs a mask (unmasked_tile_bound). The rows' last visible keys are
+// computed only for the tiles that need a mask (a row block's last one or two): held, they
+// cost four registers for the whole loop.
 struct PairRows {
     int row_g;
-    int no_mask_key0[2];
+    int no_mask_key0;
 };
 
-// One tile for the m-tiles of `Mask`: S = Q K^T from the K tile, each m-tile's mask and
-// online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is rescaled) and its
-// P packed to T, then `between` (the barrier that frees K, and the next K load), then
-// O += P V from the V tile. `base` and `q_delta` address the K, V and Q tiles
-// (tile_math_x2.cuh). One call holds the whole tile, so that each of the three variants
-// keeps only its own m-tiles' scores live across `between`.
-template <typename T, int D, int N, int Mask, typename Between>
-__device__ __forceinline__ void pair_tile(float (&acc)[2][D / 8][4], RowState (&st)[2], const uint32_t (&base)[4],
-                                          uint32_t q_delta, int key0, const AttnParams& p, const PairRows& rows, int t4,
-                                          const Between& between) {
-    constexpr int kVOffset = SmemTile<N, D>::kBytes;  // the V tile follows the K tile
+// S = Q K^T for the warp's two m-tiles from the K tile, each m-tile's mask and
+// online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is rescaled), and P
+// packed to T into `pf`. `base` and `q_delta` address the K and Q tiles (tile_math_x2.cuh).
+template <typename T, int D, int N>
+__device__ __forceinline__ void pair_scores(float (&acc)[2][D / 8][4], RowState (&st)[2], uint32_t (&pf)[2][N / 16][4],
+                                            const uint32_t (&base)[4], uint32_t q_delta, int key0, const AttnParams& p,
+                                            const PairRows& rows, int t4) {
     float s[2][N / 8][4];
-    x2_score_steps<T, D, N / 8, 2 * kBlockM, Mask>(s, base, q_delta);
+    x2_score_steps<T, D, N / 8, 2 * kBlockM>(s, base, q_delta);
+    // Tile column col holds key key0 + col (mask_tile_columns; no overflow: last_key >=
+    // seq_k - seq_q and key0 < seq_k).
+    const bool masked = key0 > rows.no_mask_key0;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        if ((Mask >> i) & 1) {
-            // Tile column col holds key key0 + col (mask_tile_columns; no overflow:
-            // last_key >= seq_k - seq_q and key0 < seq_k).
-            if (key0 > rows.no_mask_key0[i]) {
-                const int row = rows.row_g + i * kBlockM;
-                const bool causal = p.causal != 0;
-                mask_tile_columns(s[i], t4, last_visible_key(row, p.seq_q, p.seq_k, causal) - key0,
-                                  last_visible_key(row + 8, p.seq_q, p.seq_k, causal) - key0);
-            }
-            online_softmax_step<N / 8, D / 8>(s[i], acc[i], st[i], p.scale_log2);
+        if (masked) {
+            const int row = rows.row_g + 16 * i;
+            const bool causal = p.causal != 0;
+            mask_tile_columns(s[i], t4, last_visible_key(row, p.seq_q, p.seq_k, causal) - key0,
+                              last_visible_key(row + 8, p.seq_q, p.seq_k, causal) - key0);
         }
+        online_softmax_step<N / 8, D / 8>(s[i], acc[i], st[i], p.scale_log2);
     }
-    uint32_t p_frag[2][N / 16][4];
-    x2_pack_p<T, N / 8, Mask>(s, p_frag);
-    between();
-    // O += P V: P from the score registers (C layout == A layout).
-    x2_pv_key_steps<T, D, N / 8, kVOffset, Mask>(p_frag, acc, base);
+    x2_pack_p<T, N / 8>(s, pf);
 }
 
-template <typename T, int D, typename Source>
+// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (prefill/varlen.cuh).
+template <typename T, int D, typename Source, bool Varlen = false>
 __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");
     constexpr int kThreads = kCtaThreads;
@@ -102,10 +96,11 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     const uint32_t v_smem = k_smem + KvTile::kBytes;
     const uint32_t q_smem = v_smem + KvTile::kBytes;
 
+    // This warp's row block within the CTA: the one whose keep bit it answers to.
+    const int block = warp / 2;
     PairRows rows;
-    rows.row_g = row0 + warp * 16 + g;
-    rows.no_mask_key0[0] = unmasked_tile_bound<N>(p, row0);
-    rows.no_mask_key0[1] = unmasked_tile_bound<N>(p, row0 + kBlockM);
+    rows.row_g = row0 + warp * 32 + g;
+    rows.no_mask_key0 = unmasked_tile_bound<N>(p, row0 + block * kBlockM);
 
     float acc[2][D / 8][4];
     zero_fragments(acc[0]);
@@ -120,9 +115,11 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     bool has = src.next(p, cur);
 
     if (has) {
-        // The unchecked Q copy only where the addressing is hoisted: in the block-sparse
-        // kernel it made ptxas spill (232 bytes at head_dim 128 on sm_90).
-        load_q_tile<kCtaM, D, kThreads, kHoist>(p, q_base, row0, q_smem, tid);
+        // The unchecked Q copy (for all but a head's last CTA) only in the padded dense
+        // kernel at head_dim 64: elsewhere it made ptxas spill (up to 232 bytes), and the
+        // per-row checks of the other path cost little once per CTA.
+        constexpr bool kQUnchecked = N > kBlockN && !Varlen;
+        load_q_tile<kCtaM, D, kThreads, kQUnchecked>(p, q_base, row0, q_smem, tid);
         load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, cur, nullptr, k_smem, tid);
         cp_async_commit();
         // Sources that keep their state in shared memory need a barrier between their first
@@ -137,7 +134,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         uint32_t base[4];
         v_lane_offsets<D, N / 8>(base, lane);
         lane_bases(k_smem, base, base);
-        uint32_t q_delta = q_smem + (uint32_t)(warp * 16 * D * 2) - k_smem;
+        uint32_t q_delta = q_smem + (uint32_t)(warp * 32 * D * 2) - k_smem;
         if constexpr (kHoist) {
             asm volatile("" : "+r"(base[0]), "+r"(base[1]), "+r"(base[2]), "+r"(base[3]));
         }
@@ -145,8 +142,6 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         while (has) {
             TileRef nxt;
             const bool has_next = src.next(p, nxt);
-            const bool keep0 = src.keeps(cur, 0);
-            const bool keep1 = src.keeps(cur, 1);
             // Opaque per tile, so that the Q address adds stay in the loop instead of being
             // hoisted into four more loop-long registers.
             asm volatile("" : "+r"(q_delta));
@@ -156,22 +151,26 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
             load_kv_tile<N, D, kThreads>(p, v_base, tp.v_seq_stride, cur, nullptr, v_smem, tid);
             cp_async_commit();
 
+            // Only the warps of a row block that keeps the tile compute on it (a warp-uniform
+            // branch); every warp takes part in the loads and the barriers.
+            const bool mine = src.keeps(cur, block);
+            uint32_t pf[2][N / 16][4];
+            if (mine) {
+                pair_scores<T, D, N>(acc, st, pf, base, q_delta, cur.key0, p, rows, t4);
+            }
+
             // The barrier that frees K (every warp is done with it, and V has landed), then
             // the next tile's K load, overlapping O += P V.
-            auto between = [&]() {
-                cp_async_wait<0>();
-                __syncthreads();
-                if (has_next) {
-                    load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, nxt, nullptr, k_smem, tid);
-                }
-                cp_async_commit();
-            };
-            if (keep0 && keep1) {
-                pair_tile<T, D, N, 3>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
-            } else if (keep0) {
-                pair_tile<T, D, N, 1>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
-            } else {
-                pair_tile<T, D, N, 2>(acc, st, base, q_delta, cur.key0, p, rows, t4, between);
+            cp_async_wait<0>();
+            __syncthreads();
+            if (has_next) {
+                load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, nxt, nullptr, k_smem, tid);
+            }
+            cp_async_commit();
+
+            // O += P V: P from the score registers (C layout == A layout).
+            if (mine) {
+                x2_pv_key_steps<T, D, N / 8, KvTile::kBytes>(pf, acc, base);
             }
 
             cur = nxt;
@@ -179,14 +178,14 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         }
     }
 
-    // The output is staged in the Q tile, a 16-row slice per m-tile: every warp has passed
-    // the last tile's second barrier, after which nothing reads Q, and no cp.async is in
-    // flight (the last tile issued none after its V, which that barrier waited for).
+    // The output is staged in the Q tile, each m-tile in its own Q rows: every warp has
+    // passed the last tile's second barrier, after which nothing reads Q, and no cp.async is
+    // in flight (the last tile issued none after its V, which that barrier waited for).
     static_assert(2 * kCtaWarps * OutTile<D>::kBytes == QTile::kBytes, "the m-tiles' output rows fill the Q tile");
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-        const uint32_t stage = q_smem + (uint32_t)((i * kCtaWarps + warp) * OutTile<D>::kBytes);
-        write_mtile<T, D>(p, c, row0 + i * kBlockM + warp * 16, acc[i], st[i], stage, lane);
+        const uint32_t stage = q_smem + (uint32_t)((2 * warp + i) * OutTile<D>::kBytes);
+        write_mtile<T, D>(p, c, row0 + warp * 32 + 16 * i, acc[i], st[i], stage, lane);
     }
 }
 
