@@ -13,7 +13,8 @@
 // K and V tiles hold kBlockN = 64 keys. S = Q K^T and O += P V use f32 accumulators; the
 // softmax is online, in exp2 with the scale folded in; the output is written once per row
 // at the end, staged through shared memory for 16-byte stores. The sources are in
-// prefill/sources.cuh.
+// prefill/sources.cuh. Dense and block-sparse also come in a varlen form (packed
+// sequences delimited by cu_seqlens; prefill/varlen.cuh).
 #include "common/c_std.h"
 
 #include "params.h"
@@ -50,13 +51,15 @@
         attn::loop<dtype, d, attn::source, true>(view);                                                \
     }
 
-#define SA_PREFILL_KERNELS(kernel, dtype_name, dtype, d)                                                   \
+// The block-pair patterns, padded or varlen (`kernel`).
+#define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                                       \
     kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
-    kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)            \
-    kernel(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
+    kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)
 
-#define SA_INSTANTIATE(dtype_name, dtype, d)                  \
-    SA_PREFILL_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)     \
-    SA_PREFILL_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)
+// Vertical-slash has no varlen form yet: its index must first be converted per sequence.
+#define SA_INSTANTIATE(dtype_name, dtype, d)                                                      \
+    SA_PAIR_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)                                            \
+    ATTN_KERNEL(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d) \
+    SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

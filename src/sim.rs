@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::mask::SparsePattern;
 use crate::pattern::vs_convert::index_dims;
 use crate::pattern::VerticalSlash;
-use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan};
+use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan, VarlenBuffers};
 use crate::ptx::module_for;
-use crate::shape::{AttnDtype, AttnOptions, AttnShape};
+use crate::shape::{AttnDtype, AttnOptions, AttnShape, Varlen};
 use crate::source::{Source, VsIndex};
 
 fn sim(e: ptx_sim::SimError) -> Error {
@@ -128,6 +128,45 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?;
+        let counters = self.launch(&plan, &LaunchOptions::default())?;
+        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
+        Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
+    }
+
+    /// Runs varlen attention ([`crate::plan::attention_varlen`]) on packed host tensors: q
+    /// `[total_q, heads_q, head_dim]`, k and v `[total_k, heads_kv, head_dim]`, with the
+    /// sequences of `varlen` (uploaded as the device's cu_seqlens, and passed as the host
+    /// copy); `shape` holds the batch and the longest sequences. The output is packed like
+    /// q, the LSE `[heads_q, total_q]`.
+    pub fn attention_varlen<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
+        &self,
+        shape: &AttnShape,
+        varlen: &Varlen,
+        opts: &AttnOptions,
+        tensors: HostTensors<'_, T>,
+        source: &Source<D>,
+    ) -> Result<SimAttention<T>> {
+        let packed = |rows: usize, heads: usize| crate::shape::Bshd::contiguous(rows, heads, shape.head_dim());
+        let (total_q, total_k) = (varlen.total_q(), varlen.total_k());
+        let (q_layout, kv_layout) = (packed(total_q, shape.heads_q()), packed(total_k, shape.heads_kv()));
+        let bufs = AttnBuffers {
+            q: self.upload(tensors.q)?,
+            k: self.upload(tensors.k)?,
+            v: self.upload(tensors.v)?,
+            out: self.alloc::<T>(total_q * shape.heads_q() * shape.head_dim())?,
+            lse: Some(self.alloc::<f32>(shape.heads_q() * total_q)?),
+            layouts: AttnLayouts { q: q_layout, k: kv_layout, v: kv_layout, out: q_layout },
+        };
+        let lens = VarlenBuffers {
+            cu_seqlens_q: self.upload(varlen.cu_seqlens_q())?,
+            cu_seqlens_k: self.upload(varlen.cu_seqlens_k())?,
+            total_q,
+            total_k,
+            host: Some(varlen),
+        };
+        let opts = AttnOptions { return_lse: true, ..*opts };
+        let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
+        let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, &opts, &bufs, &source)?;
         let counters = self.launch(&plan, &LaunchOptions::default())?;
         let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })

@@ -84,3 +84,39 @@ fn vertical_slash_matches_the_reference() {
 fn topk_matches_the_reference() {
     run_matrix(|c| c.name == "topk");
 }
+
+#[test]
+fn varlen_dense_matches_the_reference_on_the_gpu() {
+    // Lengths 1, 63, 64, 65 and an empty sequence, keys longer and shorter than queries.
+    use sparse_attn::cuda::{attention_varlen, VarlenTensors};
+    use sparse_attn::plan::AttnLayouts;
+    use sparse_attn::reference::{varlen_dense_attention, VarlenInputs};
+    use sparse_attn::{AttnOptions, AttnShape, Bshd, Varlen};
+    let Some(stream) = stream_or_skip() else { return };
+    let (hq, hkv, d) = (4, 1, 64);
+    let varlen = Varlen::new(vec![0, 1, 64, 128, 128, 193], vec![0, 70, 133, 333, 338, 368]).unwrap();
+    let shape = AttnShape::new(5, 65, 200, hq, hkv, d).unwrap();
+    let (tq, tk) = (varlen.total_q(), varlen.total_k());
+    let mut rng = common::Rng::new(9);
+    let mut tensor = |n: usize| (0..n).map(|_| half::bf16::from_f32(rng.normal() as f32)).collect::<Vec<_>>();
+    let (q, k, v) = (tensor(tq * hq * d), tensor(tk * hkv * d), tensor(tk * hkv * d));
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let want = varlen_dense_attention(&VarlenInputs::new(shape, varlen.clone(), &q, &k, &v).unwrap(), &opts).unwrap();
+    let (qd, kd, vd) = (stream.clone_htod(&q).unwrap(), stream.clone_htod(&k).unwrap(), stream.clone_htod(&v).unwrap());
+    let mut out = stream.alloc_zeros::<half::bf16>(tq * hq * d).unwrap();
+    let mut lse = stream.alloc_zeros::<f32>(hq * tq).unwrap();
+    let (cq, ck) = (stream.clone_htod(varlen.cu_seqlens_q()).unwrap(), stream.clone_htod(varlen.cu_seqlens_k()).unwrap());
+    let (lq, lk) = (Bshd::contiguous(tq, hq, d), Bshd::contiguous(tk, hkv, d));
+    let layouts = AttnLayouts { q: lq, k: lk, v: lk, out: lq };
+    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out, lse: Some(&mut lse), layouts };
+    let lens = VarlenTensors { cu_seqlens_q: &cq, cu_seqlens_k: &ck, total_q: tq, total_k: tk, host: Some(&varlen) };
+    attention_varlen(&stream, &shape, lens, &opts, tensors, &sparse_attn::Source::<cudarc::driver::CudaSlice<i32>>::Dense).unwrap();
+    let got: Vec<f32> = stream.clone_dtoh(&out).unwrap().iter().map(|x| x.to_f32()).collect();
+    let got_lse = stream.clone_dtoh(&lse).unwrap();
+    for (i, (&o, &e)) in got.iter().zip(&want.out).enumerate() {
+        assert!((o as f64 - e).abs() <= attention_cases::out_tolerance(DType::BF16), "output {i} = {o}, want {e}");
+    }
+    for (i, (&l, &e)) in got_lse.iter().zip(&want.lse).enumerate() {
+        assert!(e == f64::NEG_INFINITY && l == f32::NEG_INFINITY || (l as f64 - e).abs() <= attention_cases::LSE_TOLERANCE, "lse {i} = {l}, want {e}");
+    }
+}

@@ -23,9 +23,9 @@ constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile (an index key b
 __host__ __device__ constexpr int dense_key_tile(int d) { return d <= 64 ? 2 * kBlockN : kBlockN; }
 constexpr int kCtaThreads = SA_PREFILL_THREADS;  // threads per CTA, both loops
 constexpr int kCtaWarps = kCtaThreads / 32;
-// A row block is one 16-row m-tile per warp: the one-block loop gives each warp one m-tile,
-// the block-pair loop one m-tile in each of its two row blocks.
-static_assert(kCtaWarps * 16 == kBlockM, "each warp owns 16 rows (one mma M) of a row block");
+// The one-block loop gives each warp one 16-row m-tile of its row block; the block-pair
+// loop gives each warp two m-tiles (32 rows) of one of its two row blocks.
+static_assert(kCtaWarps * 16 == kBlockM, "the one-block loop's warps own 16 rows (one mma M) each");
 static_assert(SA_PREFILL_ROW_BLOCKS == 2, "the block-pair loop covers exactly two row blocks");
 // The sources read the index tensors in row-block units (a pair source merges two), so the
 // row block must be the index block:

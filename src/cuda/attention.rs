@@ -13,8 +13,8 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
 use super::tensors::{attn_buffers, read, AttnTensors};
 use crate::checked::non_empty;
 use crate::error::Result;
-use crate::plan::{AttnBuffers, DeviceBuffer};
-use crate::shape::{AttnDtype, AttnOptions, AttnShape, DType};
+use crate::plan::{AttnBuffers, DeviceBuffer, VarlenBuffers};
+use crate::shape::{AttnDtype, AttnOptions, AttnShape, DType, Varlen};
 use crate::source::Source;
 
 /// Enqueues attention of `source`'s pattern on `stream`, writing `tensors.out` (and the
@@ -37,6 +37,54 @@ pub fn attention<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     // (checked above) whose true length the planner checked against everything the kernel
     // addresses; the guards keep cudarc's event ordering for those buffers until the launch
     // is enqueued.
+    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
+    drop(guards);
+    launched
+}
+
+/// The sequences of a varlen launch ([`attention_varlen`]): i32 `cu_seqlens_q` and
+/// `cu_seqlens_k` (`batch + 1` entries each) on the device, the packed totals, and the
+/// host copy when the caller has it (checked before the launch; the device's are never read
+/// back).
+pub struct VarlenTensors<'a, B> {
+    /// i32 `[batch + 1]`: sequence `b`'s query rows are `cu_seqlens_q[b] .. cu_seqlens_q[b + 1]`.
+    pub cu_seqlens_q: &'a B,
+    /// i32 `[batch + 1]`, the same for keys.
+    pub cu_seqlens_k: &'a B,
+    /// Packed query rows: q and out are `[total_q, heads_q, head_dim]` under their layouts.
+    pub total_q: usize,
+    /// Packed key rows: k and v are `[total_k, heads_kv, head_dim]`.
+    pub total_k: usize,
+    /// The same boundaries on the host, if the caller has them.
+    pub host: Option<&'a Varlen>,
+}
+
+/// Enqueues varlen attention ([`crate::plan::attention_varlen`]): `shape` is (batch,
+/// max_seqlen_q, max_seqlen_k, heads_q, heads_kv, head_dim), `tensors` the packed q, k, v
+/// and out (the layouts' batch strides are unused) and the LSE `[heads_q, total_q]`;
+/// `source`'s index tensors have the shape's batch and row blocks. Causal masks are
+/// bottom-right per sequence. Top-k does not run varlen yet.
+pub fn attention_varlen<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
+    stream: &Arc<CudaStream>,
+    shape: &AttnShape,
+    varlen: VarlenTensors<'_, B>,
+    opts: &AttnOptions,
+    tensors: AttnTensors<'_, T>,
+    source: &Source<B>,
+) -> Result<()> {
+    let mut guards = Vec::new();
+    let bufs = attn_buffers(stream, tensors, &mut guards)?;
+    let lens = VarlenBuffers {
+        cu_seqlens_q: read(stream, "cu_seqlens_q", varlen.cu_seqlens_q, &mut guards)?,
+        cu_seqlens_k: read(stream, "cu_seqlens_k", varlen.cu_seqlens_k, &mut guards)?,
+        total_q: varlen.total_q,
+        total_k: varlen.total_k,
+        host: varlen.host,
+    };
+    let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
+    let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, opts, &bufs, &source)?;
+    // SAFETY: as in `attention`: live buffers of this stream's context, lengths checked by
+    // the planner, guards held until the launch is enqueued.
     let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
     drop(guards);
     launched

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
-use crate::shape::AttnShape;
+use crate::shape::{AttnShape, Varlen};
 use crate::source::Source;
 
 /// Sink plus local window, counted in key blocks of `BLOCK_N` keys.
@@ -74,6 +74,48 @@ impl AShape {
             block_count.push(row.len() as i32);
         }
         BlockSparse::new(shape.batch(), shape.heads_kv(), row_blocks, max_blocks, block_count, block_index)
+    }
+
+    /// The A-shape of each sequence of a varlen batch, as one block-sparse descriptor for
+    /// [`crate::plan::attention_varlen`]: `[batch, heads_kv, MB, max_blocks]` with `MB`
+    /// from `shape`'s longest query sequence. Sequence `b`'s row blocks get the lists
+    /// [`AShape::to_block_sparse`] gives a problem of its own lengths (its own diagonal);
+    /// rows past its end, and every row of an empty sequence, list nothing.
+    pub fn to_block_sparse_varlen(&self, shape: &AttnShape, varlen: &Varlen) -> Result<BlockSparse> {
+        if varlen.batch() != shape.batch() {
+            return Err(Error::DescriptorMismatch {
+                reason: format!("the varlen batch has {} sequences, the shape {}", varlen.batch(), shape.batch()),
+            });
+        }
+        let row_blocks = shape.seq_q().div_ceil(BLOCK_M);
+        let mut rows: Vec<Vec<i32>> = Vec::with_capacity(shape.batch() * row_blocks);
+        for b in 0..shape.batch() {
+            let (lq, lk) = varlen.seqlens(b);
+            let own = if lq > 0 && lk > 0 {
+                Some(AttnShape::new(1, lq, lk, shape.heads_q(), shape.heads_kv(), shape.head_dim())?)
+            } else {
+                None
+            };
+            for m in 0..row_blocks {
+                rows.push(match own {
+                    Some(s) if m < lq.div_ceil(BLOCK_M) => self.row_blocks_for(&s, m, lk.div_ceil(BLOCK_N)),
+                    _ => Vec::new(),
+                });
+            }
+        }
+        let max_blocks = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let heads = shape.heads_kv();
+        let mut block_count = Vec::with_capacity(rows.len() * heads);
+        let mut block_index = Vec::with_capacity(rows.len() * heads * max_blocks);
+        for b in 0..shape.batch() {
+            for _ in 0..heads {
+                for row in &rows[b * row_blocks..(b + 1) * row_blocks] {
+                    block_count.push(row.len() as i32);
+                    block_index.extend(row.iter().copied().chain(std::iter::repeat(-1)).take(max_blocks));
+                }
+            }
+        }
+        BlockSparse::new(shape.batch(), heads, row_blocks, max_blocks, block_count, block_index)
     }
 
     /// Sink blocks then the window, ascending, without repeats. Sinks are also clipped at

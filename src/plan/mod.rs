@@ -14,9 +14,11 @@ mod buffers;
 pub mod prefill;
 mod tensors;
 pub mod topk_attention;
+pub mod varlen;
 pub mod vs_convert;
 
 pub use buffers::{AttnBuffers, AttnLayouts, DeviceBuffer};
+pub use varlen::{attention_varlen, VarlenBuffers};
 
 use crate::error::{Error, Result};
 use crate::params::{DTYPES, HEAD_DIMS};

@@ -6,7 +6,7 @@
 //! query head, batch). See [`row_blocks_per_cta`].
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
-use super::tensors::check_dense;
+use super::tensors::{check_dense, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{to_i32, to_u32};
 use crate::error::{Error, Result};
@@ -81,19 +81,36 @@ pub(super) fn plan(
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
     let params = params(shape, dtype, opts, bufs, source)?;
+    launch_plan(shape, dtype, source, &params, "")
+}
+
+/// Plans a varlen prefill launch ([`crate::plan::attention_varlen`]): `shape` holds the
+/// longest sequences, `dense` the packed tensors already checked.
+pub(super) fn plan_varlen(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, source: &Source<DeviceBuffer>) -> Result<LaunchPlan> {
+    let params = params_of(shape, dense, opts, source)?;
+    launch_plan(shape, dtype, source, &params, "_varlen")
+}
+
+/// The launch of `params` on `shape`'s grid, with the kernel of `source`'s pattern (its
+/// name with `form` inserted after the pattern: `_varlen` or nothing).
+fn launch_plan(shape: &AttnShape, dtype: DType, source: &Source<DeviceBuffer>, params: &AttnParams, form: &str) -> Result<LaunchPlan> {
     let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source));
     let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
-    let kernel = kernel_name(source, dtype, shape.head_dim())?;
-    LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), &params)
+    let kernel = instantiation(&format!("attn_fwd_{}{form}", source.name()), dtype, shape.head_dim())?;
+    LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), params)
 }
 
 /// Validates a launch and returns its params struct. The struct is the same for every dtype
 /// and head_dim instantiation of the source's pattern; `dtype` bounds the softmax scale
 /// ([`crate::kernel_scale_range`]).
 pub fn params(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers, source: &Source<DeviceBuffer>) -> Result<AttnParams> {
+    params_of(shape, check_dense(shape, dtype, opts, bufs)?, opts, source)
+}
+
+/// The params of `shape` (for varlen: the longest sequences) over the checked tensors.
+fn params_of(shape: &AttnShape, dense: DenseArgs, opts: &AttnOptions, source: &Source<DeviceBuffer>) -> Result<AttnParams> {
     // A CTA's row block is one index row block, and its key tiles are index key blocks.
     const _: () = assert!(PREFILL_TILE_M == crate::params::INDEX_BLOCK_M && PREFILL_TILE_N == crate::params::INDEX_BLOCK_N);
-    let dense = check_dense(shape, dtype, opts, bufs)?;
     let mut p = AttnParams {
         tensors: dense.tensors,
         // AttnShape bounds every dimension by i32::MAX.

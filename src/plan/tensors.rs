@@ -17,7 +17,7 @@ const ROW_ALIGN_BYTES: u64 = 16;
 const ROW_ALIGN_ELEMS: usize = (ROW_ALIGN_BYTES / ELEM_BYTES) as usize;
 
 /// What [`check_dense`] derives from the q/k/v/out/LSE arguments.
-pub(super) struct DenseArgs {
+pub(crate) struct DenseArgs {
     /// The validated softmax scale.
     pub scale: f32,
     /// `scale * log2(e)`, what the kernels' exp2-based softmax multiplies scores by.
@@ -29,7 +29,7 @@ pub(super) struct DenseArgs {
 
 /// The checks every attention kernel shares: shape, head_dim, scale, the four BSHD
 /// tensors (sizes, strides, 16-byte rows, no aliasing of outputs) and the LSE buffer.
-pub(super) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
+pub(crate) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
     if !HEAD_DIMS.contains(&shape.head_dim()) {
         return Err(Error::UnsupportedHeadDim { head_dim: shape.head_dim(), supported: HEAD_DIMS });
     }

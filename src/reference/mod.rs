@@ -9,6 +9,7 @@ mod core;
 mod block_sparse;
 mod dense;
 mod topk;
+mod varlen;
 mod vertical_slash;
 
 pub use self::block_sparse::{a_shape_attention, block_sparse_attention};
@@ -16,4 +17,5 @@ pub use self::core::{attend_rows, RefOutput};
 pub use crate::inputs::RefInputs;
 pub use self::dense::{dense_attention, masked_attention};
 pub use self::topk::topk_attention;
+pub use self::varlen::{varlen_attention, varlen_block_sparse_attention, varlen_dense_attention, VarlenInputs, VarlenOutput};
 pub use self::vertical_slash::vertical_slash_attention;

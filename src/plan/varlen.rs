@@ -1,0 +1,117 @@
+//! Varlen (packed) launches: a batch of sequences of their own lengths, packed as rows of
+//! q / out `[total_q, heads_q, head_dim]` and k / v `[total_k, heads_kv, head_dim]`,
+//! delimited by `cu_seqlens_q` / `cu_seqlens_k` (i32, `batch + 1` entries, on the device),
+//! as FlashAttention's `flash_attn_varlen_func` and vLLM take them.
+//!
+//! The problem's [`AttnShape`] holds the batch and the longest sequences
+//! (`max_seqlen_q`, `max_seqlen_k`), which size the grid and the index tensors' row blocks.
+//! The LSE is `[heads_q, total_q]` (f32). Causal masks are bottom-right per sequence.
+//!
+//! The device's `cu_seqlens` are never read back: the kernels run a sequence whose bounds
+//! are not `0 <= start <= end <= total` (or whose query length exceeds `max_seqlen_q`) as
+//! empty. When the caller passes the host copy too ([`VarlenBuffers::host`]), the host
+//! checks it against the rest before the launch.
+
+use super::buffers::{AttnBuffers, DeviceBuffer};
+use super::tensors::check_dense;
+use super::{prefill, LaunchPlan};
+use crate::checked::to_i32;
+use crate::error::{Error, Result};
+use crate::shape::{AttnOptions, AttnShape, DType, Varlen};
+use crate::source::Source;
+
+/// The sequence boundaries of a varlen launch.
+#[derive(Debug, Clone, Copy)]
+pub struct VarlenBuffers<'a> {
+    /// i32 `cu_seqlens_q [batch + 1]` on the device: sequence `b`'s query rows are
+    /// `cu_seqlens_q[b] .. cu_seqlens_q[b + 1]`.
+    pub cu_seqlens_q: DeviceBuffer,
+    /// i32 `cu_seqlens_k [batch + 1]` on the device, the same for keys.
+    pub cu_seqlens_k: DeviceBuffer,
+    /// Packed query rows (`cu_seqlens_q[batch]`): q and out hold `total_q` rows.
+    pub total_q: usize,
+    /// Packed key rows: k and v hold `total_k` rows.
+    pub total_k: usize,
+    /// The same boundaries on the host, when the caller has them: checked against the
+    /// totals, the batch and the longest lengths before the launch.
+    pub host: Option<&'a Varlen>,
+}
+
+/// The packed tensors' own shape: one "batch entry" of `total` rows.
+fn packed_shape(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<AttnShape> {
+    let zero = |dim| Error::ZeroDimension { dim };
+    if varlen.total_q == 0 {
+        return Err(zero("total_q"));
+    }
+    if varlen.total_k == 0 {
+        return Err(zero("total_k"));
+    }
+    AttnShape::new(1, varlen.total_q, varlen.total_k, shape.heads_q(), shape.heads_kv(), shape.head_dim())
+}
+
+/// The host copy against the launch: same batch, the packed totals, and no sequence longer
+/// than the shape's longest.
+fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
+    let Some(host) = varlen.host else { return Ok(()) };
+    let bad = |tensor, reason: String| Err(Error::InvalidCuSeqlens { tensor, reason });
+    if host.batch() != shape.batch() {
+        return bad("cu_seqlens_q", format!("describes {} sequences, the shape's batch is {}", host.batch(), shape.batch()));
+    }
+    if host.total_q() != varlen.total_q {
+        return bad("cu_seqlens_q", format!("ends at {}, but total_q is {}", host.total_q(), varlen.total_q));
+    }
+    if host.total_k() != varlen.total_k {
+        return bad("cu_seqlens_k", format!("ends at {}, but total_k is {}", host.total_k(), varlen.total_k));
+    }
+    for b in 0..host.batch() {
+        let (q, k) = host.seqlens(b);
+        if q > shape.seq_q() {
+            return bad("cu_seqlens_q", format!("sequence {b} has {q} query rows, more than max_seqlen_q = {}", shape.seq_q()));
+        }
+        if k > shape.seq_k() {
+            return bad("cu_seqlens_k", format!("sequence {b} has {k} keys, more than max_seqlen_k = {}", shape.seq_k()));
+        }
+    }
+    Ok(())
+}
+
+/// Plans a varlen attention launch after validating it: `shape` is (batch, max_seqlen_q,
+/// max_seqlen_k, heads_q, heads_kv, head_dim); `bufs` are the packed tensors (their
+/// layouts' batch strides are unused), the LSE `[heads_q, total_q]`. Dense and
+/// block-sparse sources run varlen (A-shape through
+/// [`crate::pattern::AShape::to_block_sparse_varlen`]); the index tensors have the shape's
+/// batch and row blocks.
+pub fn attention_varlen(
+    shape: &AttnShape,
+    varlen: &VarlenBuffers,
+    dtype: DType,
+    opts: &AttnOptions,
+    bufs: &AttnBuffers,
+    source: &Source<DeviceBuffer>,
+) -> Result<LaunchPlan> {
+    // The vertical-slash index must be converted per sequence (its slashes follow each
+    // sequence's diagonal), which the converters do not do yet; top-k has no varlen kernel.
+    match source {
+        Source::TopK(_) | Source::VerticalSlash(_) => {
+            return Err(Error::InvalidParameter {
+                name: "source",
+                reason: format!("varlen {} attention is not available yet (dense, block-sparse and A-shape are)", source.name()),
+            })
+        }
+        Source::Dense | Source::BlockSparse(_) => {}
+    }
+    check_host(shape, varlen)?;
+    let packed = packed_shape(shape, varlen)?;
+    let mut dense = check_dense(&packed, dtype, opts, bufs)?;
+    let entries = shape.batch() + 1;
+    let t = &mut dense.tensors;
+    t.cu_seqlens_q = varlen.cu_seqlens_q.index_addr("cu_seqlens_q", entries)?;
+    t.cu_seqlens_k = varlen.cu_seqlens_k.index_addr("cu_seqlens_k", entries)?;
+    t.total_q = to_i32("total_q", varlen.total_q)?;
+    t.total_k = to_i32("total_k", varlen.total_k)?;
+    // [heads_q, total_q]: a sequence's rows start at its cu_seqlens_q entry (the kernel
+    // adds it), not at a batch stride.
+    t.lse_batch_stride = 0;
+    t.lse_head_stride = varlen.total_q as i64;
+    prefill::plan_varlen(shape, dtype, dense, opts, source)
+}
