@@ -140,7 +140,8 @@ typedef struct AttnParams {
 // outside [0, seq_k) and (under causal) keys past the row's diagonal are skipped.
 typedef struct TopkParams {
     AttnTensorParams tensors;  // q, k, v, out, lse and their strides
-    uint64_t indices;       // const int32_t [batch, seq_q, heads_kv, topk]
+    uint64_t indices;       // const int32_t [batch, seq_q, heads_kv, topk] (varlen: [total_q, heads_kv, topk])
+    int64_t indices_batch_stride;  // index rows between batch entries: seq_q (varlen: 0)
     int32_t batch;
     int32_t seq_q;
     int32_t seq_k;

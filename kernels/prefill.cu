@@ -14,7 +14,7 @@
 // softmax is online, in exp2 with the scale folded in; the output is written once per row
 // at the end, staged through shared memory for 16-byte stores. The sources are in
 // prefill/sources.cuh. Dense and block-sparse also come in a varlen form (packed
-// sequences delimited by cu_seqlens; prefill/varlen.cuh).
+// sequences delimited by cu_seqlens; common/varlen.cuh).
 #include "common/c_std.h"
 
 #include "params.h"
@@ -22,7 +22,7 @@
 #include "prefill/block_pair_loop.cuh"
 #include "prefill/one_block_loop.cuh"
 #include "prefill/sources.cuh"
-#include "prefill/varlen.cuh"
+#include "common/varlen.cuh"
 
 // One extern "C" kernel per (pattern, dtype, head_dim): every pattern at every pair of
 // params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM. The name is what src/plan/prefill.rs
@@ -34,7 +34,7 @@
         attn::loop<dtype, d, attn::source>(p);                                             \
     }
 
-// The varlen form, attn_fwd_<pattern>_varlen_<dtype>_hd<D> (prefill/varlen.cuh): each CTA
+// The varlen form, attn_fwd_<pattern>_varlen_<dtype>_hd<D> (common/varlen.cuh): each CTA
 // builds its sequence's view of the params in shared memory, leaves at once when its rows
 // start past the sequence's end, and runs the same loop on the view.
 #define ATTN_VARLEN_KERNEL(pattern, loop, source, dtype_name, dtype, d)                                \

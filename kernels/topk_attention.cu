@@ -23,6 +23,7 @@
 #include "common/online_softmax.cuh"
 #include "common/smem_tile.cuh"
 #include "common/tile_math.cuh"
+#include "common/varlen.cuh"
 
 namespace topk {
 
@@ -86,7 +87,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     const uint64_t k_base = tp.k + 2 * ((uint64_t)b * tp.k_batch_stride + (uint64_t)hk * tp.k_head_stride);
     const uint64_t v_base = tp.v + 2 * ((uint64_t)b * tp.v_batch_stride + (uint64_t)hk * tp.v_head_stride);
     const int32_t* slots = reinterpret_cast<const int32_t*>(p.indices) +
-                           (((int64_t)b * p.seq_q + i) * p.heads_kv + hk) * (int64_t)p.topk;
+                           ((b * p.indices_batch_stride + i) * p.heads_kv + hk) * (int64_t)p.topk;
     const int n_tiles = p.topk > 0 ? (p.topk + kSlots - 1) / kSlots : 0;
 
     // Lane l validates slot l of tile `tile` and publishes its key (-1: skipped).
@@ -173,11 +174,26 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 }  // namespace topk
 
 // One extern "C" kernel per pair of params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM;
-// src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>.
-#define SA_INSTANTIATE(dtype_name, dtype, d)                                                   \
-    extern "C" __global__ void __launch_bounds__(topk::kThreads)                              \
-        topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {            \
-        topk::topk_attention_fwd<dtype, d>(p);                                                \
+// src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>, and for
+// topk_attn_fwd_varlen_<dtype>_hd<D>: packed sequences (common/varlen.cuh), the indices
+// packed like q; a CTA past its sequence's last row leaves at once.
+#define SA_INSTANTIATE(dtype_name, dtype, d)                                                         \
+    extern "C" __global__ void __launch_bounds__(topk::kThreads)                                    \
+        topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {                  \
+        topk::topk_attention_fwd<dtype, d>(p);                                                      \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(topk::kThreads)                                    \
+        topk_attn_fwd_varlen_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {           \
+        __shared__ TopkParams view;                                                                 \
+        if (threadIdx.x == 0) {                                                                     \
+            const int64_t q0 = attn::varlen_view(p, blockIdx.z, view);                              \
+            view.indices = p.indices + 4 * (uint64_t)(q0 * p.heads_kv * (int64_t)p.topk);          \
+        }                                                                                           \
+        __syncthreads();                                                                            \
+        if ((int)blockIdx.x >= view.seq_q) {                                                        \
+            return;                                                                                 \
+        }                                                                                           \
+        topk::topk_attention_fwd<dtype, d>(view);                                                   \
     }
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

@@ -151,6 +151,8 @@ pub struct TopkParams {
     pub tensors: AttnTensorParams,
     /// Device address of the i32 `indices [batch, seq_q, heads_kv, topk]`.
     pub indices: u64,
+    /// Index rows between batch entries: `seq_q`, or 0 for varlen (packed rows).
+    pub indices_batch_stride: i64,
     /// Batch size.
     pub batch: i32,
     /// Query rows per sequence.

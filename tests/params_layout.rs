@@ -253,20 +253,21 @@ fn rust_topk() -> Layout {
         ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(TopkParams, $f))); )* };
     }
     fields!(
-        indices,
+        indices, indices_batch_stride,
         batch, seq_q, seq_k, heads_q, heads_kv, topk, head_chunks, causal, softmax_scale, scale_log2
     );
     l
 }
 
 /// TopkParams by the C rules: the 176-byte AttnTensorParams first, then the indices
-/// address, then 10 four-byte fields, no padding: 176 + 8 + 40 = 224 bytes, 8-byte aligned.
+/// address and their batch stride, then 10 four-byte fields, no padding: 176 + 16 + 40 =
+/// 232 bytes, 8-byte aligned.
 fn expected_topk() -> Layout {
-    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 8 + 40), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 16 + 40), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
     l.extend(nested_tensors(0));
     let own = rust_topk().into_iter().skip(3 + 23);
     for (k, (name, _)) in own.enumerate() {
-        let offset = if k < 1 { TENSORS_BYTES } else { TENSORS_BYTES + 8 + 4 * (k - 1) };
+        let offset = if k < 2 { TENSORS_BYTES + 8 * k } else { TENSORS_BYTES + 16 + 4 * (k - 2) };
         l.push((name, offset));
     }
     l
@@ -275,7 +276,7 @@ fn expected_topk() -> Layout {
 #[test]
 fn topk_params_matches_the_c_struct() {
     let rust = rust_topk();
-    assert_eq!(rust.len(), 2 + 1 + 23 + 11, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust.len(), 2 + 1 + 23 + 12, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_topk());
     match c_layout_of(&c_program_for("TopkParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkParams"),

@@ -2,14 +2,14 @@
 //! sequences of lengths 1, 63, 64, 65 and 1000 in one batch, empty sequences (no output
 //! rows, no faults: memcheck is always on), keys longer and shorter than the queries
 //! (bottom-right causal per sequence), GQA 4:1 and 1:1, f16 and bf16, head_dim 64 and 128,
-//! dense and block-sparse. Plus what the host refuses before a launch.
+//! dense, block-sparse, A-shape and top-k. Plus what the host refuses before a launch.
 
 mod attention_cases;
 mod common;
 
 use attention_cases::{out_tolerance, random_block_sparse, Rng, LSE_TOLERANCE};
 use sparse_attn::pattern::{BlockSparse, Dense};
-use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, VarlenInputs, VarlenOutput};
+use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, VarlenInputs, VarlenOutput};
 use sparse_attn::sim::{HostTensors, SimBackend};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, Error, SparsePattern, Varlen};
 
@@ -142,6 +142,49 @@ fn varlen_a_shape_follows_each_sequence_diagonal() {
 }
 
 #[test]
+fn varlen_topk_matches_the_reference() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    for (b, dtype_bf16) in [
+        (Batch { lens: vec![(1, 70), (63, 63), (0, 4), (65, 200), (20, 0)], heads_q: 8, heads_kv: 2, head_dim: 64 }, true),
+        (Batch { lens: vec![(40, 40), (7, 130)], heads_q: 2, heads_kv: 2, head_dim: 128 }, false),
+    ] {
+        let (shape, vl) = (b.shape(), b.varlen());
+        // Packed rows of k keys each, per kv head: keys of the row's own sequence (some past
+        // its causal diagonal, which the kernel skips), -1 padding, no repeats.
+        let k = 24;
+        let mut rng = Rng::new(23);
+        let mut indices = Vec::new();
+        for seq in 0..shape.batch() {
+            let (lq, lk) = vl.seqlens(seq);
+            for _ in 0..lq * b.heads_kv {
+                let mut row: Vec<i32> = (0..lk as i32).filter(|_| rng.below(3) == 0).take(k).collect();
+                row.resize(k, -1);
+                indices.extend(row);
+            }
+        }
+        let packed = AttnShape::new(1, vl.total_q(), shape.seq_k(), b.heads_q, b.heads_kv, b.head_dim).unwrap();
+        let topk = sparse_attn::pattern::TopkTokens::new(1, vl.total_q(), b.heads_kv, k, indices).unwrap();
+        let source = topk.source(&packed).unwrap();
+        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+        let at = label("topk", if dtype_bf16 { DType::BF16 } else { DType::F16 }, &b, true);
+        macro_rules! check_with {
+            ($t:ty) => {{
+                let (q, kk, v) = inputs::<$t>(&b, 8);
+                let want = varlen_topk_attention(&VarlenInputs::new(shape, vl.clone(), &q, &kk, &v).unwrap(), &opts, &topk).unwrap();
+                let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &kk, v: &v }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
+                let out: Vec<f32> = got.out.iter().map(|x| x.to_f64() as f32).collect();
+                compare(&at, <$t>::DTYPE, &want, &out, &got.lse);
+            }};
+        }
+        if dtype_bf16 {
+            check_with!(half::bf16);
+        } else {
+            check_with!(half::f16);
+        }
+    }
+}
+
+#[test]
 fn bad_varlen_launches_are_refused_before_they_run() {
     use sparse_attn::plan::{attention_varlen, AttnBuffers, AttnLayouts, DeviceBuffer, VarlenBuffers};
     let b = Batch { lens: vec![(10, 10), (20, 30)], heads_q: 2, heads_kv: 2, head_dim: 64 };
@@ -181,7 +224,7 @@ fn bad_varlen_launches_are_refused_before_they_run() {
     let mut big = lens(None);
     big.total_k = 41;
     assert!(matches!(plan(&big, &shape), Err(Error::BufferTooSmall { tensor: "k", .. })));
-    // Sources without a varlen form yet.
+    // Vertical-slash has no varlen form yet.
     let vs = sparse_attn::pattern::VerticalSlash::new(2, 2, 1, 1, vec![0; 4], vec![0; 4]).unwrap();
     let vs_source = vs.source(&shape).unwrap().try_map(|_, d| Ok::<_, Error>(buf(7, d.len()))).unwrap();
     assert!(matches!(plan(&lens(None), &shape).and(attention_varlen(&shape, &lens(None), DType::BF16, &opts, &bufs, &vs_source)), Err(Error::InvalidParameter { name: "source", .. })));

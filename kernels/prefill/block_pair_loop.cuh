@@ -62,7 +62,7 @@ __device__ __forceinline__ void pair_scores(float (&acc)[2][D / 8][4], RowState 
     x2_pack_p<T, N / 8>(s, pf);
 }
 
-// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (prefill/varlen.cuh).
+// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (common/varlen.cuh).
 template <typename T, int D, typename Source, bool Varlen = false>
 __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");

@@ -3,7 +3,7 @@
 //! group), so grid = (seq_q, heads_kv * chunks, batch).
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
-use super::tensors::check_dense;
+use super::tensors::{check_dense, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{product, to_i32, to_u32};
 use crate::error::{Error, Result};
@@ -35,22 +35,43 @@ pub(super) fn plan(
     index: &TopkIndex<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
     let params = params(shape, dtype, opts, bufs, index)?;
+    launch_plan(shape, dtype, &params, "")
+}
+
+/// Plans a varlen top-k launch ([`crate::plan::attention_varlen`]): `shape` holds the
+/// longest sequences, `dense` the packed tensors already checked, and the indices are
+/// packed like q, `[total_q, heads_kv, k]`.
+pub(super) fn plan_varlen(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, index: &TopkIndex<DeviceBuffer>, total_q: usize) -> Result<LaunchPlan> {
+    let mut params = params_of(shape, dense, opts, index, (1, total_q))?;
+    // Every sequence's view starts at its own first index row.
+    params.indices_batch_stride = 0;
+    launch_plan(shape, dtype, &params, "_varlen")
+}
+
+/// The launch of `params`: one warp per (query row, kv head, head chunk) of `shape`; the
+/// kernel's name carries `form` (`_varlen` or nothing).
+fn launch_plan(shape: &AttnShape, dtype: DType, params: &TopkParams, form: &str) -> Result<LaunchPlan> {
     let grid = [
         to_u32("seq_q", shape.seq_q())?,
         to_u32("heads_kv * head_chunks", product("heads_kv * head_chunks", &[shape.heads_kv(), params.head_chunks as usize])?)?,
         to_u32("batch", shape.batch())?,
     ];
-    let kernel = kernel_name(dtype, shape.head_dim())?;
-    LaunchPlan::new(MODULE, kernel, grid, [TOPK_THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &params)
+    let kernel = instantiation(&format!("topk_attn_fwd{form}"), dtype, shape.head_dim())?;
+    LaunchPlan::new(MODULE, kernel, grid, [TOPK_THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), params)
 }
 
 /// Validates a top-k launch (`dtype` bounds the softmax scale, [`crate::kernel_scale_range`]).
 /// The index values live on the device and are not read (the kernel skips -1, out-of-range
 /// and causally hidden entries).
 pub fn params(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers, index: &TopkIndex<DeviceBuffer>) -> Result<TopkParams> {
-    let dense = check_dense(shape, dtype, opts, bufs)?;
+    params_of(shape, check_dense(shape, dtype, opts, bufs)?, opts, index, (shape.batch(), shape.seq_q()))
+}
+
+/// The params of `shape` over the checked tensors; the index must have `rows` = (batch,
+/// seq_q) rows per kv head.
+fn params_of(shape: &AttnShape, dense: DenseArgs, opts: &AttnOptions, index: &TopkIndex<DeviceBuffer>, rows: (usize, usize)) -> Result<TopkParams> {
     let d = index.dims;
-    for (name, ours, theirs) in [("batch", d.batch(), shape.batch()), ("seq_q", d.seq_q(), shape.seq_q()), ("heads_kv", d.heads_kv(), shape.heads_kv())] {
+    for (name, ours, theirs) in [("batch", d.batch(), rows.0), ("seq_q", d.seq_q(), rows.1), ("heads_kv", d.heads_kv(), shape.heads_kv())] {
         if ours != theirs {
             return Err(Error::DescriptorMismatch { reason: format!("top-k indices have {name} = {ours}, the problem has {name} = {theirs}") });
         }
@@ -70,6 +91,7 @@ pub fn params(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBu
     Ok(TopkParams {
         tensors: dense.tensors,
         indices,
+        indices_batch_stride: shape.seq_q() as i64,
         batch: shape.batch() as i32,
         seq_q: shape.seq_q() as i32,
         seq_k: shape.seq_k() as i32,

@@ -3,6 +3,8 @@
 //! delimited by `cu_seqlens_q` / `cu_seqlens_k` (i32, `batch + 1` entries, on the device),
 //! as FlashAttention's `flash_attn_varlen_func` and vLLM take them.
 //!
+//! Dense, block-sparse (so A-shape) and top-k run varlen; vertical-slash not yet.
+//!
 //! The problem's [`AttnShape`] holds the batch and the longest sequences
 //! (`max_seqlen_q`, `max_seqlen_k`), which size the grid and the index tensors' row blocks.
 //! The LSE is `[heads_q, total_q]` (f32). Causal masks are bottom-right per sequence.
@@ -14,7 +16,7 @@
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use super::tensors::check_dense;
-use super::{prefill, LaunchPlan};
+use super::{prefill, topk_attention, LaunchPlan};
 use crate::checked::to_i32;
 use crate::error::{Error, Result};
 use crate::shape::{AttnOptions, AttnShape, DType, Varlen};
@@ -77,10 +79,10 @@ fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
 
 /// Plans a varlen attention launch after validating it: `shape` is (batch, max_seqlen_q,
 /// max_seqlen_k, heads_q, heads_kv, head_dim); `bufs` are the packed tensors (their
-/// layouts' batch strides are unused), the LSE `[heads_q, total_q]`. Dense and
-/// block-sparse sources run varlen (A-shape through
-/// [`crate::pattern::AShape::to_block_sparse_varlen`]); the index tensors have the shape's
-/// batch and row blocks.
+/// layouts' batch strides are unused), the LSE `[heads_q, total_q]`. Dense, block-sparse
+/// (A-shape through [`crate::pattern::AShape::to_block_sparse_varlen`]) and top-k sources
+/// run varlen: block-sparse index tensors have the shape's batch and row blocks, top-k
+/// indices are packed like q, `[total_q, heads_kv, k]` (dims batch 1, seq_q total_q).
 pub fn attention_varlen(
     shape: &AttnShape,
     varlen: &VarlenBuffers,
@@ -90,15 +92,12 @@ pub fn attention_varlen(
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
     // The vertical-slash index must be converted per sequence (its slashes follow each
-    // sequence's diagonal), which the converters do not do yet; top-k has no varlen kernel.
-    match source {
-        Source::TopK(_) | Source::VerticalSlash(_) => {
-            return Err(Error::InvalidParameter {
-                name: "source",
-                reason: format!("varlen {} attention is not available yet (dense, block-sparse and A-shape are)", source.name()),
-            })
-        }
-        Source::Dense | Source::BlockSparse(_) => {}
+    // sequence's diagonal), which the converters do not do yet.
+    if let Source::VerticalSlash(_) = source {
+        return Err(Error::InvalidParameter {
+            name: "source",
+            reason: "varlen vertical-slash attention is not available yet (dense, block-sparse, A-shape and top-k are)".into(),
+        });
     }
     check_host(shape, varlen)?;
     let packed = packed_shape(shape, varlen)?;
@@ -113,5 +112,8 @@ pub fn attention_varlen(
     // adds it), not at a batch stride.
     t.lse_batch_stride = 0;
     t.lse_head_stride = varlen.total_q as i64;
-    prefill::plan_varlen(shape, dtype, dense, opts, source)
+    match source {
+        Source::TopK(index) => topk_attention::plan_varlen(shape, dtype, dense, opts, index, varlen.total_q),
+        _ => prefill::plan_varlen(shape, dtype, dense, opts, source),
+    }
 }

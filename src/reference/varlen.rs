@@ -8,7 +8,8 @@
 use super::core::{attend_rows, RefOutput};
 use crate::error::Result;
 use crate::inputs::RefInputs;
-use crate::pattern::{BlockSparse, BLOCK_M, BLOCK_N};
+use crate::error::Error;
+use crate::pattern::{BlockSparse, TopkTokens, BLOCK_M, BLOCK_N};
 use crate::shape::{check_len, AttnDtype, AttnOptions, AttnShape, Varlen};
 
 /// Packed q `[total_q, heads_q, head_dim]`, k and v `[total_k, heads_kv, head_dim]`,
@@ -126,5 +127,29 @@ pub fn varlen_block_sparse_attention(inputs: &VarlenInputs, opts: &AttnOptions, 
             let start = n as usize * BLOCK_N;
             list.extend(start..(start + BLOCK_N).min(limit));
         }
+    })
+}
+
+/// Top-k varlen attention: the indices are packed like q (`pattern` has batch 1 and
+/// `total_q` rows); row `i` of sequence `b` attends the keys of packed row
+/// `cu_seqlens_q[b] + i` (its kv head's), below its sequence's key count and causal
+/// diagonal.
+pub fn varlen_topk_attention(inputs: &VarlenInputs, opts: &AttnOptions, pattern: &TopkTokens) -> Result<VarlenOutput> {
+    let (s, vl) = (inputs.shape, &inputs.varlen);
+    if pattern.batch() != 1 || pattern.seq_q() != vl.total_q() || pattern.heads_kv() != s.heads_kv() {
+        return Err(Error::DescriptorMismatch {
+            reason: format!(
+                "varlen top-k indices must be [total_q = {}, heads_kv = {}, k]; these are [{} x {}, {}, k]",
+                vl.total_q(),
+                s.heads_kv(),
+                pattern.batch(),
+                pattern.seq_q(),
+                pattern.heads_kv()
+            ),
+        });
+    }
+    varlen_attention(inputs, opts, |b, h, i, lq, lk, list| {
+        let row = vl.cu_seqlens_q()[b] as usize + i;
+        list.extend(pattern.visible_keys(0, row, s.kv_head(h), visible(i, lq, lk, opts.causal)));
     })
 }
