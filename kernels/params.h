@@ -98,6 +98,19 @@ typedef struct AttnTensorParams {
     uint64_t cu_seqlens_k;     // const int32_t [batch + 1], or 0
     int32_t total_q;           // packed rows of q (varlen; 0 otherwise)
     int32_t total_k;           // packed rows of k and v (varlen; 0 otherwise)
+    // Paged K / V caches (with varlen queries; cu_seqlens_k unused): key j of sequence b is
+    // token j & (page_size - 1) of page block_table[b * max_pages + (j >> page_shift)], at
+    // page * k_page_stride + token * k_seq_stride + head * k_head_stride of k (v alike);
+    // seqlens_k[b] keys. Untrusted: a length past max_pages pages makes the sequence empty,
+    // and its keys stop at its first page outside [0, num_pages). 0 = not paged.
+    uint64_t block_table;      // const int32_t [batch, max_pages], or 0
+    uint64_t seqlens_k;        // const int32_t [batch], or 0
+    int64_t k_page_stride;     // elements between pages of the k cache
+    int64_t v_page_stride;     // elements between pages of the v cache
+    int32_t max_pages;         // entries per block_table row
+    int32_t num_pages;         // pages in each cache
+    int32_t page_shift;        // log2(page_size)
+    int32_t pad0;              // keeps the size a multiple of 8 explicitly; must be 0
 } AttnTensorParams;
 
 // attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of

@@ -52,6 +52,24 @@
     }
 
 // The block-pair patterns, padded or varlen (`kernel`).
+// The paged form, attn_fwd_<pattern>_paged_<dtype>_hd<D>: varlen queries, K / V from page
+// caches (common/varlen.cuh, paged_view); the keys stop at a bad block-table entry.
+#define ATTN_PAGED_KERNEL(pattern, loop, source, dtype_name, dtype, d)                                  \
+    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                                 \
+        attn_fwd_##pattern##_paged_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {       \
+        __shared__ AttnParams view;                                                                    \
+        __shared__ int first_bad;                                                                      \
+        if (threadIdx.x == 0) {                                                                        \
+            attn::paged_view(p, blockIdx.z, view);                                                     \
+        }                                                                                              \
+        __syncthreads();                                                                               \
+        if ((int64_t)blockIdx.x * attn::source::kRowBlocks * attn::kBlockM >= view.seq_q) {          \
+            return;                                                                                    \
+        }                                                                                              \
+        attn::cut_keys_at_bad_page(view, &first_bad);                                                  \
+        attn::loop<dtype, d, attn::source, true, true>(view);                                          \
+    }
+
 #define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                                       \
     kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
     kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)
@@ -60,6 +78,7 @@
 #define SA_INSTANTIATE(dtype_name, dtype, d)                                                      \
     SA_PAIR_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)                                            \
     ATTN_KERNEL(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d) \
-    SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)
+    SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)                                     \
+    SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

@@ -95,6 +95,22 @@ pub struct AttnTensorParams {
     pub total_q: i32,
     /// Varlen: packed rows of k and v; 0 otherwise.
     pub total_k: i32,
+    /// Paged K / V: device address of i32 `block_table [batch, max_pages]`; 0 if not paged.
+    pub block_table: u64,
+    /// Paged K / V: device address of i32 `seqlens_k [batch]`; 0 if not paged.
+    pub seqlens_k: u64,
+    /// Paged K / V: elements between pages of the k cache.
+    pub k_page_stride: i64,
+    /// Paged K / V: elements between pages of the v cache.
+    pub v_page_stride: i64,
+    /// Paged K / V: entries per block-table row.
+    pub max_pages: i32,
+    /// Paged K / V: pages in each cache.
+    pub num_pages: i32,
+    /// Paged K / V: log2 of the page size.
+    pub page_shift: i32,
+    /// Explicit tail padding; must be 0.
+    pub pad0: i32,
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::mask::SparsePattern;
 use crate::pattern::vs_convert::index_dims;
 use crate::pattern::VerticalSlash;
-use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan, VarlenBuffers};
+use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan, PagedHost, PagedKvBuffers, VarlenBuffers};
 use crate::ptx::module_for;
 use crate::shape::{AttnDtype, AttnOptions, AttnShape, Varlen};
 use crate::source::{Source, VsIndex};
@@ -93,6 +93,28 @@ pub struct HostTensors<'a, T> {
     pub v: &'a [T],
 }
 
+/// Host K/V page caches for [`SimBackend::attention_paged`].
+#[derive(Debug, Clone, Copy)]
+pub struct PagedCache<'a, T> {
+    /// The key cache: `num_pages` pages of `page_size` tokens of `heads_kv x head_dim`, laid
+    /// out by `layout` (batch stride = page stride, seq stride = token stride).
+    pub k: &'a [T],
+    /// The value cache, laid out like the keys.
+    pub v: &'a [T],
+    /// The (page, token, head) strides of both caches.
+    pub layout: crate::shape::Bshd,
+    /// Tokens per page.
+    pub page_size: usize,
+    /// Pages in each cache.
+    pub num_pages: usize,
+    /// `[batch, max_pages]` page numbers.
+    pub block_table: &'a [i32],
+    /// Entries per block-table row.
+    pub max_pages: usize,
+    /// Keys per sequence.
+    pub seqlens_k: &'a [i32],
+}
+
 /// What a simulated attention launch produced.
 #[derive(Debug, Clone)]
 pub struct SimAttention<T> {
@@ -167,6 +189,48 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, &opts, &bufs, &source)?;
+        let counters = self.launch(&plan, &LaunchOptions::default())?;
+        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
+        Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
+    }
+
+    /// Runs prefill of packed varlen queries against paged K/V caches
+    /// ([`crate::plan::attention_paged`]): q `[total_q, heads_q, head_dim]` with the query
+    /// sequences of `varlen_q` (its key half is unused), and the caches and block table of
+    /// `cache`; everything is uploaded, and the host copies are checked. The output is
+    /// packed like q, the LSE `[heads_q, total_q]`.
+    pub fn attention_paged<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
+        &self,
+        shape: &AttnShape,
+        varlen_q: &Varlen,
+        cache: PagedCache<'_, T>,
+        opts: &AttnOptions,
+        q: &[T],
+        source: &Source<D>,
+    ) -> Result<SimAttention<T>> {
+        let total_q = varlen_q.total_q();
+        let q_layout = crate::shape::Bshd::contiguous(total_q, shape.heads_q(), shape.head_dim());
+        let bufs = AttnBuffers {
+            q: self.upload(q)?,
+            k: self.upload(cache.k)?,
+            v: self.upload(cache.v)?,
+            out: self.alloc::<T>(total_q * shape.heads_q() * shape.head_dim())?,
+            lse: Some(self.alloc::<f32>(shape.heads_q() * total_q)?),
+            layouts: AttnLayouts { q: q_layout, k: cache.layout, v: cache.layout, out: q_layout },
+        };
+        let paged = PagedKvBuffers {
+            cu_seqlens_q: self.upload(varlen_q.cu_seqlens_q())?,
+            total_q,
+            seqlens_k: self.upload(cache.seqlens_k)?,
+            block_table: self.upload(cache.block_table)?,
+            max_pages: cache.max_pages,
+            page_size: cache.page_size,
+            num_pages: cache.num_pages,
+            host: Some(PagedHost { varlen_q, seqlens_k: cache.seqlens_k, block_table: cache.block_table }),
+        };
+        let opts = AttnOptions { return_lse: true, ..*opts };
+        let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
+        let plan = crate::plan::attention_paged(shape, &paged, T::DTYPE, &opts, &bufs, &source)?;
         let counters = self.launch(&plan, &LaunchOptions::default())?;
         let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })

@@ -167,24 +167,34 @@ fn rust_tensors() -> Layout {
         q, k, v, out, lse,
         q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
         v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
-        lse_batch_stride, lse_head_stride, cu_seqlens_q, cu_seqlens_k, total_q, total_k
+        lse_batch_stride, lse_head_stride, cu_seqlens_q, cu_seqlens_k, total_q, total_k,
+        block_table, seqlens_k, k_page_stride, v_page_stride, max_pages, num_pages, page_shift, pad0
     );
     l
 }
 
 /// AttnTensorParams by the C rules: 21 eight-byte fields (5 tensor addresses, 14 strides, 2
-/// cu_seqlens addresses), then 2 four-byte totals, no padding: 176 bytes, 8-byte aligned.
+/// cu_seqlens addresses), 2 four-byte totals, 4 eight-byte paging fields (2 addresses, 2
+/// page strides), 4 four-byte paging fields, no padding: 224 bytes, 8-byte aligned.
 fn expected_tensors() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES), ("alignof".to_string(), 8)];
     for (k, (name, _)) in rust_tensors().into_iter().skip(2).enumerate() {
-        let offset = if k < 21 { 8 * k } else { 168 + 4 * (k - 21) };
+        let offset = match k {
+            0..21 => 8 * k,
+            21..23 => 168 + 4 * (k - 21),
+            23..27 => 176 + 8 * (k - 23),
+            _ => 208 + 4 * (k - 27),
+        };
         l.push((name, offset));
     }
     l
 }
 
+/// Fields of AttnTensorParams.
+const TENSOR_FIELDS: usize = 31;
+
 /// sizeof(AttnTensorParams), the first member of both kernel params structs.
-const TENSORS_BYTES: usize = 176;
+const TENSORS_BYTES: usize = 224;
 
 /// The fields of the `tensors` member of a struct that holds it at offset `base`, named as
 /// C's `offsetof` takes them (`tensors.q`).
@@ -195,7 +205,7 @@ fn nested_tensors(base: usize) -> Layout {
 #[test]
 fn attn_tensor_params_matches_the_c_struct() {
     let rust = rust_tensors();
-    assert_eq!(rust.len(), 2 + 23, "every field is listed");
+    assert_eq!(rust.len(), 2 + TENSOR_FIELDS, "every field is listed");
     assert_eq!(rust, expected_tensors());
     match c_layout_of(&c_program_for("AttnTensorParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnTensorParams"),
@@ -219,13 +229,13 @@ fn rust_attn() -> Layout {
     l
 }
 
-/// AttnParams by the C rules: the 176-byte AttnTensorParams first, then 4 eight-byte index
-/// addresses, then 12 four-byte fields, no padding: 176 + 32 + 48 = 256 bytes, 8-byte
+/// AttnParams by the C rules: the AttnTensorParams first, then 4 eight-byte index
+/// addresses, then 12 four-byte fields, no padding: 224 + 32 + 48 = 304 bytes, 8-byte
 /// aligned.
 fn expected_attn() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 32 + 48), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
     l.extend(nested_tensors(0));
-    let own = rust_attn().into_iter().skip(3 + 23);
+    let own = rust_attn().into_iter().skip(3 + TENSOR_FIELDS);
     for (k, (name, _)) in own.enumerate() {
         let offset = if k < 4 { TENSORS_BYTES + 8 * k } else { TENSORS_BYTES + 32 + 4 * (k - 4) };
         l.push((name, offset));
@@ -236,7 +246,7 @@ fn expected_attn() -> Layout {
 #[test]
 fn attn_params_matches_the_c_struct() {
     let rust = rust_attn();
-    assert_eq!(rust.len(), 2 + 1 + 23 + 16, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust.len(), 2 + 1 + TENSOR_FIELDS + 16, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_attn());
     match c_layout_of(&c_program_for("AttnParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on AttnParams"),
@@ -259,13 +269,13 @@ fn rust_topk() -> Layout {
     l
 }
 
-/// TopkParams by the C rules: the 176-byte AttnTensorParams first, then the indices
-/// address and their batch stride, then 10 four-byte fields, no padding: 176 + 16 + 40 =
-/// 232 bytes, 8-byte aligned.
+/// TopkParams by the C rules: the AttnTensorParams first, then the indices address and
+/// their batch stride, then 10 four-byte fields, no padding: 224 + 16 + 40 = 280 bytes,
+/// 8-byte aligned.
 fn expected_topk() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 16 + 40), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
     l.extend(nested_tensors(0));
-    let own = rust_topk().into_iter().skip(3 + 23);
+    let own = rust_topk().into_iter().skip(3 + TENSOR_FIELDS);
     for (k, (name, _)) in own.enumerate() {
         let offset = if k < 2 { TENSORS_BYTES + 8 * k } else { TENSORS_BYTES + 16 + 4 * (k - 2) };
         l.push((name, offset));
@@ -276,7 +286,7 @@ fn expected_topk() -> Layout {
 #[test]
 fn topk_params_matches_the_c_struct() {
     let rust = rust_topk();
-    assert_eq!(rust.len(), 2 + 1 + 23 + 12, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust.len(), 2 + 1 + TENSOR_FIELDS + 12, "every field is listed, the shared tensor fields included");
     assert_eq!(rust, expected_topk());
     match c_layout_of(&c_program_for("TopkParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkParams"),

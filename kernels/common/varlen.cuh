@@ -40,4 +40,52 @@ __device__ __forceinline__ int64_t varlen_view(const P& p, int b, P& v) {
     return qs;
 }
 
+// The paged form: varlen queries, K / V from page caches (AttnTensorParams::block_table).
+// Makes `v` the view of sequence b (query rows as varlen_view; seqlens_k[b] keys; its own
+// block-table row) and returns its first packed query row. A query range as varlen_view
+// refuses, or a key count past max_pages pages, makes the sequence empty.
+template <typename P>
+__device__ __forceinline__ int64_t paged_view(const P& p, int b, P& v) {
+    v = p;
+    const AttnTensorParams& tp = p.tensors;
+    const int32_t* cq = reinterpret_cast<const int32_t*>(tp.cu_seqlens_q);
+    const int q0 = cq[b], q1 = cq[b + 1];
+    const int lk = reinterpret_cast<const int32_t*>(tp.seqlens_k)[b];
+    const bool ok = 0 <= q0 && q0 <= q1 && q1 <= tp.total_q && q1 - q0 <= p.seq_q && 0 <= lk &&
+                    (int64_t)lk <= ((int64_t)tp.max_pages << tp.page_shift);
+    v.seq_q = ok ? q1 - q0 : 0;
+    v.seq_k = ok ? lk : 0;
+    const int64_t qs = ok ? q0 : 0;
+    v.tensors.q = tp.q + 2 * (uint64_t)(qs * tp.q_seq_stride);
+    v.tensors.out = tp.out + 2 * (uint64_t)(qs * tp.out_seq_stride);
+    v.tensors.lse = tp.lse == 0 ? 0 : tp.lse + 4 * (uint64_t)qs;
+    v.tensors.block_table = tp.block_table + 4 * (uint64_t)b * (uint64_t)tp.max_pages;
+    return qs;
+}
+
+// Every thread of the CTA: cuts the view's keys at the first block-table entry, among the
+// pages they span, outside [0, num_pages), so that nothing is computed from that page (or
+// the ones after it). `first_bad` is shared scratch. Two barriers.
+template <typename P>
+__device__ __forceinline__ void cut_keys_at_bad_page(P& v, int* first_bad) {
+    const AttnTensorParams& tp = v.tensors;
+    const int pages = (int)(((int64_t)v.seq_k + (1 << tp.page_shift) - 1) >> tp.page_shift);
+    const int32_t* row = reinterpret_cast<const int32_t*>(tp.block_table);
+    if (threadIdx.x == 0) {
+        *first_bad = 0x7fffffff;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < pages; j += blockDim.x) {
+        const int page = __ldg(row + j);
+        if (page < 0 || page >= tp.num_pages) {
+            atomicMin(first_bad, j);
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0 && *first_bad < pages) {
+        v.seq_k = *first_bad << tp.page_shift;
+    }
+    __syncthreads();
+}
+
 }  // namespace attn

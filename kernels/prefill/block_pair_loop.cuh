@@ -62,8 +62,9 @@ __device__ __forceinline__ void pair_scores(float (&acc)[2][D / 8][4], RowState 
     x2_pack_p<T, N / 8>(s, pf);
 }
 
-// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (common/varlen.cuh).
-template <typename T, int D, typename Source, bool Varlen = false>
+// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (common/varlen.cuh);
+// `Paged`: K and V come from page caches through the view's block-table row.
+template <typename T, int D, typename Source, bool Varlen = false, bool Paged = false>
 __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");
     constexpr int kThreads = kCtaThreads;
@@ -87,6 +88,21 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     const AttnTensorParams& tp = p.tensors;
     const HeadBases bases = head_bases(p, c);
     const uint64_t q_base = bases.q, k_base = bases.k, v_base = bases.v;
+    // The K and V tiles of key tile t: contiguous rows, or the pages of a paged cache.
+    auto load_k = [&](const TileRef& t, uint32_t smem) {
+        if constexpr (Paged) {
+            load_paged_rows<N, D, kThreads>(p, k_base, tp.k_seq_stride, tp.k_page_stride, t.key0, smem, tid);
+        } else {
+            load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, t, nullptr, smem, tid);
+        }
+    };
+    auto load_v = [&](const TileRef& t, uint32_t smem) {
+        if constexpr (Paged) {
+            load_paged_rows<N, D, kThreads>(p, v_base, tp.v_seq_stride, tp.v_page_stride, t.key0, smem, tid);
+        } else {
+            load_kv_tile<N, D, kThreads>(p, v_base, tp.v_seq_stride, t, nullptr, smem, tid);
+        }
+    };
     // The ldmatrix addresses are held for the whole loop where the source leaves the
     // registers for them (Source::kHoistAddressing), else left to the optimizer.
     constexpr bool kHoist = Source::kHoistAddressing;
@@ -120,7 +136,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         // per-row checks of the other path cost little once per CTA.
         constexpr bool kQUnchecked = N > kBlockN && !Varlen;
         load_q_tile<kCtaM, D, kThreads, kQUnchecked>(p, q_base, row0, q_smem, tid);
-        load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, cur, nullptr, k_smem, tid);
+        load_k(cur, k_smem);
         cp_async_commit();
         // Sources that keep their state in shared memory need a barrier between their first
         // two next() calls (BlockSparseSourcePair); one per CTA.
@@ -148,7 +164,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
 
             cp_async_wait<0>();
             __syncthreads();  // K (and Q) landed; every warp is done with the previous V
-            load_kv_tile<N, D, kThreads>(p, v_base, tp.v_seq_stride, cur, nullptr, v_smem, tid);
+            load_v(cur, v_smem);
             cp_async_commit();
 
             // Only the warps of a row block that keeps the tile compute on it (a warp-uniform
@@ -164,7 +180,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
             cp_async_wait<0>();
             __syncthreads();
             if (has_next) {
-                load_kv_tile<N, D, kThreads>(p, k_base, tp.k_seq_stride, nxt, nullptr, k_smem, tid);
+                load_k(nxt, k_smem);
             }
             cp_async_commit();
 

@@ -103,6 +103,34 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
 }
 
+// Issues the cp.async copies of the N rows of a K or V tile from a paged cache: key key0 + r
+// is token (key & (page_size - 1)) of the page the view's block-table row names for it, at
+// `base` + page * page_stride + token * token_stride (elements). A key past seq_k, or one
+// whose page is outside [0, num_pages), is zero-filled and never read. One block-table read
+// per row and thread, cached: a tile that spans pages costs no extra pass.
+template <int N, int D, int Threads>
+__device__ __forceinline__ void load_paged_rows(const AttnParams& p, uint64_t base, int64_t token_stride,
+                                                int64_t page_stride, int key0, uint32_t smem, int tid) {
+    using Tile = SmemTile<N, D>;
+    constexpr int kRowsPerPass = Threads / Tile::kChunks;
+    static_assert(N % kRowsPerPass == 0, "the threads cover the tile in whole passes");
+    const AttnTensorParams& tp = p.tensors;
+    const int32_t* row_pages = reinterpret_cast<const int32_t*>(tp.block_table);
+    const int shift = tp.page_shift;
+    const int chunk = tid % Tile::kChunks;
+#pragma unroll
+    for (int i = 0; i < N / kRowsPerPass; ++i) {
+        const int r = tid / Tile::kChunks + i * kRowsPerPass;
+        const bool in_range = r < p.seq_k - key0;
+        const int key = key0 + r;
+        const int page = in_range ? __ldg(row_pages + (key >> shift)) : -1;
+        const bool valid = page >= 0 && page < tp.num_pages;
+        const int64_t token = key & ((1 << shift) - 1);
+        const uint64_t src = valid ? base + 2 * ((uint64_t)page * page_stride + token * token_stride + chunk * 8) : base;
+        cp_async_16(smem + Tile::chunk_offset(r, chunk), src, valid);
+    }
+}
+
 // Issues the cp.async copies of one K or V tile (N rows x D of the tensor at `base`, rows
 // `row_stride` elements apart) of `t` into `smem`. `keys` holds the key of each tile row
 // for gathered tiles; contiguous tiles compute theirs. A contiguous tile that ends inside

@@ -13,7 +13,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
 use super::tensors::{attn_buffers, read, AttnTensors};
 use crate::checked::non_empty;
 use crate::error::Result;
-use crate::plan::{AttnBuffers, DeviceBuffer, VarlenBuffers};
+use crate::plan::{AttnBuffers, DeviceBuffer, PagedHost, PagedKvBuffers, VarlenBuffers};
 use crate::shape::{AttnDtype, AttnOptions, AttnShape, DType, Varlen};
 use crate::source::Source;
 
@@ -84,6 +84,62 @@ pub fn attention_varlen<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     };
     let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
     let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, opts, &bufs, &source)?;
+    // SAFETY: as in `attention`: live buffers of this stream's context, lengths checked by
+    // the planner, guards held until the launch is enqueued.
+    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
+    drop(guards);
+    launched
+}
+
+/// The paging metadata of a paged launch ([`attention_paged`]), on the device: i32
+/// `cu_seqlens_q [batch + 1]`, `seqlens_k [batch]` and `block_table [batch, max_pages]`,
+/// with the host copies when the caller has them.
+pub struct PagedTensors<'a, B> {
+    /// i32 `[batch + 1]`: sequence `b`'s query rows in the packed q.
+    pub cu_seqlens_q: &'a B,
+    /// Packed query rows.
+    pub total_q: usize,
+    /// i32 `[batch]`: keys per sequence.
+    pub seqlens_k: &'a B,
+    /// i32 `[batch, max_pages]`: the pages of each sequence's keys, in order.
+    pub block_table: &'a B,
+    /// Entries per block-table row.
+    pub max_pages: usize,
+    /// Tokens per page: a power of two from 16 to 256.
+    pub page_size: usize,
+    /// Pages in each of the k and v caches.
+    pub num_pages: usize,
+    /// The host copies, checked before the launch when given.
+    pub host: Option<PagedHost<'a>>,
+}
+
+/// Enqueues prefill of packed varlen queries against paged K/V caches
+/// ([`crate::plan::attention_paged`]): `tensors` holds the packed q and out, the LSE
+/// `[heads_q, total_q]`, and the k and v caches, whose layouts give the (page, token, head)
+/// strides (`Bshd { batch: page stride, seq: token stride, head }`: NHD and HND alike).
+/// Dense and block-sparse (so A-shape) sources run paged.
+pub fn attention_paged<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
+    stream: &Arc<CudaStream>,
+    shape: &AttnShape,
+    paged: PagedTensors<'_, B>,
+    opts: &AttnOptions,
+    tensors: AttnTensors<'_, T>,
+    source: &Source<B>,
+) -> Result<()> {
+    let mut guards = Vec::new();
+    let bufs = attn_buffers(stream, tensors, &mut guards)?;
+    let meta = PagedKvBuffers {
+        cu_seqlens_q: read(stream, "cu_seqlens_q", paged.cu_seqlens_q, &mut guards)?,
+        total_q: paged.total_q,
+        seqlens_k: read(stream, "seqlens_k", paged.seqlens_k, &mut guards)?,
+        block_table: read(stream, "block_table", paged.block_table, &mut guards)?,
+        max_pages: paged.max_pages,
+        page_size: paged.page_size,
+        num_pages: paged.num_pages,
+        host: paged.host,
+    };
+    let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
+    let plan = crate::plan::attention_paged(shape, &meta, T::DTYPE, opts, &bufs, &source)?;
     // SAFETY: as in `attention`: live buffers of this stream's context, lengths checked by
     // the planner, guards held until the launch is enqueued.
     let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };

@@ -14,10 +14,12 @@ mod buffers;
 pub mod prefill;
 mod tensors;
 pub mod topk_attention;
+pub mod paged;
 pub mod varlen;
 pub mod vs_convert;
 
 pub use buffers::{AttnBuffers, AttnLayouts, DeviceBuffer};
+pub use paged::{attention_paged, PagedHost, PagedKvBuffers};
 pub use varlen::{attention_varlen, VarlenBuffers};
 
 use crate::error::{Error, Result};

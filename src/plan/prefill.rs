@@ -84,11 +84,12 @@ pub(super) fn plan(
     launch_plan(shape, dtype, source, &params, "")
 }
 
-/// Plans a varlen prefill launch ([`crate::plan::attention_varlen`]): `shape` holds the
-/// longest sequences, `dense` the packed tensors already checked.
-pub(super) fn plan_varlen(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, source: &Source<DeviceBuffer>) -> Result<LaunchPlan> {
+/// Plans a varlen or paged prefill launch ([`crate::plan::attention_varlen`],
+/// [`crate::plan::attention_paged`]): `shape` holds the longest sequences, `dense` the
+/// tensors already checked, `form` the kernel's (`_varlen`, `_paged`).
+pub(super) fn plan_form(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, source: &Source<DeviceBuffer>, form: &str) -> Result<LaunchPlan> {
     let params = params_of(shape, dense, opts, source)?;
-    launch_plan(shape, dtype, source, &params, "_varlen")
+    launch_plan(shape, dtype, source, &params, form)
 }
 
 /// The launch of `params` on `shape`'s grid, with the kernel of `source`'s pattern (its

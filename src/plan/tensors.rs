@@ -30,6 +30,13 @@ pub(crate) struct DenseArgs {
 /// The checks every attention kernel shares: shape, head_dim, scale, the four BSHD
 /// tensors (sizes, strides, 16-byte rows, no aliasing of outputs) and the LSE buffer.
 pub(crate) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
+    check_tensors(shape, [shape.batch(), shape.seq_k()], dtype, opts, bufs)
+}
+
+/// [`check_dense`] with k and v of `kv_rows` = [outer, rows] rows of `heads_kv x head_dim`:
+/// a padded batch's `[batch, seq_k]`, or a page cache's `[num_pages, page_size]` (the
+/// layouts' batch stride is then the page stride).
+pub(crate) fn check_tensors(shape: &AttnShape, kv_rows: [usize; 2], dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
     if !HEAD_DIMS.contains(&shape.head_dim()) {
         return Err(Error::UnsupportedHeadDim { head_dim: shape.head_dim(), supported: HEAD_DIMS });
     }
@@ -37,7 +44,7 @@ pub(crate) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, b
     // score overflows (see there).
     let scale = opts.kernel_scale(shape.head_dim(), dtype)?;
     let q_dims = [shape.batch(), shape.seq_q(), shape.heads_q(), shape.head_dim()];
-    let kv_dims = [shape.batch(), shape.seq_k(), shape.heads_kv(), shape.head_dim()];
+    let kv_dims = [kv_rows[0], kv_rows[1], shape.heads_kv(), shape.head_dim()];
     let l = &bufs.layouts;
     let tensors = [("q", bufs.q, l.q, q_dims, false), ("k", bufs.k, l.k, kv_dims, false), ("v", bufs.v, l.v, kv_dims, false), ("out", bufs.out, l.out, q_dims, true)];
     let mut spans = Vec::with_capacity(5);
@@ -62,14 +69,11 @@ pub(crate) fn check_dense(shape: &AttnShape, dtype: DType, opts: &AttnOptions, b
     // A dimension of extent 1 is never stepped, so its stride (unbounded by validation) is
     // passed as 0; the others are bounded by the validated span.
     let stride = |s: usize, extent: usize| if extent > 1 { s as i64 } else { 0 };
-    let row = |layout: &Bshd, seq: usize, heads: usize| {
-        [stride(layout.batch, shape.batch()), stride(layout.seq, seq), stride(layout.head, heads)]
-    };
-    let (sq, sk, hq, hk) = (shape.seq_q(), shape.seq_k(), shape.heads_q(), shape.heads_kv());
-    let [q_batch_stride, q_seq_stride, q_head_stride] = row(&l.q, sq, hq);
-    let [k_batch_stride, k_seq_stride, k_head_stride] = row(&l.k, sk, hk);
-    let [v_batch_stride, v_seq_stride, v_head_stride] = row(&l.v, sk, hk);
-    let [out_batch_stride, out_seq_stride, out_head_stride] = row(&l.out, sq, hq);
+    let row = |layout: &Bshd, dims: [usize; 4]| [stride(layout.batch, dims[0]), stride(layout.seq, dims[1]), stride(layout.head, dims[2])];
+    let [q_batch_stride, q_seq_stride, q_head_stride] = row(&l.q, q_dims);
+    let [k_batch_stride, k_seq_stride, k_head_stride] = row(&l.k, kv_dims);
+    let [v_batch_stride, v_seq_stride, v_head_stride] = row(&l.v, kv_dims);
+    let [out_batch_stride, out_seq_stride, out_head_stride] = row(&l.out, q_dims);
     let tensors = AttnTensorParams {
         q: bufs.q.addr,
         k: bufs.k.addr,

@@ -114,6 +114,6 @@ pub fn attention_varlen(
     t.lse_head_stride = varlen.total_q as i64;
     match source {
         Source::TopK(index) => topk_attention::plan_varlen(shape, dtype, dense, opts, index, varlen.total_q),
-        _ => prefill::plan_varlen(shape, dtype, dense, opts, source),
+        _ => prefill::plan_form(shape, dtype, dense, opts, source, "_varlen"),
     }
 }

@@ -1,0 +1,244 @@
+//! Paged K/V caches on the PTX simulator: prefill of packed queries against keys and values
+//! in pages addressed through a block table. A paged run must give bit-identical output to
+//! the contiguous varlen run of the same data (which tests/varlen_sim.rs holds to the
+//! reference), for NHD and HND caches, page sizes 16 and 128, pages out of order and shared
+//! between sequences. Bad block-table entries on the device never fault (memcheck is always
+//! on) and stop the sequence's keys at that page; on the host they are refused.
+
+mod attention_cases;
+mod common;
+
+use attention_cases::{random_block_sparse, Rng};
+use sparse_attn::pattern::Dense;
+use sparse_attn::plan::{attention_paged, AttnBuffers, AttnLayouts, DeviceBuffer, PagedHost, PagedKvBuffers};
+use sparse_attn::sim::{HostTensors, PagedCache, SimBackend};
+use sparse_attn::{AttnOptions, AttnShape, Bshd, DType, Error, SparsePattern, Varlen};
+
+type T = half::bf16;
+const HQ: usize = 4;
+const HKV: usize = 2;
+
+/// A batch whose sequences have (query rows, keys), their packed q, and each sequence's
+/// keys and values in its own rows (`[len_k, HKV, d]` each).
+struct Batch {
+    lens: Vec<(usize, usize)>,
+    d: usize,
+    q: Vec<T>,
+    k: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
+impl Batch {
+    /// Sequence 1 starts with sequence 0's first `shared` keys and values (a shared prefix).
+    fn new(lens: Vec<(usize, usize)>, d: usize, shared: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut tensor = |n: usize| (0..n).map(|_| T::from_f32(rng.normal() as f32)).collect::<Vec<T>>();
+        let total_q: usize = lens.iter().map(|l| l.0).sum();
+        let q = tensor(total_q * HQ * d);
+        let mut k: Vec<Vec<T>> = lens.iter().map(|l| tensor(l.1 * HKV * d)).collect();
+        let mut v: Vec<Vec<T>> = lens.iter().map(|l| tensor(l.1 * HKV * d)).collect();
+        let n = shared * HKV * d;
+        let (k0, v0) = (k[0][..n].to_vec(), v[0][..n].to_vec());
+        k[1][..n].copy_from_slice(&k0);
+        v[1][..n].copy_from_slice(&v0);
+        Self { lens, d, q, k, v }
+    }
+    fn varlen(&self) -> Varlen {
+        let prefix = |f: &dyn Fn(&(usize, usize)) -> usize| {
+            std::iter::once(0).chain(self.lens.iter().scan(0, |a, l| {
+                *a += f(l) as i32;
+                Some(*a)
+            }))
+            .collect::<Vec<i32>>()
+        };
+        Varlen::new(prefix(&|l| l.0), prefix(&|l| l.1)).unwrap()
+    }
+    fn shape(&self) -> AttnShape {
+        let max_q = self.lens.iter().map(|l| l.0).max().unwrap();
+        let max_k = self.lens.iter().map(|l| l.1).max().unwrap();
+        AttnShape::new(self.lens.len(), max_q, max_k, HQ, HKV, self.d).unwrap()
+    }
+}
+
+/// The pages of a batch: a block table with pages in a shuffled order, sequence 1 reusing
+/// sequence 0's pages for its first `shared_pages` pages, and the caches in NHD
+/// (`[pages, page_size, HKV, d]`) or HND (`[pages, HKV, page_size, d]`) layout.
+struct Paged {
+    k: Vec<T>,
+    v: Vec<T>,
+    layout: Bshd,
+    page_size: usize,
+    num_pages: usize,
+    block_table: Vec<i32>,
+    max_pages: usize,
+    seqlens_k: Vec<i32>,
+}
+
+fn page(batch: &Batch, page_size: usize, hnd: bool, shared_pages: usize, seed: u64) -> Paged {
+    let d = batch.d;
+    let max_pages = batch.lens.iter().map(|l| l.1.div_ceil(page_size)).max().unwrap().max(1);
+    // Page numbers: every (sequence, page) gets its own, shuffled, but sequence 1's first
+    // pages are sequence 0's.
+    let mut owners: Vec<(usize, usize)> = Vec::new();
+    for (b, l) in batch.lens.iter().enumerate() {
+        for p in 0..l.1.div_ceil(page_size) {
+            if !(b == 1 && p < shared_pages) {
+                owners.push((b, p));
+            }
+        }
+    }
+    let mut rng = Rng::new(seed);
+    for i in (1..owners.len()).rev() {
+        owners.swap(i, rng.below(i + 1));
+    }
+    let num_pages = owners.len() + 3; // a few pages no sequence uses
+    let mut block_table = vec![-1i32; batch.lens.len() * max_pages];
+    for (page, &(b, p)) in owners.iter().enumerate() {
+        block_table[b * max_pages + p] = page as i32;
+    }
+    for p in 0..shared_pages {
+        block_table[max_pages + p] = block_table[p];
+    }
+    let layout = if hnd {
+        Bshd { batch: HKV * page_size * d, seq: d, head: page_size * d }
+    } else {
+        Bshd::contiguous(page_size, HKV, d)
+    };
+    let junk = T::from_f32(7.0);
+    let (mut k, mut v) = (vec![junk; num_pages * page_size * HKV * d], vec![junk; num_pages * page_size * HKV * d]);
+    for (b, l) in batch.lens.iter().enumerate() {
+        for j in 0..l.1 {
+            let pg = block_table[b * max_pages + j / page_size] as usize;
+            for h in 0..HKV {
+                let dst = layout.offset(pg, j % page_size, h);
+                let src = (j * HKV + h) * d;
+                k[dst..dst + d].copy_from_slice(&batch.k[b][src..src + d]);
+                v[dst..dst + d].copy_from_slice(&batch.v[b][src..src + d]);
+            }
+        }
+    }
+    let seqlens_k = batch.lens.iter().map(|l| l.1 as i32).collect();
+    Paged { k, v, layout, page_size, num_pages, block_table, max_pages, seqlens_k }
+}
+
+fn cache(p: &Paged) -> PagedCache<'_, T> {
+    PagedCache { k: &p.k, v: &p.v, layout: p.layout, page_size: p.page_size, num_pages: p.num_pages, block_table: &p.block_table, max_pages: p.max_pages, seqlens_k: &p.seqlens_k }
+}
+
+/// The contiguous varlen run of the same data.
+fn contiguous<D: AsRef<[i32]>>(sim: &SimBackend, b: &Batch, opts: &AttnOptions, source: &sparse_attn::Source<D>) -> sparse_attn::sim::SimAttention<T> {
+    let (k, v): (Vec<T>, Vec<T>) = (b.k.concat(), b.v.concat());
+    sim.attention_varlen(&b.shape(), &b.varlen(), opts, HostTensors { q: &b.q, k: &k, v: &v }, source).unwrap()
+}
+
+fn bits(x: &[T]) -> Vec<u16> {
+    x.iter().map(|e| e.to_bits()).collect()
+}
+
+#[test]
+fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (128, 16, true), (128, 128, false)] {
+        // A cached prefix longer than the new queries, a sequence sharing it, a short one
+        // and an empty one.
+        let batch = Batch::new(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);
+        let paged = page(&batch, page_size, hnd, 64 / page_size, 9);
+        let shape = batch.shape();
+        let want = contiguous(&sim, &batch, &opts, &Dense.source(&shape).unwrap());
+        let got = sim.attention_paged(&shape, &batch.varlen(), cache(&paged), &opts, &batch.q, &Dense.source(&shape).unwrap()).unwrap();
+        let at = format!("dense d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
+        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
+        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+        // Block-sparse through the same pages.
+        let blocks = random_block_sparse(&mut Rng::new(d as u64), &shape, HKV, 0.5);
+        let source = blocks.source(&shape).unwrap();
+        let want = contiguous(&sim, &batch, &opts, &source);
+        let got = sim.attention_paged(&shape, &batch.varlen(), cache(&paged), &opts, &batch.q, &source).unwrap();
+        assert_eq!(bits(&got.out), bits(&want.out), "{at}: block-sparse output");
+    }
+}
+
+#[test]
+fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_host() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let batch = Batch::new(vec![(40, 200), (20, 100)], 64, 0, 3);
+    let mut paged = page(&batch, 16, false, 0, 4);
+    let shape = batch.shape();
+    let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: true };
+    // Page 5 of sequence 0 (keys 80..95) points past the caches, page 2 of sequence 1 is -7.
+    paged.block_table[5] = paged.num_pages as i32 + 1000;
+    paged.block_table[paged.max_pages + 2] = -7;
+    // The host refuses it, naming the entry.
+    let err = sim.attention_paged(&shape, &batch.varlen(), cache(&paged), &opts, &batch.q, &Dense.source(&shape).unwrap()).unwrap_err();
+    assert!(matches!(&err, Error::IndexOutOfRange { tensor: "block_table", at, .. } if at == "[0, 5]"), "{err}");
+    // Without the host copy the device runs it, under memcheck: the sequences' keys stop
+    // at their bad pages, as a contiguous run of keys 0..80 and 0..32 gives.
+    let q_layout = Bshd::contiguous(60, HQ, 64);
+    let up = |x: &[T]| sim.upload(x).unwrap();
+    let bufs = AttnBuffers {
+        q: up(&batch.q),
+        k: up(&paged.k),
+        v: up(&paged.v),
+        out: sim.alloc::<T>(60 * HQ * 64).unwrap(),
+        lse: Some(sim.alloc::<f32>(HQ * 60).unwrap()),
+        layouts: AttnLayouts { q: q_layout, k: paged.layout, v: paged.layout, out: q_layout },
+    };
+    let meta = PagedKvBuffers {
+        cu_seqlens_q: sim.upload(batch.varlen().cu_seqlens_q()).unwrap(),
+        total_q: 60,
+        seqlens_k: sim.upload(&paged.seqlens_k).unwrap(),
+        block_table: sim.upload(&paged.block_table).unwrap(),
+        max_pages: paged.max_pages,
+        page_size: 16,
+        num_pages: paged.num_pages,
+        host: None,
+    };
+    let plan = attention_paged(&shape, &meta, DType::BF16, &opts, &bufs, &sparse_attn::Source::Dense).unwrap();
+    sim.launch(&plan, &ptx_sim::LaunchOptions::default()).expect("no fault");
+    let got: Vec<T> = sim.download(bufs.out).unwrap();
+    let cut = Batch { lens: vec![(40, 80), (20, 32)], d: 64, q: batch.q.clone(), k: vec![batch.k[0][..80 * HKV * 64].to_vec(), batch.k[1][..32 * HKV * 64].to_vec()], v: vec![batch.v[0][..80 * HKV * 64].to_vec(), batch.v[1][..32 * HKV * 64].to_vec()] };
+    let want = contiguous(&sim, &cut, &opts, &Dense.source(&cut.shape()).unwrap());
+    assert_eq!(bits(&got), bits(&want.out));
+}
+
+#[test]
+fn bad_paging_arguments_are_refused() {
+    let shape = AttnShape::new(2, 40, 200, HQ, HKV, 64).unwrap();
+    let buf = |slot: u64, len: usize| DeviceBuffer { addr: slot << 30, len };
+    let cache = Bshd::contiguous(16, HKV, 64);
+    let q_layout = Bshd::contiguous(60, HQ, 64);
+    let bufs = AttnBuffers { q: buf(1, 60 * HQ * 64), k: buf(2, 40 * 16 * HKV * 64), v: buf(3, 40 * 16 * HKV * 64), out: buf(4, 60 * HQ * 64), lse: None, layouts: AttnLayouts { q: q_layout, k: cache, v: cache, out: q_layout } };
+    let meta = |page_size: usize, num_pages: usize, max_pages: usize| PagedKvBuffers {
+        cu_seqlens_q: buf(5, 3),
+        total_q: 60,
+        seqlens_k: buf(6, 2),
+        block_table: buf(7, 2 * max_pages),
+        max_pages,
+        page_size,
+        num_pages,
+        host: None,
+    };
+    let plan = |m: &PagedKvBuffers| attention_paged(&shape, m, DType::BF16, &AttnOptions::default(), &bufs, &sparse_attn::Source::Dense);
+    let p = plan(&meta(16, 40, 13)).expect("a valid launch");
+    assert_eq!(p.kernel(), "attn_fwd_dense_paged_bf16_hd64");
+    for ps in [8, 24, 512] {
+        assert!(matches!(plan(&meta(ps, 40, 13)), Err(Error::InvalidParameter { name: "page_size", .. })), "page size {ps}");
+    }
+    assert!(matches!(plan(&meta(16, 40, 12)), Err(Error::InvalidParameter { name: "max_pages", .. })), "12 pages of 16 hold 192 < 200 keys");
+    assert!(matches!(plan(&meta(16, 41, 13)), Err(Error::BufferTooSmall { tensor: "k", .. })), "41 pages in a 40-page cache");
+    // Host copies: a seqlens_k past max_seqlen_k.
+    let vq = Varlen::new(vec![0, 40, 60], vec![0, 40, 60]).unwrap();
+    let table: Vec<i32> = (0..26).collect();
+    let lens = [201, 10];
+    let mut m = meta(16, 40, 13);
+    m.host = Some(PagedHost { varlen_q: &vq, seqlens_k: &lens, block_table: &table });
+    assert!(matches!(plan(&m), Err(Error::InvalidCuSeqlens { tensor: "seqlens_k", .. })));
+    let ok_lens = [200, 10];
+    m.host = Some(PagedHost { varlen_q: &vq, seqlens_k: &ok_lens, block_table: &table });
+    plan(&m).expect("valid host copies");
+    // Vertical-slash and top-k have no paged form yet.
+    let topk = sparse_attn::pattern::TopkTokens::new(1, 60, HKV, 1, vec![0; 60 * HKV]).unwrap();
+    let src = topk.source(&AttnShape::new(1, 60, 200, HQ, HKV, 64).unwrap()).unwrap().try_map(|_, d| Ok::<_, Error>(buf(8, d.len()))).unwrap();
+    assert!(matches!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &src), Err(Error::InvalidParameter { name: "source", .. })));
+}
