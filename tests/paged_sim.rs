@@ -242,3 +242,57 @@ fn bad_paging_arguments_are_refused() {
     let src = topk.source(&AttnShape::new(1, 60, 200, HQ, HKV, 64).unwrap()).unwrap().try_map(|_, d| Ok::<_, Error>(buf(8, d.len()))).unwrap();
     assert!(matches!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &src), Err(Error::InvalidParameter { name: "source", .. })));
 }
+
+#[test]
+fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
+    // Random device cu_seqlens_q, seqlens_k and block tables (anything an i32 can hold,
+    // mostly near the valid range): every launch completes under memcheck, and writes no
+    // output row outside the packed q's rows.
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let (d, page_size, num_pages, max_pages, batch, total_q) = (64, 16, 12, 6, 3, 50);
+    let shape = AttnShape::new(batch, 40, max_pages * page_size, HQ, HKV, d).unwrap();
+    let layout = Bshd::contiguous(page_size, HKV, d);
+    let cache: Vec<T> = (0..num_pages * page_size * HKV * d).map(|i| T::from_f32(((i % 13) as f32 - 6.0) / 8.0)).collect();
+    let q: Vec<T> = (0..total_q * HQ * d).map(|i| T::from_f32(((i % 11) as f32 - 5.0) / 8.0)).collect();
+    let q_layout = Bshd::contiguous(total_q, HQ, d);
+    let mut rng = Rng::new(99);
+    let mut wild = |lo: i64, hi: i64| -> i32 {
+        match rng.below(8) {
+            0 => i32::MIN,
+            1 => i32::MAX,
+            2 => -1 - rng.below(100) as i32,
+            _ => (lo + rng.below((hi - lo + 1) as usize) as i64) as i32,
+        }
+    };
+    for round in 0..6 {
+        let cu_q: Vec<i32> = (0..=batch).map(|_| wild(0, total_q as i64)).collect();
+        let lens_k: Vec<i32> = (0..batch).map(|_| wild(0, (max_pages * page_size) as i64 + 20)).collect();
+        let table: Vec<i32> = (0..batch * max_pages).map(|_| wild(0, num_pages as i64 + 2)).collect();
+        let bufs = AttnBuffers {
+            q: sim.upload(&q).unwrap(),
+            k: sim.upload(&cache).unwrap(),
+            v: sim.upload(&cache).unwrap(),
+            out: sim.alloc::<T>(total_q * HQ * d).unwrap(),
+            lse: Some(sim.alloc::<f32>(HQ * total_q).unwrap()),
+            layouts: AttnLayouts { q: q_layout, k: layout, v: layout, out: q_layout },
+        };
+        let meta = PagedKvBuffers {
+            cu_seqlens_q: sim.upload(&cu_q).unwrap(),
+            total_q,
+            seqlens_k: sim.upload(&lens_k).unwrap(),
+            block_table: sim.upload(&table).unwrap(),
+            max_pages,
+            page_size,
+            num_pages,
+            host: None,
+        };
+        let opts = AttnOptions { causal: round % 2 == 0, softmax_scale: None, return_lse: true };
+        let blocks = random_block_sparse(&mut Rng::new(round), &shape, HKV, 0.5);
+        let sources = [sparse_attn::Source::Dense, blocks.source(&shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap()];
+        for source in &sources {
+            let plan = attention_paged(&shape, &meta, DType::BF16, &opts, &bufs, source).unwrap();
+            sim.launch(&plan, &ptx_sim::LaunchOptions::default())
+                .unwrap_or_else(|e| panic!("round {round}: cu_q {cu_q:?} lens_k {lens_k:?} table {table:?}: {e}"));
+        }
+    }
+}
