@@ -74,11 +74,16 @@
     kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
     kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)
 
-// Vertical-slash has no varlen form yet: its index must first be converted per sequence.
-#define SA_INSTANTIATE(dtype_name, dtype, d)                                                      \
-    SA_PAIR_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)                                            \
-    ATTN_KERNEL(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d) \
-    SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)                                     \
+// Vertical-slash comes padded and varlen (its index converted per sequence); paged K/V
+// only for the block-pair patterns.
+#define SA_VS_KERNEL(kernel, dtype_name, dtype, d) \
+    kernel(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
+
+#define SA_INSTANTIATE(dtype_name, dtype, d)                      \
+    SA_PAIR_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)            \
+    SA_VS_KERNEL(ATTN_KERNEL, dtype_name, dtype, d)               \
+    SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)     \
+    SA_VS_KERNEL(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)        \
     SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

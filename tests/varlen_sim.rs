@@ -142,6 +142,28 @@ fn varlen_a_shape_follows_each_sequence_diagonal() {
 }
 
 #[test]
+fn varlen_vertical_slash_matches_the_reference() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    use sparse_attn::pattern::vs_convert::convert_varlen;
+    for b in [
+        Batch { lens: vec![(130, 130), (1, 64), (0, 0), (65, 300), (64, 20)], heads_q: 4, heads_kv: 2, head_dim: 64 },
+        Batch { lens: vec![(200, 260), (70, 70)], heads_q: 2, heads_kv: 2, head_dim: 128 },
+    ] {
+        let (shape, vl) = (b.shape(), b.varlen());
+        let vs = attention_cases::random_vertical_slash(&mut Rng::new(31), &shape, 2, 0.1);
+        let index = convert_varlen(&vs, &shape, &vl).unwrap();
+        let (q, k, v) = inputs::<half::bf16>(&b, 12);
+        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+        let want = sparse_attn::reference::varlen_vertical_slash_attention(&VarlenInputs::new(shape, vl.clone(), &q, &k, &v).unwrap(), &opts, &index).unwrap();
+        let source = sparse_attn::Source::VerticalSlash(index.clone());
+        let at = label("vertical_slash", DType::BF16, &b, true);
+        let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &k, v: &v }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
+        let out: Vec<f32> = got.out.iter().map(|x| x.to_f64() as f32).collect();
+        compare(&at, DType::BF16, &want, &out, &got.lse);
+    }
+}
+
+#[test]
 fn varlen_topk_matches_the_reference() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     for (b, dtype_bf16) in [
@@ -224,10 +246,12 @@ fn bad_varlen_launches_are_refused_before_they_run() {
     let mut big = lens(None);
     big.total_k = 41;
     assert!(matches!(plan(&big, &shape), Err(Error::BufferTooSmall { tensor: "k", .. })));
-    // Vertical-slash has no varlen form yet.
+    // Vertical-slash is causal only.
     let vs = sparse_attn::pattern::VerticalSlash::new(2, 2, 1, 1, vec![0; 4], vec![0; 4]).unwrap();
-    let vs_source = vs.source(&shape).unwrap().try_map(|_, d| Ok::<_, Error>(buf(7, d.len()))).unwrap();
-    assert!(matches!(plan(&lens(None), &shape).and(attention_varlen(&shape, &lens(None), DType::BF16, &opts, &bufs, &vs_source)), Err(Error::InvalidParameter { name: "source", .. })));
+    let vs_source = sparse_attn::pattern::vs_convert::convert_varlen(&vs, &shape, &vl).unwrap().map(|_, d| buf(7, d.len()));
+    let vs_plan = |o: &AttnOptions| attention_varlen(&shape, &lens(None), DType::BF16, o, &bufs, &sparse_attn::Source::VerticalSlash(vs_source));
+    assert!(vs_plan(&opts).is_err(), "non-causal vertical-slash");
+    assert_eq!(vs_plan(&AttnOptions { causal: true, ..opts }).unwrap().kernel(), "attn_fwd_vertical_slash_varlen_bf16_hd64");
     // Host prefix sums that are not monotonic never become a Varlen.
     assert!(matches!(Varlen::new(vec![0, 10, 5], vec![0, 1, 2]), Err(Error::InvalidCuSeqlens { tensor: "cu_seqlens_q", .. })));
 }

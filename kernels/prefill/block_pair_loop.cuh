@@ -62,9 +62,9 @@ __device__ __forceinline__ void pair_scores(float (&acc)[2][D / 8][4], RowState 
     x2_pack_p<T, N / 8>(s, pf);
 }
 
-// `Varlen`: `p` is a varlen launch's per-sequence view in shared memory (common/varlen.cuh);
-// `Paged`: K and V come from page caches through the view's block-table row.
-template <typename T, int D, typename Source, bool Varlen = false, bool Paged = false>
+// `View`: `p` is a varlen or paged launch's per-sequence view in shared memory
+// (common/varlen.cuh); `Paged`: K and V come from page caches through its block-table row.
+template <typename T, int D, typename Source, bool View = false, bool Paged = false>
 __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 2 && !Source::kGathers, "the block-pair loop walks two contiguous streams");
     constexpr int kThreads = kCtaThreads;
@@ -134,7 +134,7 @@ __device__ __forceinline__ void attention_fwd_block_pair(const AttnParams& p) {
         // The unchecked Q copy (for all but a head's last CTA) only in the padded dense
         // kernel at head_dim 64: elsewhere it made ptxas spill (up to 232 bytes), and the
         // per-row checks of the other path cost little once per CTA.
-        constexpr bool kQUnchecked = N > kBlockN && !Varlen;
+        constexpr bool kQUnchecked = N > kBlockN && !View;
         load_q_tile<kCtaM, D, kThreads, kQUnchecked>(p, q_base, row0, q_smem, tid);
         load_k(cur, k_smem);
         cp_async_commit();

@@ -62,9 +62,9 @@ pub struct VarlenTensors<'a, B> {
 /// Enqueues varlen attention ([`crate::plan::attention_varlen`]): `shape` is (batch,
 /// max_seqlen_q, max_seqlen_k, heads_q, heads_kv, head_dim), `tensors` the packed q, k, v
 /// and out (the layouts' batch strides are unused) and the LSE `[heads_q, total_q]`;
-/// block-sparse index tensors have the shape's batch and row blocks, top-k indices are
-/// packed like q. Causal masks are bottom-right per sequence. Vertical-slash does not run
-/// varlen yet.
+/// block-sparse and vertical-slash index tensors have the shape's batch and row blocks
+/// (built per sequence), top-k indices are packed like q. Causal masks are bottom-right per
+/// sequence.
 pub fn attention_varlen<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     stream: &Arc<CudaStream>,
     shape: &AttnShape,

@@ -55,7 +55,7 @@ use super::vertical_slash::{require_causal, VerticalSlash};
 use super::{BLOCK_M, BLOCK_N};
 use crate::error::{at, Error, Result};
 use crate::mask::{ElementMask, SparsePattern};
-use crate::shape::AttnShape;
+use crate::shape::{AttnShape, Varlen};
 pub use crate::source::{row_blocks, Source, VsIndex, VsIndexDims, VsTensorLens};
 
 // Ranges grow in BLOCK_M steps and are cut into BLOCK_N tiles; the tiles cover a range
@@ -99,7 +99,26 @@ fn prefix(data: &[i32], row: usize, cap: usize, count: usize) -> Option<&[i32]> 
 /// `vertical_slash_convert` gives identical tensors.
 pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
     vs.validate(shape)?;
-    let dims = index_dims(vs, shape)?;
+    Ok(convert_rows(vs, index_dims(vs, shape)?, |_| (shape.seq_q(), shape.seq_k())))
+}
+
+/// Converts a descriptor for a varlen batch: `shape` holds the batch and the longest
+/// sequences (the descriptor is validated against it), and each sequence's row blocks are
+/// converted on its own lengths and diagonal; rows past a sequence's end, and every row of
+/// an empty sequence, get no tiles and no columns. The index has the shape's row blocks.
+/// Host only for now (the GPU conversion kernel takes one length for the batch).
+pub fn convert_varlen(vs: &VerticalSlash, shape: &AttnShape, varlen: &Varlen) -> Result<VsIndex> {
+    vs.validate(shape)?;
+    if varlen.batch() != shape.batch() {
+        return Err(Error::DescriptorMismatch { reason: format!("the varlen batch has {} sequences, the shape {}", varlen.batch(), shape.batch()) });
+    }
+    Ok(convert_rows(vs, index_dims(vs, shape)?, |b| varlen.seqlens(b)))
+}
+
+/// The conversion of every row block of `dims`, batch entry `b` on the lengths
+/// `seqs(b)` = (seq_q, seq_k): its first ceil(seq_q / BLOCK_M) row blocks are converted,
+/// any after them stay empty.
+fn convert_rows(vs: &VerticalSlash, dims: VsIndexDims, seqs: impl Fn(usize) -> (usize, usize)) -> VsIndex {
     let lens = dims.lens();
     let (nnz_v, nnz_s) = (dims.nnz_v(), dims.nnz_s());
     let mut index = VsIndex {
@@ -110,10 +129,11 @@ pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
         dims,
     };
     for b in 0..dims.batch() {
+        let (seq_q, seq_k) = seqs(b);
         for h in 0..dims.heads() {
-            for m in 0..dims.row_blocks() {
+            for m in 0..seq_q.div_ceil(BLOCK_M).min(dims.row_blocks()) {
                 let row = (b * dims.heads() + h) * dims.row_blocks() + m;
-                let geometry = RowBlock::new(shape.seq_q() as i64, shape.seq_k() as i64, m as i64);
+                let geometry = RowBlock::new(seq_q as i64, seq_k as i64, m as i64);
                 let tiles = &mut index.block_offset[row * nnz_s..(row + 1) * nnz_s];
                 let n_tiles = geometry.tiles(vs.slashes_of(b, h), tiles);
                 let columns = &mut index.column_index[row * nnz_v..(row + 1) * nnz_v];
@@ -123,7 +143,7 @@ pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
             }
         }
     }
-    Ok(index)
+    index
 }
 
 /// The sizes of converting `vs` for `shape`.

@@ -3,7 +3,9 @@
 //! delimited by `cu_seqlens_q` / `cu_seqlens_k` (i32, `batch + 1` entries, on the device),
 //! as FlashAttention's `flash_attn_varlen_func` and vLLM take them.
 //!
-//! Dense, block-sparse (so A-shape) and top-k run varlen; vertical-slash not yet.
+//! Every source runs varlen: dense, block-sparse (A-shape through
+//! `AShape::to_block_sparse_varlen`), vertical-slash (its index converted per sequence by
+//! `pattern::vs_convert::convert_varlen`) and top-k.
 //!
 //! The problem's [`AttnShape`] holds the batch and the longest sequences
 //! (`max_seqlen_q`, `max_seqlen_k`), which size the grid and the index tensors' row blocks.
@@ -79,10 +81,11 @@ fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
 
 /// Plans a varlen attention launch after validating it: `shape` is (batch, max_seqlen_q,
 /// max_seqlen_k, heads_q, heads_kv, head_dim); `bufs` are the packed tensors (their
-/// layouts' batch strides are unused), the LSE `[heads_q, total_q]`. Dense, block-sparse
-/// (A-shape through [`crate::pattern::AShape::to_block_sparse_varlen`]) and top-k sources
-/// run varlen: block-sparse index tensors have the shape's batch and row blocks, top-k
-/// indices are packed like q, `[total_q, heads_kv, k]` (dims batch 1, seq_q total_q).
+/// layouts' batch strides are unused), the LSE `[heads_q, total_q]`. Block-sparse and
+/// vertical-slash index tensors have the shape's batch and row blocks (built per sequence:
+/// [`crate::pattern::AShape::to_block_sparse_varlen`],
+/// [`crate::pattern::vs_convert::convert_varlen`]); top-k indices are packed like q,
+/// `[total_q, heads_kv, k]` (dims batch 1, seq_q total_q).
 pub fn attention_varlen(
     shape: &AttnShape,
     varlen: &VarlenBuffers,
@@ -91,14 +94,6 @@ pub fn attention_varlen(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    // The vertical-slash index must be converted per sequence (its slashes follow each
-    // sequence's diagonal), which the converters do not do yet.
-    if let Source::VerticalSlash(_) = source {
-        return Err(Error::InvalidParameter {
-            name: "source",
-            reason: "varlen vertical-slash attention is not available yet (dense, block-sparse, A-shape and top-k are)".into(),
-        });
-    }
     check_host(shape, varlen)?;
     let packed = packed_shape(shape, varlen)?;
     let mut dense = check_dense(&packed, dtype, opts, bufs)?;

@@ -17,5 +17,5 @@ pub use self::core::{attend_rows, RefOutput};
 pub use crate::inputs::RefInputs;
 pub use self::dense::{dense_attention, masked_attention};
 pub use self::topk::topk_attention;
-pub use self::varlen::{varlen_attention, varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, VarlenInputs, VarlenOutput};
+pub use self::varlen::{varlen_attention, varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, varlen_vertical_slash_attention, VarlenInputs, VarlenOutput};
 pub use self::vertical_slash::vertical_slash_attention;

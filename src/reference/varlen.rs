@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::inputs::RefInputs;
 use crate::error::Error;
 use crate::pattern::{BlockSparse, TopkTokens, BLOCK_M, BLOCK_N};
+use crate::source::VsIndex;
 use crate::shape::{check_len, AttnDtype, AttnOptions, AttnShape, Varlen};
 
 /// Packed q `[total_q, heads_q, head_dim]`, k and v `[total_k, heads_kv, head_dim]`,
@@ -151,5 +152,36 @@ pub fn varlen_topk_attention(inputs: &VarlenInputs, opts: &AttnOptions, pattern:
     varlen_attention(inputs, opts, |b, h, i, lq, lk, list| {
         let row = vl.cu_seqlens_q()[b] as usize + i;
         list.extend(pattern.visible_keys(0, row, s.kv_head(h), visible(i, lq, lk, opts.causal)));
+    })
+}
+
+/// Vertical-slash varlen attention (causal) from a converted index with the shape's batch
+/// and row blocks (`pattern::vs_convert::convert_varlen`): row `i` of sequence `b`
+/// attends the keys of its row block's tiles and columns, below its causal diagonal.
+pub fn varlen_vertical_slash_attention(inputs: &VarlenInputs, opts: &AttnOptions, index: &VsIndex) -> Result<VarlenOutput> {
+    crate::pattern::vertical_slash::require_causal(opts.causal)?;
+    let s = inputs.shape;
+    let d = index.dims;
+    if d.batch() != s.batch() || d.row_blocks() != s.seq_q().div_ceil(BLOCK_M) || (d.heads() != s.heads_q() && d.heads() != s.heads_kv()) {
+        return Err(Error::DescriptorMismatch { reason: format!("the vertical-slash index is {} x {} x {} row blocks; the problem needs batch {}, heads_q or heads_kv, {} row blocks", d.batch(), d.heads(), d.row_blocks(), s.batch(), s.seq_q().div_ceil(BLOCK_M)) });
+    }
+    let group = if d.heads() == s.heads_q() { 1 } else { s.group_size() };
+    // Resolve every row block's lists first: the row loop cannot return an error.
+    let mut rows = Vec::with_capacity(d.batch() * d.heads() * d.row_blocks());
+    for b in 0..d.batch() {
+        for h in 0..d.heads() {
+            for m in 0..d.row_blocks() {
+                rows.push(index.row_block_checked(b, h, m)?);
+            }
+        }
+    }
+    varlen_attention(inputs, opts, |b, h, i, lq, lk, list| {
+        let limit = visible(i, lq, lk, true);
+        let (offsets, columns) = rows[(b * d.heads() + h / group) * d.row_blocks() + i / BLOCK_M];
+        for &o in offsets {
+            let start = o as usize;
+            list.extend(start..(start + BLOCK_N).min(limit));
+        }
+        list.extend(columns.iter().map(|&c| c as usize).filter(|&c| c < limit));
     })
 }
