@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUstream;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, SyncOnDrop};
 
 use super::tensors::{attn_buffers, read, AttnTensors};
 use crate::checked::non_empty;
 use crate::error::Result;
-use crate::plan::{AttnBuffers, DeviceBuffer, PagedHost, PagedKvBuffers, VarlenBuffers};
+use crate::plan::{AttnBuffers, DeviceBuffer, LaunchPlan, PagedHost, PagedKvBuffers, VarlenBuffers};
 use crate::shape::{AttnDtype, AttnOptions, AttnShape, DType, Varlen};
 use crate::source::Source;
 
@@ -28,15 +28,26 @@ pub fn attention<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     tensors: AttnTensors<'_, T>,
     source: &Source<B>,
 ) -> Result<()> {
-    // Every buffer's access guard, held until the launch below is enqueued.
+    enqueue(stream, tensors, source, |bufs, source, _| crate::plan::attention(shape, T::DTYPE, opts, bufs, source))
+}
+
+/// Reads the tensors and the source's buffers (each one's access guard held until the
+/// launch is enqueued), plans the launch with `plan` (which may read more buffers into the
+/// guards), and enqueues it.
+fn enqueue<'a, 't: 'a, 's: 'a, T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
+    stream: &'a Arc<CudaStream>,
+    tensors: AttnTensors<'t, T>,
+    source: &'s Source<B>,
+    plan: impl FnOnce(&AttnBuffers, &Source<DeviceBuffer>, &mut Vec<SyncOnDrop<'a>>) -> Result<LaunchPlan>,
+) -> Result<()> {
     let mut guards = Vec::new();
     let bufs = attn_buffers(stream, tensors, &mut guards)?;
     let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
-    let plan = crate::plan::attention(shape, T::DTYPE, opts, &bufs, &source)?;
+    let plan = plan(&bufs, &source, &mut guards)?;
     // SAFETY: every address in the plan comes from a live buffer of this stream's context
-    // (checked above) whose true length the planner checked against everything the kernel
-    // addresses; the guards keep cudarc's event ordering for those buffers until the launch
-    // is enqueued.
+    // (checked as it was read) whose true length the planner checked against everything
+    // the kernel addresses; the guards keep cudarc's event ordering for those buffers until
+    // the launch is enqueued.
     let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
     drop(guards);
     launched
@@ -73,22 +84,16 @@ pub fn attention_varlen<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     tensors: AttnTensors<'_, T>,
     source: &Source<B>,
 ) -> Result<()> {
-    let mut guards = Vec::new();
-    let bufs = attn_buffers(stream, tensors, &mut guards)?;
-    let lens = VarlenBuffers {
-        cu_seqlens_q: read(stream, "cu_seqlens_q", varlen.cu_seqlens_q, &mut guards)?,
-        cu_seqlens_k: read(stream, "cu_seqlens_k", varlen.cu_seqlens_k, &mut guards)?,
-        total_q: varlen.total_q,
-        total_k: varlen.total_k,
-        host: varlen.host,
-    };
-    let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
-    let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, opts, &bufs, &source)?;
-    // SAFETY: as in `attention`: live buffers of this stream's context, lengths checked by
-    // the planner, guards held until the launch is enqueued.
-    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
-    drop(guards);
-    launched
+    enqueue(stream, tensors, source, |bufs, source, guards| {
+        let lens = VarlenBuffers {
+            cu_seqlens_q: read(stream, "cu_seqlens_q", varlen.cu_seqlens_q, guards)?,
+            cu_seqlens_k: read(stream, "cu_seqlens_k", varlen.cu_seqlens_k, guards)?,
+            total_q: varlen.total_q,
+            total_k: varlen.total_k,
+            host: varlen.host,
+        };
+        crate::plan::attention_varlen(shape, &lens, T::DTYPE, opts, bufs, source)
+    })
 }
 
 /// The paging metadata of a paged launch ([`attention_paged`]), on the device: i32
@@ -126,25 +131,19 @@ pub fn attention_paged<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     tensors: AttnTensors<'_, T>,
     source: &Source<B>,
 ) -> Result<()> {
-    let mut guards = Vec::new();
-    let bufs = attn_buffers(stream, tensors, &mut guards)?;
-    let meta = PagedKvBuffers {
-        cu_seqlens_q: read(stream, "cu_seqlens_q", paged.cu_seqlens_q, &mut guards)?,
-        total_q: paged.total_q,
-        seqlens_k: read(stream, "seqlens_k", paged.seqlens_k, &mut guards)?,
-        block_table: read(stream, "block_table", paged.block_table, &mut guards)?,
-        max_pages: paged.max_pages,
-        page_size: paged.page_size,
-        num_pages: paged.num_pages,
-        host: paged.host,
-    };
-    let source = source.as_ref().try_map(|name, b| read(stream, name, b, &mut guards))?;
-    let plan = crate::plan::attention_paged(shape, &meta, T::DTYPE, opts, &bufs, &source)?;
-    // SAFETY: as in `attention`: live buffers of this stream's context, lengths checked by
-    // the planner, guards held until the launch is enqueued.
-    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
-    drop(guards);
-    launched
+    enqueue(stream, tensors, source, |bufs, source, guards| {
+        let meta = PagedKvBuffers {
+            cu_seqlens_q: read(stream, "cu_seqlens_q", paged.cu_seqlens_q, guards)?,
+            total_q: paged.total_q,
+            seqlens_k: read(stream, "seqlens_k", paged.seqlens_k, guards)?,
+            block_table: read(stream, "block_table", paged.block_table, guards)?,
+            max_pages: paged.max_pages,
+            page_size: paged.page_size,
+            num_pages: paged.num_pages,
+            host: paged.host,
+        };
+        crate::plan::attention_paged(shape, &meta, T::DTYPE, opts, bufs, source)
+    })
 }
 
 /// Dense attention: [`attention`] with [`Source::Dense`].
