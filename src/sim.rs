@@ -150,9 +150,7 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?;
-        let counters = self.launch(&plan, &LaunchOptions::default())?;
-        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
-        Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
+        self.run_attention(&plan, &bufs)
     }
 
     /// Runs varlen attention ([`crate::plan::attention_varlen`]) on packed host tensors: q
@@ -189,9 +187,7 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, &opts, &bufs, &source)?;
-        let counters = self.launch(&plan, &LaunchOptions::default())?;
-        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
-        Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
+        self.run_attention(&plan, &bufs)
     }
 
     /// Runs prefill of packed varlen queries against paged K/V caches
@@ -231,7 +227,12 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention_paged(shape, &paged, T::DTYPE, &opts, &bufs, &source)?;
-        let counters = self.launch(&plan, &LaunchOptions::default())?;
+        self.run_attention(&plan, &bufs)
+    }
+
+    /// Launches an attention plan and downloads its output and LSE.
+    fn run_attention<T: ptx_sim::Element>(&self, plan: &LaunchPlan, bufs: &AttnBuffers) -> Result<SimAttention<T>> {
+        let counters = self.launch(plan, &LaunchOptions::default())?;
         let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimAttention { out: self.download(bufs.out)?, lse, counters })
     }
