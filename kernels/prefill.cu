@@ -34,42 +34,51 @@
         attn::loop<dtype, d, attn::source>(p);                                             \
     }
 
-// The varlen form, attn_fwd_<pattern>_varlen_<dtype>_hd<D> (common/varlen.cuh): each CTA
-// builds its sequence's view of the params in shared memory, leaves at once when its rows
-// start past the sequence's end, and runs the same loop on the view.
-#define ATTN_VARLEN_KERNEL(pattern, loop, source, dtype_name, dtype, d)                                \
-    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                                 \
-        attn_fwd_##pattern##_varlen_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {      \
-        __shared__ AttnParams view;                                                                    \
-        if (threadIdx.x == 0) {                                                                        \
-            attn::varlen_view(p, blockIdx.z, view);                                                    \
-        }                                                                                              \
-        __syncthreads();                                                                               \
-        if ((int64_t)blockIdx.x * attn::source::kRowBlocks * attn::kBlockM >= view.seq_q) {          \
-            return;                                                                                    \
-        }                                                                                              \
-        attn::loop<dtype, d, attn::source, true>(view);                                                \
-    }
+namespace attn {
 
-// The block-pair patterns, padded or varlen (`kernel`).
-// The paged form, attn_fwd_<pattern>_paged_<dtype>_hd<D>: varlen queries, K / V from page
-// caches (common/varlen.cuh, paged_view); the keys stop at a bad block-table entry.
-#define ATTN_PAGED_KERNEL(pattern, loop, source, dtype_name, dtype, d)                                  \
-    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                                 \
-        attn_fwd_##pattern##_paged_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {       \
-        __shared__ AttnParams view;                                                                    \
-        __shared__ int first_bad;                                                                      \
-        if (threadIdx.x == 0) {                                                                        \
-            attn::paged_view(p, blockIdx.z, view);                                                     \
-        }                                                                                              \
-        __syncthreads();                                                                               \
-        if ((int64_t)blockIdx.x * attn::source::kRowBlocks * attn::kBlockM >= view.seq_q) {          \
-            return;                                                                                    \
-        }                                                                                              \
-        attn::cut_keys_at_bad_page(view, &first_bad);                                                  \
-        attn::loop<dtype, d, attn::source, true, true>(view);                                          \
+// The varlen and paged forms' prologue: builds sequence blockIdx.z's view of the params in
+// shared memory (common/varlen.cuh; `scratch` is shared too), and says whether the CTA has
+// rows in that sequence (its first row, at blockIdx.x * RowsPerCta, before the sequence's
+// end). The answer is the same for every thread. A paged view's keys are cut at a bad
+// block-table entry.
+template <bool Paged, int RowsPerCta>
+__device__ __forceinline__ bool sequence_view(const AttnParams& p, AttnParams& view, int* scratch) {
+    if (threadIdx.x == 0) {
+        if constexpr (Paged) {
+            paged_view(p, blockIdx.z, view);
+        } else {
+            varlen_view(p, blockIdx.z, view);
+        }
     }
+    __syncthreads();
+    if ((int64_t)blockIdx.x * RowsPerCta >= view.seq_q) {
+        return false;
+    }
+    if constexpr (Paged) {
+        cut_keys_at_bad_page(view, scratch);
+    }
+    return true;
+}
 
+}  // namespace attn
+
+// The varlen and paged forms, attn_fwd_<pattern>_<form>_<dtype>_hd<D>: each CTA runs the
+// pattern's loop on its sequence's view of the params (attn::sequence_view), or leaves at
+// once when its rows start past the sequence's end. Paged: varlen queries, K / V from page
+// caches.
+#define ATTN_VIEW_KERNEL(form, paged, pattern, loop, source, dtype_name, dtype, d)                   \
+    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                               \
+        attn_fwd_##pattern##_##form##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {  \
+        __shared__ AttnParams view;                                                                  \
+        __shared__ int scratch;                                                                      \
+        if (attn::sequence_view<paged, attn::source::kRowBlocks * attn::kBlockM>(p, view, &scratch)) { \
+            attn::loop<dtype, d, attn::source, true, paged>(view);                                   \
+        }                                                                                            \
+    }
+#define ATTN_VARLEN_KERNEL(...) ATTN_VIEW_KERNEL(varlen, false, __VA_ARGS__)
+#define ATTN_PAGED_KERNEL(...) ATTN_VIEW_KERNEL(paged, true, __VA_ARGS__)
+
+// The block-pair patterns, in any form (`kernel`).
 #define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                                       \
     kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
     kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)

@@ -77,11 +77,12 @@ __device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState&
 // computed, tile t + 1 is already in flight with cp.async (with its gathered keys
 // published first). Shared memory: two stages of K and V; Q borrows stage 1 before the
 // loop, and the output is staged in stage 0 after it.
-// `View` (unused here): the varlen entry's flag for the block-pair loop, taken so that
-// both loops instantiate alike (common/varlen.cuh).
-template <typename T, int D, typename Source, bool View = false>
+// `View` and `Paged` (unused here): the varlen and paged entries' flags for the block-pair
+// loop, taken so that both loops instantiate alike (prefill.cu); this loop has no paged form.
+template <typename T, int D, typename Source, bool View = false, bool Paged = false>
 __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 1, "the one-block loop walks one row block");
+    static_assert(!Paged, "no paged form");
     constexpr int kThreads = kCtaThreads;
     using KvTile = SmemTile<kBlockN, D>;
     using QTile = SmemTile<kBlockM, D>;
