@@ -142,16 +142,17 @@ struct BlockListStream {
 // ascending block order, each tile once, with `keep` saying which block's list holds it.
 // Every skip rule applies per row block, exactly as that block's own walk would.
 //
-// The two streams' state (eight registers) lives in shared memory between calls: held
-// across the block-pair loop, it made ptxas spill at head_dim 128 on sm_90 (up to 400
-// bytes). Every thread computes the same next state from the same words; thread 0 writes
+// The two streams' state (eight registers) lives in shared memory between calls, leaving
+// its registers to the loop, which at head_dim 128 uses all 255 (held in registers it made
+// ptxas spill, under an earlier warp mapping). Every thread computes the same next state
+// from the same words; thread 0 writes
 // it to the other of two buffers, which the next call reads. Calls must be separated by a
 // CTA barrier (the loop's two per tile; init ends with one for the first call, and the
 // loop must place one between the first and second calls).
 struct BlockSparseSourcePair : ContiguousTiles {
     static constexpr int kRowBlocks = 2;
     static constexpr int kTileKeys = kBlockN;  // a tile is one index key block
-    static constexpr bool kHoistAddressing = false;
+    static constexpr bool kHoistAddressing = true;  // the block-pair loop's ldmatrix addresses, set up once
     struct Streams {
         BlockListStream s[2];
     };
