@@ -41,7 +41,7 @@
 // every pair (kernels/common/instantiate.cuh). A new head_dim is one edit here plus the
 // Rust mirror; a new dtype also needs its CUDA type in instantiate.cuh.
 #define SA_FOR_EACH_DTYPE(X) X(f16) X(bf16)
-#define SA_FOR_EACH_HEAD_DIM(X) X(64) X(128)
+#define SA_FOR_EACH_HEAD_DIM(X) X(64) X(96) X(128)
 
 // ---- Launch-parameter structs ----
 

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | patterns | block-sparse, vertical-slash (MInference), A-shape (sink + local), top-k tokens |
 //! | dtypes | f16, bf16 in and out; f32 accumulation |
-//! | head_dim | 64, 128 |
+//! | head_dim | 64, 96, 128 |
 //! | GPUs | sm_80 and later (PTX for sm_80 and sm_90 embedded) |
 //! | layout | BSHD, strides in elements, last dimension contiguous; varlen (packed, [`Varlen`], `cuda::attention_varlen`) for every pattern; paged K/V caches (`cuda::attention_paged`) for dense, block-sparse and A-shape |
 //!

@@ -221,6 +221,6 @@ pub const TOPK_THREADS: u32 = 32;
 /// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
 pub const VS_CONVERT_THREADS: u32 = 128;
 /// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
-pub const HEAD_DIMS: &[usize] = &[64, 128];
+pub const HEAD_DIMS: &[usize] = &[64, 96, 128];
 /// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).
 pub const DTYPES: &[crate::shape::DType] = &[crate::shape::DType::F16, crate::shape::DType::BF16];

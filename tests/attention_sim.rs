@@ -149,7 +149,7 @@ fn racecheck_is_clean() {
         .into_iter()
         .filter(|c| c.shape.seq_q() == 65 && c.shape.heads_q() == 4 && c.dtype == DType::BF16 && c.causal)
         .collect();
-    assert_eq!(cases.len(), 5 * 2, "five patterns x two head dims");
+    assert_eq!(cases.len(), 5 * sparse_attn::params::HEAD_DIMS.len(), "five patterns x every head dim");
     for case in &cases {
         check_case(&sim, case, AttnLayouts::contiguous(&case.shape), &opts);
     }
@@ -435,7 +435,7 @@ fn shared_memory_accesses_are_bank_conflict_free() {
     // wavefronts, so a broken swizzle shows up here as extra ones.
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let cases: Vec<Case> = matrix(1).into_iter().filter(|c| c.shape.seq_q() == 257 && c.shape.heads_q() == 4 && c.dtype == DType::F16 && c.causal).collect();
-    assert_eq!(cases.len(), 5 * 2, "five patterns x two head dims");
+    assert_eq!(cases.len(), 5 * sparse_attn::params::HEAD_DIMS.len(), "five patterns x every head dim");
     for case in &cases {
         let counters = check_case(&sim, case, AttnLayouts::contiguous(&case.shape), &LaunchOptions::default());
         assert!(counters.shared_loads > 0, "{}: no shared loads counted", case.label());

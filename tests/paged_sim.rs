@@ -139,7 +139,7 @@ fn bits(x: &[T]) -> Vec<u16> {
 fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (128, 16, true), (128, 128, false)] {
+    for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (96, 32, false), (128, 16, true), (128, 128, false)] {
         // A cached prefix longer than the new queries, a sequence sharing it, a short one
         // and an empty one.
         let batch = Batch::new(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);

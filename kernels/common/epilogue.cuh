@@ -76,17 +76,30 @@ __device__ __forceinline__ void write_output(const float (&acc)[D / 8][4], const
         }
     }
     __syncwarp();
-    // Pass i: lane l copies chunk l % kChunks of row i * kRowsPerPass + l / kChunks.
-    constexpr int kRowsPerPass = 32 / Tile::kChunks;
-    static_assert(32 % Tile::kChunks == 0, "a pass covers whole rows");
-    const int chunk = lane % Tile::kChunks;
-    const int row = lane / Tile::kChunks;
-    const uint64_t dst = out.first + (uint64_t)(row * out.stride) + 16 * chunk;
+    if constexpr (32 % Tile::kChunks == 0) {
+        // Pass i: lane l copies chunk l % kChunks of row i * kRowsPerPass + l / kChunks.
+        constexpr int kRowsPerPass = 32 / Tile::kChunks;
+        const int chunk = lane % Tile::kChunks;
+        const int row = lane / Tile::kChunks;
+        const uint64_t dst = out.first + (uint64_t)(row * out.stride) + 16 * chunk;
 #pragma unroll
-    for (int i = 0; i < 16 / kRowsPerPass; ++i) {
-        if (row + i * kRowsPerPass < out.count) {
-            copy_16_shared_to_global(dst + (uint64_t)(i * kRowsPerPass * out.stride),
-                                     stage + Tile::chunk_offset(row + i * kRowsPerPass, chunk));
+        for (int i = 0; i < 16 / kRowsPerPass; ++i) {
+            if (row + i * kRowsPerPass < out.count) {
+                copy_16_shared_to_global(dst + (uint64_t)(i * kRowsPerPass * out.stride),
+                                         stage + Tile::chunk_offset(row + i * kRowsPerPass, chunk));
+            }
+        }
+    } else {
+        // Rows of 12 chunks (D = 96): pass i copies chunk i * 32 + lane of the 16 rows.
+        static_assert(16 * Tile::kChunks % 32 == 0, "the lanes cover the rows in whole passes");
+#pragma unroll
+        for (int i = 0; i < 16 * Tile::kChunks / 32; ++i) {
+            const int row = (i * 32 + lane) / Tile::kChunks;
+            const int chunk = (i * 32 + lane) % Tile::kChunks;
+            if (row < out.count) {
+                copy_16_shared_to_global(out.first + (uint64_t)(row * out.stride) + 16 * chunk,
+                                         stage + Tile::chunk_offset(row, chunk));
+            }
         }
     }
 }

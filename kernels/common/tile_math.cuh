@@ -58,7 +58,7 @@ __device__ __forceinline__ void score_steps(float (&s)[NB][4], const uint32_t (&
     constexpr int kk = Step / (NB / 2);
     constexpr int nb = Step % (NB / 2);
     uint32_t kb[4];
-    ldmatrix_x4<Tile::block_offset(nb, kk)>(kb, base[kk % 4]);
+    ldmatrix_x4<Tile::block_offset(nb, kk)>(kb, base[Tile::lane_base(kk)]);
     if constexpr (kk == 0) {  // the first k-step starts the tile from zero
         Mma<T>::mma_zero_c(s[2 * nb], q_frag[kk], kb[0], kb[1]);
         Mma<T>::mma_zero_c(s[2 * nb + 1], q_frag[kk], kb[2], kb[3]);
@@ -180,7 +180,7 @@ template <typename T, int D, int NB, int KK, int DB = 0>
 __device__ __forceinline__ void pv_dim_steps(float (&acc)[D / 8][4], const uint32_t (&a)[4], const uint32_t (&base)[4]) {
     using Tile = SmemTile<NB * 8, D>;
     uint32_t vb[4];
-    ldmatrix_x4_trans<Tile::block_offset(KK, DB)>(vb, base[DB % 4]);
+    ldmatrix_x4_trans<Tile::block_offset(KK, DB)>(vb, base[Tile::lane_base(DB)]);
     Mma<T>::mma(acc[2 * DB], a, vb[0], vb[1]);
     Mma<T>::mma(acc[2 * DB + 1], a, vb[2], vb[3]);
     if constexpr (DB + 1 < D / 16) {

@@ -38,7 +38,7 @@ __device__ __forceinline__ void x2_score_keys(float (&s)[2][NB][4], const uint32
                                               const uint32_t (&base)[4]) {
     using Tile = SmemTile<NB * 8, D>;
     uint32_t kb[4];
-    ldmatrix_x4<Tile::block_offset(NBP, KK)>(kb, base[KK % 4]);
+    ldmatrix_x4<Tile::block_offset(NBP, KK)>(kb, base[Tile::lane_base(KK)]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         if constexpr (KK == 0) {  // the first k-step starts the tile from zero
@@ -61,7 +61,7 @@ __device__ __forceinline__ void x2_score_keys(float (&s)[2][NB][4], const uint32
 template <typename T, int D, int NB, int QRows, int KK = 0>
 __device__ __forceinline__ void x2_score_steps(float (&s)[2][NB][4], const uint32_t (&base)[4], uint32_t q_delta) {
     using QTile = SmemTile<QRows, D>;
-    const uint32_t q_base = base[KK % 4] + q_delta;
+    const uint32_t q_base = base[QTile::lane_base(KK)] + q_delta;
     uint32_t qa[2][4];
     ldmatrix_x4<QTile::block_offset(0, KK)>(qa[0], q_base);
     ldmatrix_x4<QTile::block_offset(kMTileStride16, KK)>(qa[1], q_base);
@@ -79,7 +79,7 @@ __device__ __forceinline__ void x2_pv_dim_steps(float (&acc)[2][D / 8][4], const
                                                 const uint32_t (&base)[4]) {
     using Tile = SmemTile<NB * 8, D>;
     uint32_t vb[4];
-    ldmatrix_x4_trans<Tile::block_offset(KK, DB) + VOffset>(vb, base[DB % 4]);
+    ldmatrix_x4_trans<Tile::block_offset(KK, DB) + VOffset>(vb, base[Tile::lane_base(DB)]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         Mma<T>::mma(acc[i][2 * DB], a[i][KK], vb[0], vb[1]);

@@ -112,15 +112,18 @@ template <int N, int D, int Threads>
 __device__ __forceinline__ void load_paged_rows(const AttnParams& p, uint64_t base, int64_t token_stride,
                                                 int64_t page_stride, int key0, uint32_t smem, int tid) {
     using Tile = SmemTile<N, D>;
-    constexpr int kRowsPerPass = Threads / Tile::kChunks;
-    static_assert(N % kRowsPerPass == 0, "the threads cover the tile in whole passes");
+    static_assert(N * Tile::kChunks % Threads == 0, "the threads cover the tile in whole passes");
     const AttnTensorParams& tp = p.tensors;
     const int32_t* row_pages = reinterpret_cast<const int32_t*>(tp.block_table);
     const int shift = tp.page_shift;
-    const int chunk = tid % Tile::kChunks;
+    // Chunk i * Threads + tid of the tile, row-major; a fixed chunk column per thread when
+    // the threads cover whole rows (then kRowsPerPass rows a pass).
+    constexpr bool kSameChunk = Threads % Tile::kChunks == 0;
+    constexpr int kRowsPerPass = kSameChunk ? Threads / Tile::kChunks : 0;
 #pragma unroll
-    for (int i = 0; i < N / kRowsPerPass; ++i) {
-        const int r = tid / Tile::kChunks + i * kRowsPerPass;
+    for (int i = 0; i < N * Tile::kChunks / Threads; ++i) {
+        const int r = kSameChunk ? tid / Tile::kChunks + i * kRowsPerPass : (i * Threads + tid) / Tile::kChunks;
+        const int chunk = kSameChunk ? tid % Tile::kChunks : (i * Threads + tid) % Tile::kChunks;
         const bool in_range = r < p.seq_k - key0;
         const int key = key0 + r;
         const int page = in_range ? __ldg(row_pages + (key >> shift)) : -1;
@@ -140,10 +143,12 @@ __device__ __forceinline__ void load_paged_rows(const AttnParams& p, uint64_t ba
 template <int N, int D, int Threads>
 __device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base, int64_t row_stride, const TileRef& t,
                                              const int* keys, uint32_t smem, int tid) {
-    if (!t.gathered && p.seq_k - t.key0 >= N) {
-        ContiguousRowsCopy<N, D, Threads> tile;
-        tile.init(base, row_stride, tid);
-        tile.issue(t.key0, smem);
+    if (contiguous_copy_fits<N, D, Threads>() && !t.gathered && p.seq_k - t.key0 >= N) {
+        if constexpr (contiguous_copy_fits<N, D, Threads>()) {
+            ContiguousRowsCopy<N, D, Threads> tile;
+            tile.init(base, row_stride, tid);
+            tile.issue(t.key0, smem);
+        }
     } else {
         auto key_of = [&](int row) { return t.gathered ? keys[row] : contiguous_key(p, t, row); };
         load_tile_rows<N, D, Threads>(base, row_stride, smem, tid, key_of);
@@ -155,10 +160,13 @@ __device__ __forceinline__ void load_kv_tile(const AttnParams& p, uint64_t base,
 // work.
 template <int Rows, int D, int Threads, bool Unchecked = false>
 __device__ __forceinline__ void load_q_tile(const AttnParams& p, uint64_t base, int row0, uint32_t smem, int tid) {
-    if (Unchecked && p.seq_q - row0 >= Rows) {
-        ContiguousRowsCopy<Rows, D, Threads> copy;
-        copy.init(base, p.tensors.q_seq_stride, tid);
-        copy.issue(row0, smem);
+    constexpr bool kFast = Unchecked && contiguous_copy_fits<Rows, D, Threads>();
+    if (kFast && p.seq_q - row0 >= Rows) {
+        if constexpr (kFast) {
+            ContiguousRowsCopy<Rows, D, Threads> copy;
+            copy.init(base, p.tensors.q_seq_stride, tid);
+            copy.issue(row0, smem);
+        }
     } else {
         load_tile_rows<Rows, D, Threads>(base, p.tensors.q_seq_stride, smem, tid,
                                          [&](int row) { return row < p.seq_q - row0 ? row0 + row : -1; });
