@@ -120,8 +120,12 @@ __device__ __forceinline__ void load_paged_rows(const AttnParams& p, uint64_t ba
     // the threads cover whole rows (then kRowsPerPass rows a pass).
     constexpr bool kSameChunk = Threads % Tile::kChunks == 0;
     constexpr int kRowsPerPass = kSameChunk ? Threads / Tile::kChunks : 0;
-#pragma unroll
-    for (int i = 0; i < N * Tile::kChunks / Threads; ++i) {
+    // 128-key tiles two passes at a time: unrolled fully, every pass's page and address
+    // were live at once, and the paged dense head_dim 64 kernel spilled (nvcc 13, sm_90);
+    // 64-key tiles fully (two at a time spilled at head_dim 128).
+    constexpr int kPasses = N * Tile::kChunks / Threads;
+#pragma unroll(N > kBlockN ? 2 : kPasses)
+    for (int i = 0; i < kPasses; ++i) {
         const int r = kSameChunk ? tid / Tile::kChunks + i * kRowsPerPass : (i * Threads + tid) / Tile::kChunks;
         const int chunk = kSameChunk ? tid % Tile::kChunks : (i * Threads + tid) % Tile::kChunks;
         const bool in_range = r < p.seq_k - key0;
