@@ -18,17 +18,18 @@
 // the keys of one key block (block ids, vertical-slash tile starts span SA_INDEX_BLOCK_N keys).
 #define SA_INDEX_BLOCK_M 64
 #define SA_INDEX_BLOCK_N 64
-// Prefill tiles: query rows per row block and keys per K/V tile. Today equal to the index block
-// (kernels/prefill.cu asserts it); later issues may choose it per head_dim.
+// Prefill tiles: query rows per row block and keys per K/V tile, equal to the index block
+// (kernels/prefill/tiles.cuh asserts it). The dense kernel's own key tile is chosen per
+// head_dim (dense_key_tile there).
 #define SA_PREFILL_TILE_M 64
 #define SA_PREFILL_TILE_N 64
-// Prefill threads per CTA: 4 warps, each owning 16 query rows of every row block the CTA
-// covers.
+// Prefill threads per CTA: 4 warps. A warp owns 32 query rows of one of the CTA's two row
+// blocks (dense, block-sparse) or 16 rows of its one row block (vertical-slash).
 #define SA_PREFILL_THREADS 128
 // Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels: row blocks
 // 2c and 2c + 1 share one CTA (128 rows, FlashAttention-2's forward CTA) and each K/V tile
-// load; each warp runs one 16-row m-tile in each. The vertical-slash kernel runs one row
-// block per CTA.
+// load; each warp runs two 16-row m-tiles of one of them. The vertical-slash kernel runs
+// one row block per CTA.
 #define SA_PREFILL_ROW_BLOCKS 2
 // Top-k attention: query heads of one GQA group packed as the mma's 16 rows of one warp,
 // index slots (gathered keys) per shared-memory tile, threads per CTA (one warp).

@@ -204,9 +204,9 @@ pub const INDEX_BLOCK_N: usize = 64;
 pub const PREFILL_TILE_M: usize = 64;
 /// Keys per K/V tile of the prefill kernels (`SA_PREFILL_TILE_N`; equal to [`INDEX_BLOCK_N`]).
 pub const PREFILL_TILE_N: usize = 64;
-/// Threads per CTA of every prefill kernel (`SA_PREFILL_THREADS`): 4 warps, each owning 16
-/// query rows of every row block the CTA covers ([`PREFILL_ROW_BLOCKS`] in the dense and
-/// block-sparse kernels, one in the vertical-slash kernel).
+/// Threads per CTA of every prefill kernel (`SA_PREFILL_THREADS`): 4 warps. A warp owns 32
+/// query rows of one of the CTA's [`PREFILL_ROW_BLOCKS`] row blocks in the dense and
+/// block-sparse kernels, 16 rows of its one row block in the vertical-slash kernel.
 pub const PREFILL_THREADS: u32 = 128;
 /// Row blocks per CTA of the dense and block-sparse prefill kernels
 /// (`SA_PREFILL_ROW_BLOCKS`); the vertical-slash kernel has one.

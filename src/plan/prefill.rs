@@ -18,8 +18,9 @@ use crate::source::{row_blocks, Source};
 /// The `kernels/<MODULE>.cu` file stem.
 pub const MODULE: &str = "prefill";
 
-/// Threads per CTA of every prefill kernel: 4 warps. Each warp owns 16 query rows of each
-/// row block the CTA covers ([`row_blocks_per_cta`]).
+/// Threads per CTA of every prefill kernel: 4 warps, over the [`row_blocks_per_cta`] row
+/// blocks of the CTA (32 rows of one row block a warp for dense and block-sparse, 16 for
+/// vertical-slash).
 pub const THREADS: u32 = PREFILL_THREADS;
 
 /// Row blocks one CTA of `source`'s kernel covers: [`PREFILL_ROW_BLOCKS`] for dense and
