@@ -120,3 +120,62 @@ fn varlen_dense_matches_the_reference_on_the_gpu() {
         assert!(e == f64::NEG_INFINITY && l == f32::NEG_INFINITY || (l as f64 - e).abs() <= attention_cases::LSE_TOLERANCE, "lse {i} = {l}, want {e}");
     }
 }
+
+#[test]
+fn paged_dense_equals_the_contiguous_varlen_run_on_the_gpu() {
+    // Two sequences whose keys sit in 16-token pages in reverse order (NHD); the paged run
+    // must give the bits of the contiguous varlen run.
+    use cudarc::driver::CudaSlice;
+    use sparse_attn::cuda::{attention_paged, attention_varlen, PagedTensors, VarlenTensors};
+    use sparse_attn::plan::AttnLayouts;
+    use sparse_attn::{AttnOptions, AttnShape, Bshd, Source, Varlen};
+    let Some(stream) = stream_or_skip() else { return };
+    let (hq, hkv, d, ps) = (4, 2, 64, 16);
+    let varlen = Varlen::new(vec![0, 40, 60], vec![0, 100, 148]).unwrap();
+    let shape = AttnShape::new(2, 40, 100, hq, hkv, d).unwrap();
+    let (tq, tk) = (varlen.total_q(), varlen.total_k());
+    let mut rng = common::Rng::new(11);
+    let mut tensor = |n: usize| (0..n).map(|_| half::bf16::from_f32(rng.normal() as f32)).collect::<Vec<_>>();
+    let (q, k, v) = (tensor(tq * hq * d), tensor(tk * hkv * d), tensor(tk * hkv * d));
+    // Pages: sequence 0 keys 0..100 in 7 pages, sequence 1 keys 0..48 in 3, all reversed.
+    let (pages0, pages1) = (100usize.div_ceil(ps), 48usize.div_ceil(ps));
+    let num_pages = pages0 + pages1;
+    let max_pages = pages0;
+    let mut table = vec![0i32; 2 * max_pages];
+    let (mut kc, mut vc) = (vec![half::bf16::ZERO; num_pages * ps * hkv * d], vec![half::bf16::ZERO; num_pages * ps * hkv * d]);
+    for (b, (start, len, pages)) in [(0usize, 100usize, pages0), (100, 48, pages1)].into_iter().enumerate() {
+        for p in 0..pages {
+            let page = num_pages - 1 - (if b == 0 { p } else { pages0 + p });
+            table[b * max_pages + p] = page as i32;
+            for t in 0..ps.min(len - p * ps) {
+                let (src, dst) = ((start + p * ps + t) * hkv * d, (page * ps + t) * hkv * d);
+                kc[dst..dst + hkv * d].copy_from_slice(&k[src..src + hkv * d]);
+                vc[dst..dst + hkv * d].copy_from_slice(&v[src..src + hkv * d]);
+            }
+        }
+    }
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: false };
+    let qd = stream.clone_htod(&q).unwrap();
+    let lq = Bshd::contiguous(tq, hq, d);
+    let dense = Source::<CudaSlice<i32>>::Dense;
+    // Contiguous varlen.
+    let (kd, vd) = (stream.clone_htod(&k).unwrap(), stream.clone_htod(&v).unwrap());
+    let mut out_c = stream.alloc_zeros::<half::bf16>(tq * hq * d).unwrap();
+    let (cq, ck) = (stream.clone_htod(varlen.cu_seqlens_q()).unwrap(), stream.clone_htod(varlen.cu_seqlens_k()).unwrap());
+    let lk = Bshd::contiguous(tk, hkv, d);
+    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out_c, lse: None, layouts: AttnLayouts { q: lq, k: lk, v: lk, out: lq } };
+    let lens = VarlenTensors { cu_seqlens_q: &cq, cu_seqlens_k: &ck, total_q: tq, total_k: tk, host: Some(&varlen) };
+    attention_varlen(&stream, &shape, lens, &opts, tensors, &dense).unwrap();
+    // Paged.
+    let (kcd, vcd) = (stream.clone_htod(&kc).unwrap(), stream.clone_htod(&vc).unwrap());
+    let mut out_p = stream.alloc_zeros::<half::bf16>(tq * hq * d).unwrap();
+    let seqlens_k = [100i32, 48];
+    let (sk, bt) = (stream.clone_htod(&seqlens_k).unwrap(), stream.clone_htod(&table).unwrap());
+    let cache = Bshd::contiguous(ps, hkv, d);
+    let tensors = AttnTensors { q: &qd, k: &kcd, v: &vcd, out: &mut out_p, lse: None, layouts: AttnLayouts { q: lq, k: cache, v: cache, out: lq } };
+    let host = sparse_attn::plan::PagedHost { varlen_q: &varlen, seqlens_k: &seqlens_k, block_table: &table };
+    let paged = PagedTensors { cu_seqlens_q: &cq, total_q: tq, seqlens_k: &sk, block_table: &bt, max_pages, page_size: ps, num_pages, host: Some(host) };
+    attention_paged(&stream, &shape, paged, &opts, tensors, &dense).unwrap();
+    let (c, p) = (stream.clone_dtoh(&out_c).unwrap(), stream.clone_dtoh(&out_p).unwrap());
+    assert!(c.iter().zip(&p).all(|(a, b)| a.to_bits() == b.to_bits()), "paged and contiguous outputs differ");
+}
