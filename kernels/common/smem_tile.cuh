@@ -50,6 +50,32 @@ struct SmemTile {
     }
 };
 
+// load_tile_rows with each row's address given directly: `row_src(r)` is the byte address
+// of tile row r's first element (chunk c is 16 c bytes further), or 0 for a row to
+// zero-fill; `fallback` is any valid address of the tensor (the source operand of a
+// zero-fill copy). Paged K/V caches give their rows this way.
+template <int Rows, int D, int Threads, int Unroll = 0, typename RowSrc>
+__device__ __forceinline__ void load_rows(uint64_t fallback, uint32_t smem, int tid, const RowSrc& row_src) {
+    using Tile = SmemTile<Rows, D>;
+    static_assert(Rows * Tile::kChunks % Threads == 0, "the threads cover the tile in whole passes");
+    constexpr int kPasses = Rows * Tile::kChunks / Threads;
+    // Each thread keeps one chunk column when the threads cover whole rows.
+    constexpr bool kSameChunk = Threads % Tile::kChunks == 0;
+    constexpr int kRowsPerPass = kSameChunk ? Threads / Tile::kChunks : 0;
+    constexpr bool kFull = kSameChunk && (Unroll <= 0 || Unroll >= kPasses);
+    const int chunk0 = tid % Tile::kChunks;
+#pragma unroll(kFull || Unroll <= 0 ? kPasses : Unroll)
+    for (int i = 0; i < kPasses; ++i) {
+        const int idx = i * Threads + tid;
+        const int row = kFull ? tid / Tile::kChunks + i * kRowsPerPass : idx / Tile::kChunks;
+        const int chunk = kFull ? chunk0 : idx % Tile::kChunks;
+        const uint64_t row_addr = row_src(row);
+        const bool valid = row_addr != 0;
+        const uint64_t src = valid ? row_addr + 16 * chunk : fallback;
+        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
+    }
+}
+
 // Issues the cp.async copies of one SmemTile<Rows, D> into `smem` with `Threads` threads
 // (this one is `tid`): tile row r is row `position(r)` of the tensor at `base` (rows
 // `row_stride` elements apart), or zero-filled where position(r) is negative. Pass i copies
@@ -67,25 +93,12 @@ struct SmemTile {
 template <int Rows, int D, int Threads, int Unroll = 0, typename Position>
 __device__ __forceinline__ void load_tile_rows(uint64_t base, int64_t row_stride, uint32_t smem, int tid,
                                                const Position& position) {
-    using Tile = SmemTile<Rows, D>;
-    static_assert(Rows * Tile::kChunks % Threads == 0, "the threads cover the tile in whole passes");
-    constexpr int kPasses = Rows * Tile::kChunks / Threads;
-    // Each thread keeps one chunk column when the threads cover whole rows.
-    constexpr bool kSameChunk = Threads % Tile::kChunks == 0;
-    constexpr int kRowsPerPass = kSameChunk ? Threads / Tile::kChunks : 0;
-    constexpr bool kFull = kSameChunk && (Unroll <= 0 || Unroll >= kPasses);
-    const int chunk0 = tid % Tile::kChunks;
-#pragma unroll(kFull || Unroll <= 0 ? kPasses : Unroll)
-    for (int i = 0; i < kPasses; ++i) {
-        const int idx = i * Threads + tid;
-        const int row = kFull ? tid / Tile::kChunks + i * kRowsPerPass : idx / Tile::kChunks;
-        const int chunk = kFull ? chunk0 : idx % Tile::kChunks;
+    load_rows<Rows, D, Threads, Unroll>(base, smem, tid, [&](int row) {
         const int pos = position(row);
-        const bool valid = pos >= 0;
-        const uint64_t src = valid ? base + 2 * ((uint64_t)pos * row_stride + chunk * 8) : base;
-        cp_async_16(smem + Tile::chunk_offset(row, chunk), src, valid);
-    }
+        return pos >= 0 ? base + 2 * (uint64_t)pos * (uint64_t)row_stride : 0;
+    });
 }
+
 
 // Pass Pass, then the next ones, of ContiguousRowsCopy::issue: a compile-time recursion so
 // that each pass's shared offset is an immediate of its cp.async (cp_async_16_at).

@@ -103,39 +103,32 @@ __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
 }
 
-// Issues the cp.async copies of the N rows of a K or V tile from a paged cache: key key0 + r
-// is token (key & (page_size - 1)) of the page the view's block-table row names for it, at
-// `base` + page * page_stride + token * token_stride (elements). A key past seq_k, or one
-// whose page is outside [0, num_pages), is zero-filled and never read. One block-table read
-// per row and thread, cached: a tile that spans pages costs no extra pass.
+// The byte address of key `key`'s row (of the kv head at `base`) in a paged cache: token
+// key & (page_size - 1) of the page the view's block-table row names for it, at page *
+// page_stride + token * token_stride elements; 0 when the key is negative or its page is
+// outside [0, num_pages) (never read). Block-table reads are cached.
+__device__ __forceinline__ uint64_t paged_row(const AttnTensorParams& tp, uint64_t base, int64_t token_stride,
+                                              int64_t page_stride, int key) {
+    const int shift = tp.page_shift;
+    const int page = key >= 0 ? __ldg(reinterpret_cast<const int32_t*>(tp.block_table) + (key >> shift)) : -1;
+    if (page < 0 || page >= tp.num_pages) {
+        return 0;
+    }
+    const int64_t token = key & ((1 << shift) - 1);
+    return base + 2 * ((uint64_t)page * page_stride + token * token_stride);
+}
+
+// Issues the cp.async copies of the N rows of a K or V tile from a paged cache: keys key0
+// .. key0 + N - 1 (paged_row), a key past seq_k zero-filled. One block-table read per row
+// and thread: a tile that spans pages costs no extra pass. 128-key tiles go two passes at
+// a time: unrolled fully, every pass's page and address were live at once, and the paged
+// dense head_dim 64 kernel spilled (nvcc 13, sm_90).
 template <int N, int D, int Threads>
 __device__ __forceinline__ void load_paged_rows(const AttnParams& p, uint64_t base, int64_t token_stride,
                                                 int64_t page_stride, int key0, uint32_t smem, int tid) {
-    using Tile = SmemTile<N, D>;
-    static_assert(N * Tile::kChunks % Threads == 0, "the threads cover the tile in whole passes");
-    const AttnTensorParams& tp = p.tensors;
-    const int32_t* row_pages = reinterpret_cast<const int32_t*>(tp.block_table);
-    const int shift = tp.page_shift;
-    // Chunk i * Threads + tid of the tile, row-major; a fixed chunk column per thread when
-    // the threads cover whole rows (then kRowsPerPass rows a pass).
-    constexpr bool kSameChunk = Threads % Tile::kChunks == 0;
-    constexpr int kRowsPerPass = kSameChunk ? Threads / Tile::kChunks : 0;
-    // 128-key tiles two passes at a time: unrolled fully, every pass's page and address
-    // were live at once, and the paged dense head_dim 64 kernel spilled (nvcc 13, sm_90);
-    // 64-key tiles fully (two at a time spilled at head_dim 128).
-    constexpr int kPasses = N * Tile::kChunks / Threads;
-#pragma unroll(N > kBlockN ? 2 : kPasses)
-    for (int i = 0; i < kPasses; ++i) {
-        const int r = kSameChunk ? tid / Tile::kChunks + i * kRowsPerPass : (i * Threads + tid) / Tile::kChunks;
-        const int chunk = kSameChunk ? tid % Tile::kChunks : (i * Threads + tid) % Tile::kChunks;
-        const bool in_range = r < p.seq_k - key0;
-        const int key = key0 + r;
-        const int page = in_range ? __ldg(row_pages + (key >> shift)) : -1;
-        const bool valid = page >= 0 && page < tp.num_pages;
-        const int64_t token = key & ((1 << shift) - 1);
-        const uint64_t src = valid ? base + 2 * ((uint64_t)page * page_stride + token * token_stride + chunk * 8) : base;
-        cp_async_16(smem + Tile::chunk_offset(r, chunk), src, valid);
-    }
+    load_rows<N, D, Threads, (N > kBlockN ? 2 : 0)>(base, smem, tid, [&](int r) {
+        return r < p.seq_k - key0 ? paged_row(p.tensors, base, token_stride, page_stride, key0 + r) : 0;
+    });
 }
 
 // Issues the cp.async copies of one K or V tile (N rows x D of the tensor at `base`, rows
