@@ -50,7 +50,9 @@ struct Layout {
     static constexpr int kBytes = 4 * KvTile::kBytes + QTile::kBytes;
 };
 
-template <typename T, int D>
+// `Paged`: K and V come from page caches through the view's block-table row
+// (common/varlen.cuh); a key whose page is outside the caches is skipped like -1.
+template <typename T, int D, bool Paged = false>
 __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     using L = Layout<D>;
     using KvTile = typename L::KvTile;
@@ -97,6 +99,9 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         if (slot < p.topk) {
             key = __ldg(slots + slot);
             key = (key >= 0 && key <= last_key) ? key : -1;
+            if constexpr (Paged) {
+                key = paged_row(tp, k_base, tp.k_seq_stride, tp.k_page_stride, key) != 0 ? key : -1;
+            }
         }
         s_keys[stage][lane] = key;
         __syncthreads();
@@ -104,8 +109,17 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     // Gathers the K and V rows of a tile (keys published in s_keys[stage]; -1 zero-fills).
     auto load_tile = [&](int stage) {
         auto key_of = [&](int row) { return s_keys[stage][row]; };
-        load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(k_base, tp.k_seq_stride, k_smem(stage), lane, key_of);
-        load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(v_base, tp.v_seq_stride, v_smem(stage), lane, key_of);
+        if constexpr (Paged) {
+            load_rows<kSlots, D, kThreads, kKvLoadUnroll>(k_base, k_smem(stage), lane, [&](int row) {
+                return paged_row(tp, k_base, tp.k_seq_stride, tp.k_page_stride, key_of(row));
+            });
+            load_rows<kSlots, D, kThreads, kKvLoadUnroll>(v_base, v_smem(stage), lane, [&](int row) {
+                return paged_row(tp, v_base, tp.v_seq_stride, tp.v_page_stride, key_of(row));
+            });
+        } else {
+            load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(k_base, tp.k_seq_stride, k_smem(stage), lane, key_of);
+            load_tile_rows<kSlots, D, kThreads, kKvLoadUnroll>(v_base, tp.v_seq_stride, v_smem(stage), lane, key_of);
+        }
     };
 
     float acc[kDimBlocks][4];
@@ -173,27 +187,41 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
 
 }  // namespace topk
 
-// One extern "C" kernel per pair of params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM;
-// src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>, and for
-// topk_attn_fwd_varlen_<dtype>_hd<D>: packed sequences (common/varlen.cuh), the indices
-// packed like q; a CTA past its sequence's last row leaves at once.
-#define SA_INSTANTIATE(dtype_name, dtype, d)                                                         \
-    extern "C" __global__ void __launch_bounds__(topk::kThreads)                                    \
-        topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {                  \
-        topk::topk_attention_fwd<dtype, d>(p);                                                      \
-    }                                                                                               \
-    extern "C" __global__ void __launch_bounds__(topk::kThreads)                                    \
-        topk_attn_fwd_varlen_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {           \
-        __shared__ TopkParams view;                                                                 \
-        if (threadIdx.x == 0) {                                                                     \
-            const int64_t q0 = attn::varlen_view(p, blockIdx.z, view);                              \
-            view.indices = p.indices + 4 * (uint64_t)(q0 * p.heads_kv * (int64_t)p.topk);          \
-        }                                                                                           \
-        __syncthreads();                                                                            \
-        if ((int)blockIdx.x >= view.seq_q) {                                                        \
-            return;                                                                                 \
-        }                                                                                           \
-        topk::topk_attention_fwd<dtype, d>(view);                                                   \
+namespace topk {
+
+// The varlen and paged forms: sequence blockIdx.z's view of the params in shared memory
+// (common/varlen.cuh), its index rows starting at its first packed row. False when the
+// CTA's query row is past the sequence's end (the same for every thread).
+template <bool Paged>
+__device__ __forceinline__ bool sequence_view(const TopkParams& p, TopkParams& view) {
+    if (threadIdx.x == 0) {
+        const int64_t q0 = Paged ? attn::paged_view(p, blockIdx.z, view) : attn::varlen_view(p, blockIdx.z, view);
+        view.indices = p.indices + 4 * (uint64_t)(q0 * p.heads_kv * (int64_t)p.topk);
     }
+    __syncthreads();
+    return (int)blockIdx.x < view.seq_q;
+}
+
+}  // namespace topk
+
+// One extern "C" kernel per pair of params.h's SA_FOR_EACH_DTYPE x SA_FOR_EACH_HEAD_DIM;
+// src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>, and for the varlen and
+// paged forms topk_attn_fwd_<form>_<dtype>_hd<D>: packed sequences, the indices packed
+// like q; a CTA past its sequence's last row leaves at once.
+#define TOPK_VIEW_KERNEL(form, paged, dtype_name, dtype, d)                                      \
+    extern "C" __global__ void __launch_bounds__(topk::kThreads)                                \
+        topk_attn_fwd_##form##_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {     \
+        __shared__ TopkParams view;                                                             \
+        if (topk::sequence_view<paged>(p, view)) {                                              \
+            topk::topk_attention_fwd<dtype, d, paged>(view);                                    \
+        }                                                                                       \
+    }
+#define SA_INSTANTIATE(dtype_name, dtype, d)                                                 \
+    extern "C" __global__ void __launch_bounds__(topk::kThreads)                            \
+        topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {          \
+        topk::topk_attention_fwd<dtype, d>(p);                                              \
+    }                                                                                       \
+    TOPK_VIEW_KERNEL(varlen, false, dtype_name, dtype, d)                                   \
+    TOPK_VIEW_KERNEL(paged, true, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

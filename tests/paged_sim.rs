@@ -160,6 +160,36 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
 }
 
 #[test]
+fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    for (d, page_size, hnd) in [(64, 16, true), (128, 32, false)] {
+        let batch = Batch::new(vec![(30, 200), (12, 90), (0, 5), (7, 7)], d, 32, 13);
+        let paged = page(&batch, page_size, hnd, 32 / page_size, 21);
+        let (shape, vl) = (batch.shape(), batch.varlen());
+        // Per packed row and kv head, 20 keys of the row's own sequence (some past its
+        // diagonal, which the kernel skips), -1 padding.
+        let k = 20;
+        let mut rng = Rng::new(d as u64);
+        let mut indices = Vec::new();
+        for &(lq, lk) in &batch.lens {
+            for _ in 0..lq * HKV {
+                let mut row: Vec<i32> = (0..lk as i32).filter(|_| rng.below(4) == 0).take(k).collect();
+                row.resize(k, -1);
+                indices.extend(row);
+            }
+        }
+        let topk = sparse_attn::pattern::TopkTokens::new(1, vl.total_q(), HKV, k, indices).unwrap();
+        let source = topk.source(&AttnShape::new(1, vl.total_q(), shape.seq_k(), HQ, HKV, d).unwrap()).unwrap();
+        let want = contiguous(&sim, &batch, &opts, &source);
+        let got = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap();
+        let at = format!("topk d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
+        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
+        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+    }
+}
+
+#[test]
 fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_host() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let batch = Batch::new(vec![(40, 200), (20, 100)], 64, 0, 3);
@@ -237,17 +267,21 @@ fn bad_paging_arguments_are_refused() {
     let ok_lens = [200, 10];
     m.host = Some(PagedHost { varlen_q: &vq, seqlens_k: &ok_lens, block_table: &table });
     plan(&m).expect("valid host copies");
-    // Vertical-slash and top-k have no paged form yet.
+    // Top-k runs paged, with its indices packed like q; vertical-slash has no paged form yet.
     let topk = sparse_attn::pattern::TopkTokens::new(1, 60, HKV, 1, vec![0; 60 * HKV]).unwrap();
     let src = topk.source(&AttnShape::new(1, 60, 200, HQ, HKV, 64).unwrap()).unwrap().try_map(|_, d| Ok::<_, Error>(buf(8, d.len()))).unwrap();
-    assert!(matches!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &src), Err(Error::InvalidParameter { name: "source", .. })));
+    assert_eq!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &src).unwrap().kernel(), "topk_attn_fwd_paged_bf16_hd64");
+    let vs = sparse_attn::pattern::VerticalSlash::new(2, HQ, 1, 1, vec![0; 2 * HQ], vec![0; 2 * HQ]).unwrap();
+    let vs_src = vs.source(&shape).unwrap().try_map(|_, d| Ok::<_, Error>(buf(9, d.len()))).unwrap();
+    let causal = AttnOptions { causal: true, ..AttnOptions::default() };
+    assert!(matches!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &causal, &bufs, &vs_src), Err(Error::InvalidParameter { name: "source", .. })));
 }
 
 #[test]
 fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
     // Random device cu_seqlens_q, seqlens_k and block tables (anything an i32 can hold,
-    // mostly near the valid range): every launch completes under memcheck, and writes no
-    // output row outside the packed q's rows.
+    // mostly near the valid range): every launch (dense, block-sparse, top-k) completes
+    // under memcheck, and writes no output row outside the packed q's rows.
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let (d, page_size, num_pages, max_pages, batch, total_q) = (64, 16, 12, 6, 3, 50);
     let shape = AttnShape::new(batch, 40, max_pages * page_size, HQ, HKV, d).unwrap();
@@ -288,7 +322,24 @@ fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
         };
         let opts = AttnOptions { causal: round % 2 == 0, softmax_scale: None, return_lse: true };
         let blocks = random_block_sparse(&mut Rng::new(round), &shape, HKV, 0.5);
-        let sources = [sparse_attn::Source::Dense, blocks.source(&shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap()];
+        // Top-k rows of any keys the cache might hold (the kernel skips what the view hides).
+        let k = 8;
+        let keys: Vec<i32> = (0..total_q * HKV * k).map(|i| ((i * 37 + round as usize) % (max_pages * page_size)) as i32).collect();
+        let mut deduped = Vec::with_capacity(keys.len());
+        for row in keys.chunks(k) {
+            let mut r: Vec<i32> = Vec::new();
+            for &x in row {
+                r.push(if r.contains(&x) { -1 } else { x });
+            }
+            deduped.extend(r);
+        }
+        let topk = sparse_attn::pattern::TopkTokens::new(1, total_q, HKV, k, deduped).unwrap();
+        let topk_shape = AttnShape::new(1, total_q, max_pages * page_size, HQ, HKV, d).unwrap();
+        let sources = [
+            sparse_attn::Source::Dense,
+            blocks.source(&shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap(),
+            topk.source(&topk_shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap(),
+        ];
         for source in &sources {
             let plan = attention_paged(&shape, &meta, DType::BF16, &opts, &bufs, source).unwrap();
             sim.launch(&plan, &ptx_sim::LaunchOptions::default())

@@ -88,4 +88,19 @@ __device__ __forceinline__ void cut_keys_at_bad_page(P& v, int* first_bad) {
     __syncthreads();
 }
 
+// The byte address of key `key`'s row (of the kv head at `base`) in a paged cache: token
+// key & (page_size - 1) of the page the view's block-table row names for it, at page *
+// page_stride + token * token_stride elements; 0 when the key is negative or its page is
+// outside [0, num_pages) (never read). Block-table reads are cached.
+__device__ __forceinline__ uint64_t paged_row(const AttnTensorParams& tp, uint64_t base, int64_t token_stride,
+                                              int64_t page_stride, int key) {
+    const int shift = tp.page_shift;
+    const int page = key >= 0 ? __ldg(reinterpret_cast<const int32_t*>(tp.block_table) + (key >> shift)) : -1;
+    if (page < 0 || page >= tp.num_pages) {
+        return 0;
+    }
+    const int64_t token = key & ((1 << shift) - 1);
+    return base + 2 * ((uint64_t)page * page_stride + token * token_stride);
+}
+
 }  // namespace attn

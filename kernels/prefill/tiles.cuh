@@ -9,6 +9,7 @@
 #include "common/epilogue.cuh"
 #include "common/mask.cuh"
 #include "common/smem_tile.cuh"
+#include "common/varlen.cuh"
 
 namespace attn {
 
@@ -101,21 +102,6 @@ __device__ __forceinline__ int unmasked_tile_bound(const AttnParams& p, int bloc
 // The key held in tile row `slot` (-1: none), for contiguous tiles.
 __device__ __forceinline__ int contiguous_key(const AttnParams& p, const TileRef& t, int slot) {
     return slot < p.seq_k - t.key0 ? t.key0 + slot : -1;
-}
-
-// The byte address of key `key`'s row (of the kv head at `base`) in a paged cache: token
-// key & (page_size - 1) of the page the view's block-table row names for it, at page *
-// page_stride + token * token_stride elements; 0 when the key is negative or its page is
-// outside [0, num_pages) (never read). Block-table reads are cached.
-__device__ __forceinline__ uint64_t paged_row(const AttnTensorParams& tp, uint64_t base, int64_t token_stride,
-                                              int64_t page_stride, int key) {
-    const int shift = tp.page_shift;
-    const int page = key >= 0 ? __ldg(reinterpret_cast<const int32_t*>(tp.block_table) + (key >> shift)) : -1;
-    if (page < 0 || page >= tp.num_pages) {
-        return 0;
-    }
-    const int64_t token = key & ((1 << shift) - 1);
-    return base + 2 * ((uint64_t)page * page_stride + token * token_stride);
 }
 
 // Issues the cp.async copies of the N rows of a K or V tile from a paged cache: keys key0

@@ -10,6 +10,8 @@
 //!   `block_table[b][j / page_size]`; `seqlens_k[b]` keys. Pages may come in any order and
 //!   be shared between sequences (prefix sharing).
 //!
+//! Dense, block-sparse (so A-shape) and top-k run paged; vertical-slash not yet.
+//!
 //! The device's lengths and block table are never read back. The kernels run a sequence
 //! whose query bounds are malformed, or whose key count needs more than `max_pages` pages,
 //! as empty, and stop its keys at its first block-table entry outside `[0, num_pages)`.
@@ -18,7 +20,7 @@
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use super::tensors::check_tensors;
-use super::{prefill, LaunchPlan};
+use super::{prefill, topk_attention, LaunchPlan};
 use crate::checked::{product, to_i32};
 use crate::error::{Error, Result};
 use crate::shape::{AttnOptions, AttnShape, DType, Varlen};
@@ -126,9 +128,10 @@ fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
 /// Plans a prefill launch of packed varlen queries against paged K/V caches after
 /// validating it: `shape` is (batch, max_seqlen_q, max_seqlen_k, heads_q, heads_kv,
 /// head_dim); `bufs` holds the packed q and out, the LSE `[heads_q, total_q]`, and the k
-/// and v caches, whose layouts' batch stride is the page stride. Dense and block-sparse
-/// (so A-shape) sources run paged; their index tensors have the shape's batch and row
-/// blocks.
+/// and v caches, whose layouts' batch stride is the page stride. Dense, block-sparse (so
+/// A-shape) and top-k sources run paged: block-sparse index tensors have the shape's batch
+/// and row blocks, top-k indices are packed like q (a top-k key whose page is outside the
+/// caches is skipped, where the other patterns stop the sequence's keys at that page).
 pub fn attention_paged(
     shape: &AttnShape,
     paged: &PagedKvBuffers,
@@ -137,10 +140,10 @@ pub fn attention_paged(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    if let Source::VerticalSlash(_) | Source::TopK(_) = source {
+    if let Source::VerticalSlash(_) = source {
         return Err(Error::InvalidParameter {
             name: "source",
-            reason: format!("paged {} attention is not available yet (dense, block-sparse and A-shape are)", source.name()),
+            reason: "paged vertical-slash attention is not available yet (dense, block-sparse, A-shape and top-k are)".into(),
         });
     }
     let page_shift = check_geometry(shape, paged)?;
@@ -161,5 +164,8 @@ pub fn attention_paged(
     (t.k_batch_stride, t.v_batch_stride) = (0, 0);
     t.lse_batch_stride = 0;
     t.lse_head_stride = paged.total_q as i64;
-    prefill::plan_form(shape, dtype, dense, opts, source, "_paged")
+    match source {
+        Source::TopK(index) => topk_attention::plan_packed(shape, dtype, dense, opts, index, paged.total_q, "_paged"),
+        _ => prefill::plan_form(shape, dtype, dense, opts, source, "_paged"),
+    }
 }

@@ -38,14 +38,15 @@ pub(super) fn plan(
     launch_plan(shape, dtype, &params, "")
 }
 
-/// Plans a varlen top-k launch ([`crate::plan::attention_varlen`]): `shape` holds the
-/// longest sequences, `dense` the packed tensors already checked, and the indices are
+/// Plans a varlen or paged top-k launch ([`crate::plan::attention_varlen`],
+/// [`crate::plan::attention_paged`]): `shape` holds the longest sequences, `dense` the
+/// tensors already checked, `form` the kernel's (`_varlen`, `_paged`), and the indices are
 /// packed like q, `[total_q, heads_kv, k]`.
-pub(super) fn plan_varlen(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, index: &TopkIndex<DeviceBuffer>, total_q: usize) -> Result<LaunchPlan> {
+pub(super) fn plan_packed(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts: &AttnOptions, index: &TopkIndex<DeviceBuffer>, total_q: usize, form: &str) -> Result<LaunchPlan> {
     let mut params = params_of(shape, dense, opts, index, (1, total_q))?;
     // Every sequence's view starts at its own first index row.
     params.indices_batch_stride = 0;
-    launch_plan(shape, dtype, &params, "_varlen")
+    launch_plan(shape, dtype, &params, form)
 }
 
 /// The launch of `params`: one warp per (query row, kv head, head chunk) of `shape`; the

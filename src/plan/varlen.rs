@@ -108,7 +108,7 @@ pub fn attention_varlen(
     t.lse_batch_stride = 0;
     t.lse_head_stride = varlen.total_q as i64;
     match source {
-        Source::TopK(index) => topk_attention::plan_varlen(shape, dtype, dense, opts, index, varlen.total_q),
+        Source::TopK(index) => topk_attention::plan_packed(shape, dtype, dense, opts, index, varlen.total_q, "_varlen"),
         _ => prefill::plan_form(shape, dtype, dense, opts, source, "_varlen"),
     }
 }
