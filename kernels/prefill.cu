@@ -83,8 +83,7 @@ __device__ __forceinline__ bool sequence_view(const AttnParams& p, AttnParams& v
     kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
     kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)
 
-// Vertical-slash comes padded and varlen (its index converted per sequence); paged K/V
-// only for the block-pair patterns.
+// Vertical-slash comes in every form too (its index converted per sequence).
 #define SA_VS_KERNEL(kernel, dtype_name, dtype, d) \
     kernel(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
 
@@ -93,6 +92,7 @@ __device__ __forceinline__ bool sequence_view(const AttnParams& p, AttnParams& v
     SA_VS_KERNEL(ATTN_KERNEL, dtype_name, dtype, d)               \
     SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)     \
     SA_VS_KERNEL(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)        \
-    SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)
+    SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)      \
+    SA_VS_KERNEL(ATTN_PAGED_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

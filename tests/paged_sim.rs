@@ -1,8 +1,8 @@
 //! Paged K/V caches on the PTX simulator: prefill of packed queries against keys and values
 //! in pages addressed through a block table. A paged run must give bit-identical output to
 //! the contiguous varlen run of the same data (which tests/varlen_sim.rs holds to the
-//! reference), for NHD and HND caches, page sizes 16 and 128, pages out of order and shared
-//! between sequences. Bad block-table entries on the device never fault (memcheck is always
+//! reference), for every pattern, NHD and HND caches, page sizes 16 to 128, pages out of
+//! order and shared between sequences. Bad block-table entries on the device never fault (memcheck is always
 //! on) and stop the sequence's keys at that page; on the host they are refused.
 
 mod attention_cases;
@@ -160,6 +160,25 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
 }
 
 #[test]
+fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    for (d, page_size, hnd) in [(64, 16, false), (128, 64, true)] {
+        let batch = Batch::new(vec![(70, 300), (33, 200), (0, 40), (65, 65)], d, 64, 17);
+        let paged = page(&batch, page_size, hnd, 64 / page_size, 23);
+        let (shape, vl) = (batch.shape(), batch.varlen());
+        let vs = attention_cases::random_vertical_slash(&mut Rng::new(d as u64), &shape, HKV, 0.15);
+        let index = sparse_attn::pattern::vs_convert::convert_varlen(&vs, &shape, &vl).unwrap();
+        let source = sparse_attn::Source::VerticalSlash(index);
+        let want = contiguous(&sim, &batch, &opts, &source);
+        let got = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap();
+        let at = format!("vertical-slash d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
+        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
+        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+    }
+}
+
+#[test]
 fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
@@ -267,21 +286,22 @@ fn bad_paging_arguments_are_refused() {
     let ok_lens = [200, 10];
     m.host = Some(PagedHost { varlen_q: &vq, seqlens_k: &ok_lens, block_table: &table });
     plan(&m).expect("valid host copies");
-    // Top-k runs paged, with its indices packed like q; vertical-slash has no paged form yet.
+    // Top-k runs paged, with its indices packed like q; vertical-slash only causal.
     let topk = sparse_attn::pattern::TopkTokens::new(1, 60, HKV, 1, vec![0; 60 * HKV]).unwrap();
     let src = topk.source(&AttnShape::new(1, 60, 200, HQ, HKV, 64).unwrap()).unwrap().try_map(|_, d| Ok::<_, Error>(buf(8, d.len()))).unwrap();
     assert_eq!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &src).unwrap().kernel(), "topk_attn_fwd_paged_bf16_hd64");
     let vs = sparse_attn::pattern::VerticalSlash::new(2, HQ, 1, 1, vec![0; 2 * HQ], vec![0; 2 * HQ]).unwrap();
     let vs_src = vs.source(&shape).unwrap().try_map(|_, d| Ok::<_, Error>(buf(9, d.len()))).unwrap();
     let causal = AttnOptions { causal: true, ..AttnOptions::default() };
-    assert!(matches!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &causal, &bufs, &vs_src), Err(Error::InvalidParameter { name: "source", .. })));
+    assert_eq!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &causal, &bufs, &vs_src).unwrap().kernel(), "attn_fwd_vertical_slash_paged_bf16_hd64");
+    assert!(attention_paged(&shape, &meta(16, 40, 13), DType::BF16, &AttnOptions::default(), &bufs, &vs_src).is_err(), "non-causal vertical-slash");
 }
 
 #[test]
 fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
     // Random device cu_seqlens_q, seqlens_k and block tables (anything an i32 can hold,
-    // mostly near the valid range): every launch (dense, block-sparse, top-k) completes
-    // under memcheck, and writes no output row outside the packed q's rows.
+    // mostly near the valid range): every launch (every pattern) completes under memcheck,
+    // and writes no output row outside the packed q's rows.
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let (d, page_size, num_pages, max_pages, batch, total_q) = (64, 16, 12, 6, 3, 50);
     let shape = AttnShape::new(batch, 40, max_pages * page_size, HQ, HKV, d).unwrap();
@@ -335,11 +355,15 @@ fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
         }
         let topk = sparse_attn::pattern::TopkTokens::new(1, total_q, HKV, k, deduped).unwrap();
         let topk_shape = AttnShape::new(1, total_q, max_pages * page_size, HQ, HKV, d).unwrap();
-        let sources = [
+        let vs = attention_cases::random_vertical_slash(&mut Rng::new(round + 50), &shape, HKV, 0.2);
+        let mut sources = vec![
             sparse_attn::Source::Dense,
             blocks.source(&shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap(),
             topk.source(&topk_shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap(),
         ];
+        if opts.causal {
+            sources.push(vs.source(&shape).unwrap().try_map(|_, x| sim.upload(&x)).unwrap());
+        }
         for source in &sources {
             let plan = attention_paged(&shape, &meta, DType::BF16, &opts, &bufs, source).unwrap();
             sim.launch(&plan, &ptx_sim::LaunchOptions::default())

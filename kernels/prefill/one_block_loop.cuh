@@ -77,12 +77,12 @@ __device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState&
 // computed, tile t + 1 is already in flight with cp.async (with its gathered keys
 // published first). Shared memory: two stages of K and V; Q borrows stage 1 before the
 // loop, and the output is staged in stage 0 after it.
-// `View` and `Paged` (unused here): the varlen and paged entries' flags for the block-pair
-// loop, taken so that both loops instantiate alike (prefill.cu); this loop has no paged form.
+// `View` (unused here): the varlen and paged entries' flag for the block-pair loop, taken so
+// that both loops instantiate alike (prefill.cu). `Paged`: K and V come from page caches
+// through the view's block-table row (common/varlen.cuh).
 template <typename T, int D, typename Source, bool View = false, bool Paged = false>
 __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 1, "the one-block loop walks one row block");
-    static_assert(!Paged, "no paged form");
     constexpr int kThreads = kCtaThreads;
     using KvTile = SmemTile<kBlockN, D>;
     using QTile = SmemTile<kBlockM, D>;
@@ -115,8 +115,20 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     auto k_smem = [&](int stage) { return smem + (uint32_t)(2 * stage) * KvTile::kBytes; };
     auto v_smem = [&](int stage) { return smem + (uint32_t)(2 * stage + 1) * KvTile::kBytes; };
     auto load_tiles = [&](const TileRef& t, int stage) {
-        load_kv_tile<kBlockN, D, kThreads>(p, k_base, tp.k_seq_stride, t, s_keys[stage], k_smem(stage), tid);
-        load_kv_tile<kBlockN, D, kThreads>(p, v_base, tp.v_seq_stride, t, s_keys[stage], v_smem(stage), tid);
+        if constexpr (Paged) {
+            // Each row's key (published for a gathered tile, key0 + r up to seq_k for a
+            // contiguous one) through the block table.
+            auto key_of = [&](int r) { return t.gathered ? s_keys[stage][r] : contiguous_key(p, t, r); };
+            load_rows<kBlockN, D, kThreads>(k_base, k_smem(stage), tid, [&](int r) {
+                return paged_row(tp, k_base, tp.k_seq_stride, tp.k_page_stride, key_of(r));
+            });
+            load_rows<kBlockN, D, kThreads>(v_base, v_smem(stage), tid, [&](int r) {
+                return paged_row(tp, v_base, tp.v_seq_stride, tp.v_page_stride, key_of(r));
+            });
+        } else {
+            load_kv_tile<kBlockN, D, kThreads>(p, k_base, tp.k_seq_stride, t, s_keys[stage], k_smem(stage), tid);
+            load_kv_tile<kBlockN, D, kThreads>(p, v_base, tp.v_seq_stride, t, s_keys[stage], v_smem(stage), tid);
+        }
     };
 
     // This thread's two fragment rows' last visible keys.

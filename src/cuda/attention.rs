@@ -122,7 +122,7 @@ pub struct PagedTensors<'a, B> {
 /// ([`crate::plan::attention_paged`]): `tensors` holds the packed q and out, the LSE
 /// `[heads_q, total_q]`, and the k and v caches, whose layouts give the (page, token, head)
 /// strides (`Bshd { batch: page stride, seq: token stride, head }`: NHD and HND alike).
-/// Dense, block-sparse (so A-shape) and top-k sources run paged.
+/// Every source runs paged.
 pub fn attention_paged<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     stream: &Arc<CudaStream>,
     shape: &AttnShape,

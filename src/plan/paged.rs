@@ -10,7 +10,8 @@
 //!   `block_table[b][j / page_size]`; `seqlens_k[b]` keys. Pages may come in any order and
 //!   be shared between sequences (prefix sharing).
 //!
-//! Dense, block-sparse (so A-shape) and top-k run paged; vertical-slash not yet.
+//! Every pattern runs paged (vertical-slash with its index converted per sequence,
+//! `pattern::vs_convert::convert_varlen`).
 //!
 //! The device's lengths and block table are never read back. The kernels run a sequence
 //! whose query bounds are malformed, or whose key count needs more than `max_pages` pages,
@@ -128,10 +129,10 @@ fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
 /// Plans a prefill launch of packed varlen queries against paged K/V caches after
 /// validating it: `shape` is (batch, max_seqlen_q, max_seqlen_k, heads_q, heads_kv,
 /// head_dim); `bufs` holds the packed q and out, the LSE `[heads_q, total_q]`, and the k
-/// and v caches, whose layouts' batch stride is the page stride. Dense, block-sparse (so
-/// A-shape) and top-k sources run paged: block-sparse index tensors have the shape's batch
-/// and row blocks, top-k indices are packed like q (a top-k key whose page is outside the
-/// caches is skipped, where the other patterns stop the sequence's keys at that page).
+/// and v caches, whose layouts' batch stride is the page stride. Every source runs paged:
+/// block-sparse and vertical-slash index tensors have the shape's batch and row blocks,
+/// top-k indices are packed like q (a top-k key whose page is outside the caches is
+/// skipped, where the other patterns stop the sequence's keys at that page).
 pub fn attention_paged(
     shape: &AttnShape,
     paged: &PagedKvBuffers,
@@ -140,12 +141,6 @@ pub fn attention_paged(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    if let Source::VerticalSlash(_) = source {
-        return Err(Error::InvalidParameter {
-            name: "source",
-            reason: "paged vertical-slash attention is not available yet (dense, block-sparse, A-shape and top-k are)".into(),
-        });
-    }
     let page_shift = check_geometry(shape, paged)?;
     check_host(shape, paged)?;
     // q and out packed; k and v as [num_pages, page_size] rows.
