@@ -16,6 +16,30 @@
 
 namespace attn {
 
+// Sequence b's query rows in the packed q: `start` and `len`, both 0 when its bounds are
+// not 0 <= start <= end <= total_q or its length passes the grid's `max_q`.
+struct QueryRows {
+    bool ok;
+    int start, len;
+};
+
+__device__ __forceinline__ QueryRows query_rows(const AttnTensorParams& tp, int max_q, int b) {
+    const int32_t* cq = reinterpret_cast<const int32_t*>(tp.cu_seqlens_q);
+    const int q0 = cq[b], q1 = cq[b + 1];
+    QueryRows r;
+    r.ok = 0 <= q0 && q0 <= q1 && q1 <= tp.total_q && q1 - q0 <= max_q;
+    r.start = r.ok ? q0 : 0;
+    r.len = r.ok ? q1 - q0 : 0;
+    return r;
+}
+
+// Points the view's q, out and LSE at packed query row `qs` (the LSE is [heads, total_q]).
+__device__ __forceinline__ void start_queries_at(const AttnTensorParams& tp, int64_t qs, AttnTensorParams& v) {
+    v.q = tp.q + 2 * (uint64_t)(qs * tp.q_seq_stride);
+    v.out = tp.out + 2 * (uint64_t)(qs * tp.out_seq_stride);
+    v.lse = tp.lse == 0 ? 0 : tp.lse + 4 * (uint64_t)qs;
+}
+
 // Makes `v` (a copy of the params P, which hold `tensors`, `seq_q` and `seq_k`) the view of
 // sequence b, and returns its first packed query row. Bounds that are not 0 <= start <=
 // end <= total, or a query length past the grid's seq_q, make the sequence empty: its
@@ -24,19 +48,16 @@ template <typename P>
 __device__ __forceinline__ int64_t varlen_view(const P& p, int b, P& v) {
     v = p;
     const AttnTensorParams& tp = p.tensors;
-    const int32_t* cq = reinterpret_cast<const int32_t*>(tp.cu_seqlens_q);
+    const QueryRows q = query_rows(tp, p.seq_q, b);
     const int32_t* ck = reinterpret_cast<const int32_t*>(tp.cu_seqlens_k);
-    const int q0 = cq[b], q1 = cq[b + 1], k0 = ck[b], k1 = ck[b + 1];
-    const bool ok = 0 <= q0 && q0 <= q1 && q1 <= tp.total_q && q1 - q0 <= p.seq_q && 0 <= k0 && k0 <= k1 &&
-                    k1 <= tp.total_k;
-    v.seq_q = ok ? q1 - q0 : 0;
+    const int k0 = ck[b], k1 = ck[b + 1];
+    const bool ok = q.ok && 0 <= k0 && k0 <= k1 && k1 <= tp.total_k;
+    v.seq_q = ok ? q.len : 0;
     v.seq_k = ok ? k1 - k0 : 0;
-    const int64_t qs = ok ? q0 : 0, ks = ok ? k0 : 0;
-    v.tensors.q = tp.q + 2 * (uint64_t)(qs * tp.q_seq_stride);
-    v.tensors.out = tp.out + 2 * (uint64_t)(qs * tp.out_seq_stride);
+    const int64_t qs = ok ? q.start : 0, ks = ok ? k0 : 0;
+    start_queries_at(tp, qs, v.tensors);
     v.tensors.k = tp.k + 2 * (uint64_t)(ks * tp.k_seq_stride);
     v.tensors.v = tp.v + 2 * (uint64_t)(ks * tp.v_seq_stride);
-    v.tensors.lse = tp.lse == 0 ? 0 : tp.lse + 4 * (uint64_t)qs;
     return qs;
 }
 
@@ -48,17 +69,13 @@ template <typename P>
 __device__ __forceinline__ int64_t paged_view(const P& p, int b, P& v) {
     v = p;
     const AttnTensorParams& tp = p.tensors;
-    const int32_t* cq = reinterpret_cast<const int32_t*>(tp.cu_seqlens_q);
-    const int q0 = cq[b], q1 = cq[b + 1];
+    const QueryRows q = query_rows(tp, p.seq_q, b);
     const int lk = reinterpret_cast<const int32_t*>(tp.seqlens_k)[b];
-    const bool ok = 0 <= q0 && q0 <= q1 && q1 <= tp.total_q && q1 - q0 <= p.seq_q && 0 <= lk &&
-                    (int64_t)lk <= ((int64_t)tp.max_pages << tp.page_shift);
-    v.seq_q = ok ? q1 - q0 : 0;
+    const bool ok = q.ok && 0 <= lk && (int64_t)lk <= ((int64_t)tp.max_pages << tp.page_shift);
+    v.seq_q = ok ? q.len : 0;
     v.seq_k = ok ? lk : 0;
-    const int64_t qs = ok ? q0 : 0;
-    v.tensors.q = tp.q + 2 * (uint64_t)(qs * tp.q_seq_stride);
-    v.tensors.out = tp.out + 2 * (uint64_t)(qs * tp.out_seq_stride);
-    v.tensors.lse = tp.lse == 0 ? 0 : tp.lse + 4 * (uint64_t)qs;
+    const int64_t qs = ok ? q.start : 0;
+    start_queries_at(tp, qs, v.tensors);
     v.tensors.block_table = tp.block_table + 4 * (uint64_t)b * (uint64_t)tp.max_pages;
     return qs;
 }
