@@ -92,14 +92,8 @@ fn check_geometry(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<u32> {
 /// The host copies against the launch.
 fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
     let Some(host) = paged.host else { return Ok(()) };
-    let vq = host.varlen_q;
+    super::varlen::check_host_queries(shape, host.varlen_q, paged.total_q)?;
     let bad = |tensor, reason: String| Err(Error::InvalidCuSeqlens { tensor, reason });
-    if vq.batch() != shape.batch() {
-        return bad("cu_seqlens_q", format!("describes {} sequences, the shape's batch is {}", vq.batch(), shape.batch()));
-    }
-    if vq.total_q() != paged.total_q {
-        return bad("cu_seqlens_q", format!("ends at {}, but total_q is {}", vq.total_q(), paged.total_q));
-    }
     let lens = &host.seqlens_k;
     if lens.len() != shape.batch() {
         return bad("seqlens_k", format!("has {} entries for a batch of {}", lens.len(), shape.batch()));
@@ -109,10 +103,6 @@ fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
         return Err(Error::WrongLength { tensor: "block_table", expected: rows, dims: format!("{} x {}", shape.batch(), paged.max_pages), len: host.block_table.len() });
     }
     for b in 0..shape.batch() {
-        let (q, _) = vq.seqlens(b);
-        if q > shape.seq_q() {
-            return bad("cu_seqlens_q", format!("sequence {b} has {q} query rows, more than max_seqlen_q = {}", shape.seq_q()));
-        }
         let k = lens[b];
         if k < 0 || k as usize > shape.seq_k() {
             return bad("seqlens_k", format!("sequence {b} has {k} keys; it must be in 0..={} (max_seqlen_k)", shape.seq_k()));

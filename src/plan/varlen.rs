@@ -57,23 +57,33 @@ fn packed_shape(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<AttnShape> 
 /// than the shape's longest.
 fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
     let Some(host) = varlen.host else { return Ok(()) };
-    let bad = |tensor, reason: String| Err(Error::InvalidCuSeqlens { tensor, reason });
-    if host.batch() != shape.batch() {
-        return bad("cu_seqlens_q", format!("describes {} sequences, the shape's batch is {}", host.batch(), shape.batch()));
-    }
-    if host.total_q() != varlen.total_q {
-        return bad("cu_seqlens_q", format!("ends at {}, but total_q is {}", host.total_q(), varlen.total_q));
-    }
+    check_host_queries(shape, host, varlen.total_q)?;
     if host.total_k() != varlen.total_k {
-        return bad("cu_seqlens_k", format!("ends at {}, but total_k is {}", host.total_k(), varlen.total_k));
+        return Err(Error::InvalidCuSeqlens { tensor: "cu_seqlens_k", reason: format!("ends at {}, but total_k is {}", host.total_k(), varlen.total_k) });
     }
     for b in 0..host.batch() {
-        let (q, k) = host.seqlens(b);
-        if q > shape.seq_q() {
-            return bad("cu_seqlens_q", format!("sequence {b} has {q} query rows, more than max_seqlen_q = {}", shape.seq_q()));
-        }
+        let (_, k) = host.seqlens(b);
         if k > shape.seq_k() {
-            return bad("cu_seqlens_k", format!("sequence {b} has {k} keys, more than max_seqlen_k = {}", shape.seq_k()));
+            return Err(Error::InvalidCuSeqlens { tensor: "cu_seqlens_k", reason: format!("sequence {b} has {k} keys, more than max_seqlen_k = {}", shape.seq_k()) });
+        }
+    }
+    Ok(())
+}
+
+/// The host's `cu_seqlens_q` against a varlen or paged launch: the shape's batch, ending at
+/// `total_q`, no sequence longer than max_seqlen_q.
+pub(super) fn check_host_queries(shape: &AttnShape, host: &Varlen, total_q: usize) -> Result<()> {
+    let bad = |reason: String| Err(Error::InvalidCuSeqlens { tensor: "cu_seqlens_q", reason });
+    if host.batch() != shape.batch() {
+        return bad(format!("describes {} sequences, the shape's batch is {}", host.batch(), shape.batch()));
+    }
+    if host.total_q() != total_q {
+        return bad(format!("ends at {}, but total_q is {}", host.total_q(), total_q));
+    }
+    for b in 0..host.batch() {
+        let (q, _) = host.seqlens(b);
+        if q > shape.seq_q() {
+            return bad(format!("sequence {b} has {q} query rows, more than max_seqlen_q = {}", shape.seq_q()));
         }
     }
     Ok(())
