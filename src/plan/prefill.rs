@@ -69,7 +69,13 @@ pub fn shared_mem_bytes<B>(source: &Source<B>, head_dim: usize) -> u32 {
 /// The `extern "C"` name of the instantiation for `source`'s pattern, `dtype` and
 /// `head_dim`: `attn_fwd_<pattern>_<dtype>_hd<D>`.
 pub fn kernel_name<B>(source: &Source<B>, dtype: DType, head_dim: usize) -> Result<String> {
-    instantiation(&format!("attn_fwd_{}", source.name()), dtype, head_dim)
+    form_kernel_name(source, dtype, head_dim, "")
+}
+
+/// [`kernel_name`] of a launch form: `attn_fwd_<pattern><form>_<dtype>_hd<D>`, `form` being
+/// `_varlen`, `_paged` or nothing.
+fn form_kernel_name<B>(source: &Source<B>, dtype: DType, head_dim: usize, form: &str) -> Result<String> {
+    instantiation(&format!("attn_fwd_{}{form}", source.name()), dtype, head_dim)
 }
 
 /// Plans a prefill launch (grid = (ceil(row blocks / [`row_blocks_per_cta`]), heads_q,
@@ -98,7 +104,7 @@ pub(super) fn plan_form(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts:
 fn launch_plan(shape: &AttnShape, dtype: DType, source: &Source<DeviceBuffer>, params: &AttnParams, form: &str) -> Result<LaunchPlan> {
     let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source));
     let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
-    let kernel = instantiation(&format!("attn_fwd_{}{form}", source.name()), dtype, shape.head_dim())?;
+    let kernel = form_kernel_name(source, dtype, shape.head_dim(), form)?;
     LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), params)
 }
 

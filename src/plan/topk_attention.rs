@@ -23,7 +23,13 @@ pub fn shared_mem_bytes(head_dim: usize) -> u32 {
 
 /// The `extern "C"` name of the instantiation for `dtype` and `head_dim`.
 pub fn kernel_name(dtype: DType, head_dim: usize) -> Result<String> {
-    instantiation("topk_attn_fwd", dtype, head_dim)
+    form_kernel_name(dtype, head_dim, "")
+}
+
+/// [`kernel_name`] of a launch form: `topk_attn_fwd<form>_<dtype>_hd<D>`, `form` being
+/// `_varlen`, `_paged` or nothing.
+fn form_kernel_name(dtype: DType, head_dim: usize, form: &str) -> Result<String> {
+    instantiation(&format!("topk_attn_fwd{form}"), dtype, head_dim)
 }
 
 /// Plans a top-k launch after validating it.
@@ -57,7 +63,7 @@ fn launch_plan(shape: &AttnShape, dtype: DType, params: &TopkParams, form: &str)
         to_u32("heads_kv * head_chunks", product("heads_kv * head_chunks", &[shape.heads_kv(), params.head_chunks as usize])?)?,
         to_u32("batch", shape.batch())?,
     ];
-    let kernel = instantiation(&format!("topk_attn_fwd{form}"), dtype, shape.head_dim())?;
+    let kernel = form_kernel_name(dtype, shape.head_dim(), form)?;
     LaunchPlan::new(MODULE, kernel, grid, [TOPK_THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), params)
 }
 
