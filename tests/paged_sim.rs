@@ -135,6 +135,24 @@ fn bits(x: &[T]) -> Vec<u16> {
     x.iter().map(|e| e.to_bits()).collect()
 }
 
+/// Runs `source` paged and contiguous, and asserts the two give the same output and LSE
+/// bits.
+fn assert_paged_equals_contiguous<D: AsRef<[i32]>>(sim: &SimBackend, batch: &Batch, paged: &Paged, opts: &AttnOptions, source: &sparse_attn::Source<D>, at: &str) {
+    let want = contiguous(sim, batch, opts, source);
+    let got = sim.attention_paged(&batch.shape(), &batch.varlen(), cache(paged), opts, &batch.q, source).unwrap();
+    assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
+    let lse_bits = |l: &[f32]| l.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(lse_bits(&got.lse), lse_bits(&want.lse), "{at}: lse");
+}
+
+fn layout_name(hnd: bool) -> &'static str {
+    if hnd {
+        "HND"
+    } else {
+        "NHD"
+    }
+}
+
 #[test]
 fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
@@ -145,17 +163,11 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
         let batch = Batch::new(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);
         let paged = page(&batch, page_size, hnd, 64 / page_size, 9);
         let shape = batch.shape();
-        let want = contiguous(&sim, &batch, &opts, &Dense.source(&shape).unwrap());
-        let got = sim.attention_paged(&shape, &batch.varlen(), cache(&paged), &opts, &batch.q, &Dense.source(&shape).unwrap()).unwrap();
-        let at = format!("dense d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
-        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
-        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+        let at = format!("d{d} page {page_size} {}", layout_name(hnd));
+        assert_paged_equals_contiguous(&sim, &batch, &paged, &opts, &Dense.source(&shape).unwrap(), &format!("dense {at}"));
         // Block-sparse through the same pages.
         let blocks = random_block_sparse(&mut Rng::new(d as u64), &shape, HKV, 0.5);
-        let source = blocks.source(&shape).unwrap();
-        let want = contiguous(&sim, &batch, &opts, &source);
-        let got = sim.attention_paged(&shape, &batch.varlen(), cache(&paged), &opts, &batch.q, &source).unwrap();
-        assert_eq!(bits(&got.out), bits(&want.out), "{at}: block-sparse output");
+        assert_paged_equals_contiguous(&sim, &batch, &paged, &opts, &blocks.source(&shape).unwrap(), &format!("block-sparse {at}"));
     }
 }
 
@@ -170,11 +182,7 @@ fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
         let vs = attention_cases::random_vertical_slash(&mut Rng::new(d as u64), &shape, HKV, 0.15);
         let index = sparse_attn::pattern::vs_convert::convert_varlen(&vs, &shape, &vl).unwrap();
         let source = sparse_attn::Source::VerticalSlash(index);
-        let want = contiguous(&sim, &batch, &opts, &source);
-        let got = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap();
-        let at = format!("vertical-slash d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
-        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
-        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+        assert_paged_equals_contiguous(&sim, &batch, &paged, &opts, &source, &format!("vertical-slash d{d} page {page_size} {}", layout_name(hnd)));
     }
 }
 
@@ -200,11 +208,7 @@ fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
         }
         let topk = sparse_attn::pattern::TopkTokens::new(1, vl.total_q(), HKV, k, indices).unwrap();
         let source = topk.source(&AttnShape::new(1, vl.total_q(), shape.seq_k(), HQ, HKV, d).unwrap()).unwrap();
-        let want = contiguous(&sim, &batch, &opts, &source);
-        let got = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap();
-        let at = format!("topk d{d} page {page_size} {}", if hnd { "HND" } else { "NHD" });
-        assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
-        assert_eq!(got.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{at}: lse");
+        assert_paged_equals_contiguous(&sim, &batch, &paged, &opts, &source, &format!("topk d{d} page {page_size} {}", layout_name(hnd)));
     }
 }
 
