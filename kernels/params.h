@@ -26,11 +26,14 @@
 // Prefill threads per CTA: 4 warps. A warp owns 32 query rows of one of the CTA's two row
 // blocks (dense, block-sparse) or 16 rows of its one row block (vertical-slash).
 #define SA_PREFILL_THREADS 128
-// Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels: row blocks
-// 2c and 2c + 1 share one CTA (128 rows, FlashAttention-2's forward CTA) and each K/V tile
-// load; each warp runs two 16-row m-tiles of one of them. The vertical-slash kernel runs
-// one row block per CTA.
+// Row blocks per CTA of the dense and block-sparse (and A-shape) prefill kernels up to
+// head_dim SA_PREFILL_PAIR_MAX_HEAD_DIM: row blocks 2c and 2c + 1 share one CTA (128 rows,
+// FlashAttention-2's forward CTA) and each K/V tile load; each warp runs two 16-row
+// m-tiles of one of them. Above that head_dim (256) every prefill kernel runs one row
+// block per CTA, a warp one m-tile (FlashAttention-2's 64-row CTA at 256), and so does the
+// vertical-slash kernel at every head_dim.
 #define SA_PREFILL_ROW_BLOCKS 2
+#define SA_PREFILL_PAIR_MAX_HEAD_DIM 128
 // Top-k attention: query heads of one GQA group packed as the mma's 16 rows of one warp,
 // index slots (gathered keys) per shared-memory tile, threads per CTA (one warp).
 #define SA_TOPK_HEADS_PER_WARP 16
@@ -42,7 +45,7 @@
 // every pair (kernels/common/instantiate.cuh). A new head_dim is one edit here plus the
 // Rust mirror; a new dtype also needs its CUDA type in instantiate.cuh.
 #define SA_FOR_EACH_DTYPE(X) X(f16) X(bf16)
-#define SA_FOR_EACH_HEAD_DIM(X) X(64) X(96) X(128)
+#define SA_FOR_EACH_HEAD_DIM(X) X(64) X(96) X(128) X(256)
 
 // ---- Launch-parameter structs ----
 

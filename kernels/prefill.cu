@@ -4,22 +4,25 @@
 //
 // A row block is kBlockM = 64 query rows of one (batch, query head), the index granularity
 // of every sparse format. Every CTA has 4 warps (SA_PREFILL_THREADS):
-// - dense and block-sparse: prefill/block_pair_loop.cuh. A CTA holds SA_PREFILL_ROW_BLOCKS
-//   = 2 row blocks (128 rows, FlashAttention-2's forward CTA) and walks the union of their
-//   key-tile lists, each K/V tile loaded once for both; each warp owns a 16-row m-tile in
-//   each row block, so every K/V fragment it reads feeds two mma.
-// - vertical-slash: prefill/one_block_loop.cuh. A CTA holds one row block (its gathered
-//   column tiles differ per row block), a warp one m-tile, with Q in registers.
-// K and V tiles hold kBlockN = 64 keys. S = Q K^T and O += P V use f32 accumulators; the
-// softmax is online, in exp2 with the scale folded in; the output is written once per row
-// at the end, staged through shared memory for 16-byte stores. The sources are in
-// prefill/sources.cuh. Dense and block-sparse also come in a varlen form (packed
-// sequences delimited by cu_seqlens; common/varlen.cuh).
+// - dense and block-sparse: prefill/q_smem_loop.cuh. Up to head_dim 128 a CTA holds
+//   SA_PREFILL_ROW_BLOCKS = 2 row blocks (128 rows, FlashAttention-2's forward CTA) and
+//   walks the union of their key-tile lists, each K/V tile loaded once for both; each warp
+//   owns two 16-row m-tiles of one row block, so every K/V fragment it reads feeds two
+//   mma. At head_dim 256 a CTA holds one row block, a warp one m-tile.
+// - vertical-slash: prefill/one_block_loop.cuh up to head_dim 128. A CTA holds one row
+//   block (its gathered column tiles differ per row block), a warp one m-tile, with Q in
+//   registers and K/V double-buffered. At head_dim 256 it runs the q_smem loop with one
+//   row block: Q in registers and two K/V stages would not fit.
+// K and V tiles hold kBlockN = 64 keys (128 for dense at head_dim 64). S = Q K^T and
+// O += P V use f32 accumulators; the softmax is online, in exp2 with the scale folded in;
+// the output is written once per row at the end, staged through shared memory for 16-byte
+// stores. The sources are in prefill/sources.cuh. Every pattern also comes in a varlen
+// form (packed sequences delimited by cu_seqlens) and a paged one (common/varlen.cuh).
 #include "common/c_std.h"
 
 #include "params.h"
 #include "common/instantiate.cuh"
-#include "prefill/block_pair_loop.cuh"
+#include "prefill/q_smem_loop.cuh"
 #include "prefill/one_block_loop.cuh"
 #include "prefill/sources.cuh"
 #include "common/varlen.cuh"
@@ -60,6 +63,24 @@ __device__ __forceinline__ bool sequence_view(const AttnParams& p, AttnParams& v
     return true;
 }
 
+// The sources of the dense and block-sparse kernels at head_dim D (one name each, for the
+// instantiation macros).
+template <int D>
+using DenseSourceFor = DenseSource<dense_key_tile(D), prefill_row_blocks(D)>;
+template <int D>
+using BlockSparseSourceFor = BlockSparseSource<prefill_row_blocks(D)>;
+
+// The vertical-slash loop at head_dim D: the one-block loop (Q in registers, K/V double
+// buffered) while Q fits in registers, the q_smem loop with one row block above.
+template <typename T, int D, typename Source, bool View = false, bool Paged = false>
+__device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
+    if constexpr (D <= SA_PREFILL_PAIR_MAX_HEAD_DIM) {
+        attention_fwd_one_block<T, D, Source, View, Paged>(p);
+    } else {
+        attention_fwd_q_smem<T, D, Source, View, Paged>(p);
+    }
+}
+
 }  // namespace attn
 
 // The varlen and paged forms, attn_fwd_<pattern>_<form>_<dtype>_hd<D>: each CTA runs the
@@ -78,14 +99,14 @@ __device__ __forceinline__ bool sequence_view(const AttnParams& p, AttnParams& v
 #define ATTN_VARLEN_KERNEL(...) ATTN_VIEW_KERNEL(varlen, false, __VA_ARGS__)
 #define ATTN_PAGED_KERNEL(...) ATTN_VIEW_KERNEL(paged, true, __VA_ARGS__)
 
-// The block-pair patterns, in any form (`kernel`).
-#define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                                       \
-    kernel(dense, attention_fwd_block_pair, DenseSourcePair<attn::dense_key_tile(d)>, dtype_name, dtype, d) \
-    kernel(block_sparse, attention_fwd_block_pair, BlockSparseSourcePair, dtype_name, dtype, d)
+// The contiguous patterns, in any form (`kernel`).
+#define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                    \
+    kernel(dense, attention_fwd_q_smem, DenseSourceFor<d>, dtype_name, dtype, d)          \
+    kernel(block_sparse, attention_fwd_q_smem, BlockSparseSourceFor<d>, dtype_name, dtype, d)
 
 // Vertical-slash comes in every form too (its index converted per sequence).
 #define SA_VS_KERNEL(kernel, dtype_name, dtype, d) \
-    kernel(vertical_slash, attention_fwd_one_block, VerticalSlashSource, dtype_name, dtype, d)
+    kernel(vertical_slash, attention_fwd_gathering, VerticalSlashSource, dtype_name, dtype, d)
 
 #define SA_INSTANTIATE(dtype_name, dtype, d)                      \
     SA_PAIR_KERNELS(ATTN_KERNEL, dtype_name, dtype, d)            \

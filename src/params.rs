@@ -208,9 +208,14 @@ pub const PREFILL_TILE_N: usize = 64;
 /// query rows of one of the CTA's [`PREFILL_ROW_BLOCKS`] row blocks in the dense and
 /// block-sparse kernels, 16 rows of its one row block in the vertical-slash kernel.
 pub const PREFILL_THREADS: u32 = 128;
-/// Row blocks per CTA of the dense and block-sparse prefill kernels
-/// (`SA_PREFILL_ROW_BLOCKS`); the vertical-slash kernel has one.
+/// Row blocks per CTA of the dense and block-sparse prefill kernels up to head_dim
+/// [`PREFILL_PAIR_MAX_HEAD_DIM`] (`SA_PREFILL_ROW_BLOCKS`); above it, and in the
+/// vertical-slash kernel, a CTA has one.
 pub const PREFILL_ROW_BLOCKS: usize = 2;
+/// The largest head_dim at which the dense and block-sparse prefill kernels take
+/// [`PREFILL_ROW_BLOCKS`] row blocks per CTA (`SA_PREFILL_PAIR_MAX_HEAD_DIM`): above it one
+/// m-tile's accumulators per warp are all the registers allow.
+pub const PREFILL_PAIR_MAX_HEAD_DIM: usize = 128;
 /// Query heads of one GQA group that one top-k warp packs as the mma's 16 rows
 /// (`SA_TOPK_HEADS_PER_WARP`).
 pub const TOPK_HEADS_PER_WARP: usize = 16;
@@ -221,6 +226,6 @@ pub const TOPK_THREADS: u32 = 32;
 /// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
 pub const VS_CONVERT_THREADS: u32 = 128;
 /// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
-pub const HEAD_DIMS: &[usize] = &[64, 96, 128];
+pub const HEAD_DIMS: &[usize] = &[64, 96, 128, 256];
 /// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).
 pub const DTYPES: &[crate::shape::DType] = &[crate::shape::DType::F16, crate::shape::DType::BF16];

@@ -104,7 +104,7 @@ fn a_stride_of_a_single_entry_dimension_is_not_passed_on() {
 
 #[test]
 fn unsupported_head_dims_are_refused() {
-    for d in [32, 80, 256] {
+    for d in [32, 80, 192, 512] {
         let s = AttnShape::new(1, 64, 64, 1, 1, d).unwrap();
         let e = plan_err(&s, &AttnOptions::default(), &buffers(&s, false), &Source::Dense);
         assert!(matches!(e, Error::UnsupportedHeadDim { head_dim, .. } if head_dim == d), "{e}");
@@ -353,18 +353,25 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     let patterns = [(Source::Dense, "dense"), (block_sparse(&s, 2), "block_sparse"), (vertical_slash(&s, 2), "vertical_slash")];
     for (pattern, p) in &patterns {
         for (dtype, t) in [(DType::F16, "f16"), (DType::BF16, "bf16")] {
-            for d in [64, 128] {
+            for d in [64, 96, 128, 256] {
                 assert_eq!(kernel_name(pattern, dtype, d).unwrap(), format!("attn_fwd_{p}_{t}_hd{d}"));
             }
             assert!(matches!(kernel_name(pattern, dtype, 80), Err(Error::UnsupportedHeadDim { head_dim: 80, .. })));
         }
     }
     // Dense: a 128-row Q tile, K and V tiles of 128 keys at head_dim 64 (FlashAttention-2's
-    // choice) and 64 at 128; block-sparse: 64-key tiles; vertical-slash: two stages of K and V.
+    // choice) and 64 at 128; block-sparse: 64-key tiles; vertical-slash: two stages of K and
+    // V. At head_dim 256 every pattern: a 64-row Q tile, one K and one V tile of 64 keys.
     let kib = |src: &Source<DeviceBuffer>, d| shared_mem_bytes(src, d) / 1024;
-    assert_eq!((kib(&patterns[0].0, 64), kib(&patterns[0].0, 128)), (48, 64));
-    assert_eq!((kib(&patterns[1].0, 64), kib(&patterns[1].0, 128)), (32, 64));
-    assert_eq!((kib(&patterns[2].0, 64), kib(&patterns[2].0, 128)), (32, 64));
+    assert_eq!((kib(&patterns[0].0, 64), kib(&patterns[0].0, 128), kib(&patterns[0].0, 256)), (48, 64, 96));
+    assert_eq!((kib(&patterns[1].0, 64), kib(&patterns[1].0, 128), kib(&patterns[1].0, 256)), (32, 64, 96));
+    assert_eq!((kib(&patterns[2].0, 64), kib(&patterns[2].0, 128), kib(&patterns[2].0, 256)), (32, 64, 96));
+    // The grid: two row blocks per CTA for dense and block-sparse up to head_dim 128, one at
+    // 256 and for vertical-slash.
+    use sparse_attn::plan::prefill::row_blocks_per_cta;
+    assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[0].0, d)), [2, 2, 1]);
+    assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[1].0, d)), [2, 2, 1]);
+    assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[2].0, d)), [1, 1, 1]);
     // Every name the host asks for is an entry of the embedded PTX, for every target.
     let modules: Vec<_> = sparse_attn::ptx::modules().iter().filter(|m| m.name == "prefill").collect();
     if modules.is_empty() {
@@ -374,7 +381,7 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     for m in modules {
         for (pattern, _) in &patterns {
             for dtype in [DType::F16, DType::BF16] {
-                for d in [64, 128] {
+                for d in [64, 96, 128, 256] {
                     let name = kernel_name(pattern, dtype, d).unwrap();
                     assert!(m.ptx.contains(&format!(".entry {name}(")), "{name} missing from {}", m.target.arch);
                 }
@@ -386,11 +393,11 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
 #[test]
 fn supports_reports_the_instantiated_combinations() {
     assert!(!supports(DType::BF16, 80, 90), "no head_dim 80 kernel");
-    assert!(!supports(DType::BF16, 256, 90), "no head_dim 256 kernel yet");
+    assert!(!supports(DType::BF16, 192, 90), "no head_dim 192 kernel");
     assert!(!supports(DType::F16, 64, 75), "sm_75 has no bf16 mma / cp.async");
     let built = sparse_attn::ptx::resource_report().is_some();
     for dtype in [DType::F16, DType::BF16] {
-        for d in [64, 96, 128] {
+        for d in [64, 96, 128, 256] {
             for cc in [80, 86, 89, 90, 100] {
                 assert_eq!(supports(dtype, d, cc), built, "{dtype:?} hd{d} sm_{cc}");
             }

@@ -157,7 +157,7 @@ fn layout_name(hnd: bool) -> &'static str {
 fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (96, 32, false), (128, 16, true), (128, 128, false)] {
+    for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (96, 32, false), (128, 16, true), (128, 128, false), (256, 32, true)] {
         // A cached prefix longer than the new queries, a sequence sharing it, a short one
         // and an empty one.
         let batch = Batch::new(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);
@@ -175,7 +175,7 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
 fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    for (d, page_size, hnd) in [(64, 16, false), (128, 64, true)] {
+    for (d, page_size, hnd) in [(64, 16, false), (128, 64, true), (256, 16, false)] {
         let batch = Batch::new(vec![(70, 300), (33, 200), (0, 40), (65, 65)], d, 64, 17);
         let paged = page(&batch, page_size, hnd, 64 / page_size, 23);
         let (shape, vl) = (batch.shape(), batch.varlen());
@@ -190,7 +190,7 @@ fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
 fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    for (d, page_size, hnd) in [(64, 16, true), (128, 32, false)] {
+    for (d, page_size, hnd) in [(64, 16, true), (128, 32, false), (256, 128, true)] {
         let batch = Batch::new(vec![(30, 200), (12, 90), (0, 5), (7, 7)], d, 32, 13);
         let paged = page(&batch, page_size, hnd, 32 / page_size, 21);
         let (shape, vl) = (batch.shape(), batch.varlen());

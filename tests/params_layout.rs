@@ -306,6 +306,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_PREFILL_TILE_N", PREFILL_TILE_N as u64),
         ("SA_PREFILL_THREADS", PREFILL_THREADS as u64),
         ("SA_PREFILL_ROW_BLOCKS", PREFILL_ROW_BLOCKS as u64),
+        ("SA_PREFILL_PAIR_MAX_HEAD_DIM", PREFILL_PAIR_MAX_HEAD_DIM as u64),
         ("SA_TOPK_HEADS_PER_WARP", TOPK_HEADS_PER_WARP as u64),
         ("SA_TOPK_TILE_KEYS", TOPK_TILE_KEYS as u64),
         ("SA_TOPK_THREADS", TOPK_THREADS as u64),

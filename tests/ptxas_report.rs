@@ -28,6 +28,7 @@ struct Row<'a> {
     registers: u32,
     spill_store: u32,
     spill_load: u32,
+    static_smem: u32,
 }
 
 fn rows(report: &str) -> Vec<Row<'_>> {
@@ -38,7 +39,7 @@ fn rows(report: &str) -> Vec<Row<'_>> {
             let f: Vec<&str> = line.split('\t').collect();
             assert_eq!(f.len(), 8, "malformed report line: {line}");
             let n = |i: usize| f[i].parse::<u32>().unwrap_or_else(|_| panic!("bad number in {line}"));
-            Row { module: f[0], kernel: f[1], arch: f[2], registers: n(3), spill_store: n(4), spill_load: n(5) }
+            Row { module: f[0], kernel: f[1], arch: f[2], registers: n(3), spill_store: n(4), spill_load: n(5), static_smem: n(7) }
         })
         .collect()
 }
@@ -82,6 +83,43 @@ fn no_kernel_spills() {
         assert_eq!((r.spill_store, r.spill_load), (0, 0), "{}::{} spills on {}", r.module, r.kernel, r.arch);
         assert!(r.registers > 0 && r.registers <= 255, "{}::{} uses {} registers", r.module, r.kernel, r.registers);
     }
+}
+
+/// sm_86 and sm_89 (consumer Ampere and Ada) allow 99 KiB of shared memory per block, the
+/// least of any target GPU: every attention kernel's dynamic shared memory (as the host
+/// plans it) plus its static shared memory (ptxas) fits, at every head_dim.
+#[test]
+fn every_attention_kernel_fits_the_shared_memory_of_sm_86() {
+    use sparse_attn::pattern::{vs_convert, BlockSparse, VerticalSlash};
+    use sparse_attn::plan::{prefill, topk_attention};
+    use sparse_attn::{AttnShape, Source, SparsePattern};
+    let Some(report) = report_or_skip() else { return };
+    // One source of each pattern: the tile sizes do not depend on the indices.
+    let shape = AttnShape::new(1, 64, 64, 1, 1, 64).unwrap();
+    let block_sparse = BlockSparse::new(1, 1, 1, 1, vec![1], vec![0]).unwrap();
+    let block_sparse = block_sparse.source(&shape).unwrap();
+    let vs = VerticalSlash::new(1, 1, 1, 1, vec![0], vec![0]).unwrap();
+    let vs = Source::VerticalSlash(vs_convert::convert(&vs, &shape).unwrap());
+    const SM_86_BYTES: u32 = 99 * 1024;
+    let mut checked = 0;
+    for r in rows(report) {
+        let head_dim: usize = match r.kernel.rsplit_once("_hd") {
+            Some((_, d)) => d.parse().unwrap_or_else(|_| panic!("{}: no head_dim in the name", r.kernel)),
+            None => continue,
+        };
+        let dynamic = match r.module {
+            "topk_attention" => topk_attention::shared_mem_bytes(head_dim),
+            "prefill" if r.kernel.starts_with("attn_fwd_dense_") => prefill::shared_mem_bytes(&Source::<&[i32]>::Dense, head_dim),
+            "prefill" if r.kernel.starts_with("attn_fwd_vertical_slash_") => prefill::shared_mem_bytes(&vs, head_dim),
+            "prefill" => prefill::shared_mem_bytes(&block_sparse, head_dim),
+            _ => continue,
+        };
+        let total = dynamic + r.static_smem;
+        println!("{}::{} {}: {} + {} bytes of shared memory", r.module, r.kernel, r.arch, dynamic, r.static_smem);
+        assert!(total <= SM_86_BYTES, "{}::{} ({}) needs {total} bytes of shared memory, past sm_86's {SM_86_BYTES}", r.module, r.kernel, r.arch);
+        checked += 1;
+    }
+    assert!(checked > 0, "no attention kernel in the report");
 }
 
 #[test]

@@ -108,6 +108,9 @@ fn varlen_dense_matches_the_reference() {
     // head_dim 96 (rows of 12 chunks).
     let d96 = Batch { lens: vec![(65, 130), (3, 3), (0, 9)], heads_q: 4, heads_kv: 2, head_dim: 96 };
     run::<half::f16>(&sim, &d96, true, None, 7);
+    // head_dim 256 (one row block per CTA, a warp one m-tile).
+    let d256 = Batch { lens: vec![(65, 130), (1, 1), (0, 9), (64, 64)], heads_q: 4, heads_kv: 1, head_dim: 256 };
+    run::<half::bf16>(&sim, &d256, true, None, 8);
     // One long sequence among short ones.
     let long = Batch { lens: vec![(1000, 1000), (3, 40), (65, 65)], heads_q: 2, heads_kv: 1, head_dim: 64 };
     run::<half::bf16>(&sim, &long, true, None, 3);
@@ -123,9 +126,11 @@ fn varlen_block_sparse_matches_the_reference() {
         let bs = random_block_sparse(&mut rng, &shape, 2, density);
         run::<half::bf16>(&sim, &b, causal, Some(&bs), 4);
     }
-    let b128 = Batch { lens: vec![(200, 260), (64, 64)], heads_q: 2, heads_kv: 2, head_dim: 128 };
-    let bs = random_block_sparse(&mut rng, &b128.shape(), 2, 0.4);
-    run::<half::f16>(&sim, &b128, true, Some(&bs), 5);
+    for (head_dim, seed) in [(128, 5), (256, 6)] {
+        let b = Batch { lens: vec![(200, 260), (64, 64)], heads_q: 2, heads_kv: 2, head_dim };
+        let bs = random_block_sparse(&mut rng, &b.shape(), 2, 0.4);
+        run::<half::f16>(&sim, &b, true, Some(&bs), seed);
+    }
 }
 
 #[test]
@@ -150,6 +155,7 @@ fn varlen_vertical_slash_matches_the_reference() {
     for b in [
         Batch { lens: vec![(130, 130), (1, 64), (0, 0), (65, 300), (64, 20)], heads_q: 4, heads_kv: 2, head_dim: 64 },
         Batch { lens: vec![(200, 260), (70, 70)], heads_q: 2, heads_kv: 2, head_dim: 128 },
+        Batch { lens: vec![(130, 200), (0, 3), (65, 65)], heads_q: 4, heads_kv: 2, head_dim: 256 },
     ] {
         let (shape, vl) = (b.shape(), b.varlen());
         let vs = attention_cases::random_vertical_slash(&mut Rng::new(31), &shape, 2, 0.1);
@@ -171,6 +177,7 @@ fn varlen_topk_matches_the_reference() {
     for (b, dtype_bf16) in [
         (Batch { lens: vec![(1, 70), (63, 63), (0, 4), (65, 200), (20, 0)], heads_q: 8, heads_kv: 2, head_dim: 64 }, true),
         (Batch { lens: vec![(40, 40), (7, 130)], heads_q: 2, heads_kv: 2, head_dim: 128 }, false),
+        (Batch { lens: vec![(9, 70), (0, 2), (20, 20)], heads_q: 4, heads_kv: 1, head_dim: 256 }, true),
     ] {
         let (shape, vl) = (b.shape(), b.varlen());
         // Packed rows of k keys each, per kv head: keys of the row's own sequence (some past

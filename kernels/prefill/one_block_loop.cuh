@@ -1,52 +1,16 @@
-// The prefill loop for gathering sources (vertical-slash): one row block per CTA, since
-// its gathered column tiles differ per row block. The dense and block-sparse sources run
-// on the block-pair loop (block_pair_loop.cuh).
+// The prefill loop for gathering sources (vertical-slash) up to head_dim 128: one row
+// block per CTA, since its gathered column tiles differ per row block, Q in registers, and
+// K/V double-buffered. The dense and block-sparse sources, and vertical-slash at head_dim
+// 256, run on the q_smem loop (q_smem_loop.cuh).
 #pragma once
 #include "common/c_std.h"
 
 #include "common/online_softmax.cuh"
 #include "common/tile_math.cuh"
+#include "prefill/gathered_keys.cuh"
 #include "prefill/tiles.cuh"
 
 namespace attn {
-
-// publish_gathered_keys scans a gathered tile's keys in at most two warps.
-static_assert(kBlockN <= 64 && kBlockN <= kCtaThreads, "a gathered tile's keys fit the first two warps");
-
-// Publishes the keys of a gathered tile into s_keys[stage], keeping list entry `tid` (its
-// in-range key `v`, or -1) only if it is above every in-range entry listed before it, in
-// this tile or an earlier one: the kept keys are then strictly ascending, so no key is
-// attended twice whatever the list holds, and a valid (ascending) list loses nothing.
-// That is a prefix maximum: a shuffle scan inside each of the first two warps, warp 0's
-// total handed to warp 1 through shared memory, and the running maximum of the earlier
-// tiles kept in carry[stage ^ 1] (gathered tiles alternate stages). Every thread of the
-// CTA must call it (two barriers).
-__device__ __forceinline__ void publish_gathered_keys(int v, int tid, int stage, int (&keys)[2][kBlockN], int (&carry)[2],
-                                                      int& warp0_max) {
-    const int lane = tid % 32;
-    int inclusive = v;
-#pragma unroll
-    for (int offset = 1; offset < 32; offset <<= 1) {
-        const int up = __shfl_up_sync(0xffffffffu, inclusive, offset);
-        inclusive = lane >= offset ? max(inclusive, up) : inclusive;
-    }
-    const int shifted = __shfl_up_sync(0xffffffffu, inclusive, 1);
-    const int exclusive = lane == 0 ? -1 : shifted;
-    if (tid == 31) {
-        warp0_max = inclusive;
-    }
-    __syncthreads();
-    if (tid < kBlockN) {
-        int before = max(carry[stage ^ 1], exclusive);
-        before = tid >= 32 ? max(before, warp0_max) : before;
-        keys[stage][tid] = v > before ? v : -1;
-        if (tid == kBlockN - 1) {
-            carry[stage] = max(before, v);
-        }
-    }
-    __syncthreads();
-}
-
 
 // One tile for one warp over the tile's first W keys or list slots (W = 16, 32, 48 or 64):
 // past W, every slot is empty or invisible to all of the warp's rows, so neither their
@@ -77,7 +41,7 @@ __device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState&
 // computed, tile t + 1 is already in flight with cp.async (with its gathered keys
 // published first). Shared memory: two stages of K and V; Q borrows stage 1 before the
 // loop, and the output is staged in stage 0 after it.
-// `View` (unused here): the varlen and paged entries' flag for the block-pair loop, taken so
+// `View` (unused here): the varlen and paged entries' flag for the q_smem loop, taken so
 // that both loops instantiate alike (prefill.cu). `Paged`: K and V come from page caches
 // through the view's block-table row (common/varlen.cuh).
 template <typename T, int D, typename Source, bool View = false, bool Paged = false>

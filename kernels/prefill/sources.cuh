@@ -5,9 +5,10 @@
 // untrusted: a source skips entries that are out of range or out of order, and every
 // global access is bounded by the params' sizes.
 //
-// VerticalSlashSource walks one row block (kRowBlocks = 1), for the one-block loop. The
-// pair sources (kRowBlocks = 2: DenseSourcePair, BlockSparseSourcePair) walk two row
-// blocks' streams merged, for the block-pair loop.
+// VerticalSlashSource walks one row block (kRowBlocks = 1), for the one-block loop (and the
+// q_smem loop at head_dim 256). DenseSource and BlockSparseSource walk the merged streams
+// of the q_smem loop's kRowBlocks row blocks: two up to head_dim 128, one at 256
+// (prefill_row_blocks).
 #pragma once
 #include "common/c_std.h"
 
@@ -16,7 +17,7 @@
 
 namespace attn {
 
-// The base of the pair sources, whose tiles are all contiguous.
+// The base of the dense and block-sparse sources, whose tiles are all contiguous.
 struct ContiguousTiles {
     static constexpr bool kGathers = false;  // never yields a gathered tile
     // Whether the CTA's row block `block` attends tile t: its bit of t.keep.
@@ -32,6 +33,8 @@ struct ContiguousTiles {
 struct VerticalSlashSource {
     static constexpr int kRowBlocks = 1;
     static constexpr bool kGathers = true;
+    static constexpr int kTileKeys = kBlockN;  // the q_smem loop's (head_dim 256) tile size
+    static constexpr bool kHoistAddressing = true;
     IndexRow offsets;
     IndexRow columns;
     int pos;
@@ -91,7 +94,7 @@ struct VerticalSlashSource {
 // past the row block's visibility limit (block_bound: fully masked work; the limit is at
 // most seq_k, so that also rejects blocks past the last one). `head` is the next kept
 // block, kNone once the list is exhausted. The bound is recomputed per advance rather than
-// held: the block-pair loop has no register to spare for it.
+// held: the q_smem loop has no register to spare for it.
 struct BlockListStream {
     static constexpr int kNone = 0x7fffffff;
     const int32_t* entries;  // the next entry to read
@@ -138,9 +141,10 @@ struct BlockListStream {
     }
 };
 
-// Block-sparse over row blocks c.m and c.m + 1: the union of the two blocks' streams, in
-// ascending block order, each tile once, with `keep` saying which block's list holds it.
-// Every skip rule applies per row block, exactly as that block's own walk would.
+// Block-sparse over the RowBlocks (1 or 2) row blocks from c.m: with two, the union of the
+// two blocks' streams, in ascending block order, each tile once, with `keep` saying which
+// block's list holds it (one: the second stream is empty). Every skip rule applies per row
+// block, exactly as that block's own walk would.
 //
 // The two streams' state (eight registers) lives in shared memory between calls, leaving
 // its registers to the loop, which at head_dim 128 uses all 255 (held in registers it made
@@ -149,10 +153,12 @@ struct BlockListStream {
 // it to the other of two buffers, which the next call reads. Calls must be separated by a
 // CTA barrier (the loop's two per tile; init ends with one for the first call, and the
 // loop must place one between the first and second calls).
-struct BlockSparseSourcePair : ContiguousTiles {
-    static constexpr int kRowBlocks = 2;
+template <int RowBlocks>
+struct BlockSparseSource : ContiguousTiles {
+    static_assert(RowBlocks == 1 || RowBlocks == 2, "one or two row blocks per CTA");
+    static constexpr int kRowBlocks = RowBlocks;
     static constexpr int kTileKeys = kBlockN;  // a tile is one index key block
-    static constexpr bool kHoistAddressing = true;  // the block-pair loop's ldmatrix addresses, set up once
+    static constexpr bool kHoistAddressing = true;  // the q_smem loop's ldmatrix addresses, set up once
     struct Streams {
         BlockListStream s[2];
     };
@@ -165,7 +171,7 @@ struct BlockSparseSourcePair : ContiguousTiles {
         parity = 0;
         Streams st;
         st.s[0].init(p, c);
-        if (c.m + 1 < p.row_blocks) {
+        if (RowBlocks == 2 && c.m + 1 < p.row_blocks) {
             st.s[1].init(p, row_block_pos(p, c.b, c.h, c.m + 1));
         } else {
             st.s[1].init_empty();
@@ -200,14 +206,16 @@ struct BlockSparseSourcePair : ContiguousTiles {
     }
 };
 
-// Dense over row blocks c.m and c.m + 1, in tiles of N keys (dense_key_tile): the tiles of
-// the longer stream (both streams start at key 0 in N-key steps, so the shorter one is its
-// prefix), each kept by the blocks whose visibility limit it starts below.
-template <int N>
-struct DenseSourcePair : ContiguousTiles {
-    static constexpr int kRowBlocks = 2;
+// Dense over the RowBlocks (1 or 2) row blocks from c.m, in tiles of N keys
+// (dense_key_tile): the tiles of the longer stream (both streams start at key 0 in N-key
+// steps, so the shorter one is its prefix), each kept by the blocks whose visibility limit
+// it starts below.
+template <int N, int RowBlocks>
+struct DenseSource : ContiguousTiles {
+    static_assert(RowBlocks == 1 || RowBlocks == 2, "one or two row blocks per CTA");
+    static constexpr int kRowBlocks = RowBlocks;
     static constexpr int kTileKeys = N;
-    // The block-pair loop's ldmatrix addresses, set up once; at 128-key tiles (head_dim 64)
+    // The q_smem loop's ldmatrix addresses, set up once; at 128-key tiles (head_dim 64)
     // the scores leave no registers for them (ptxas 12.4 spilled on sm_90).
     static constexpr bool kHoistAddressing = N == kBlockN;
     int next_key;
@@ -217,7 +225,7 @@ struct DenseSourcePair : ContiguousTiles {
     __device__ __forceinline__ void init(const AttnParams& p, const CtaPos& c) {
         next_key = 0;
         limit0 = c.key_limit;
-        limit1 = c.m + 1 < p.row_blocks ? row_block_pos(p, c.b, c.h, c.m + 1).key_limit : 0;
+        limit1 = RowBlocks == 2 && c.m + 1 < p.row_blocks ? row_block_pos(p, c.b, c.h, c.m + 1).key_limit : 0;
         end = max(limit0, limit1);
     }
     __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {

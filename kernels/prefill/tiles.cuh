@@ -1,5 +1,5 @@
 // What both prefill main loops share (kernels/prefill/one_block_loop.cuh and
-// block_pair_loop.cuh): the tile constants, a tile reference, the CTA's place in the
+// q_smem_loop.cuh): the tile constants, a tile reference, the CTA's place in the
 // problem, the cp.async loads of the Q and K/V tiles, and the output of one m-tile.
 #pragma once
 #include "common/c_std.h"
@@ -24,10 +24,17 @@ constexpr int kBlockN = SA_PREFILL_TILE_N;  // keys per K/V tile (an index key b
 __host__ __device__ constexpr int dense_key_tile(int d) { return d <= 64 ? 2 * kBlockN : kBlockN; }
 constexpr int kCtaThreads = SA_PREFILL_THREADS;  // threads per CTA, both loops
 constexpr int kCtaWarps = kCtaThreads / 32;
-// The one-block loop gives each warp one 16-row m-tile of its row block; the block-pair
-// loop gives each warp two m-tiles (32 rows) of one of its two row blocks.
+// The one-block loop gives each warp one 16-row m-tile of its row block; the q_smem loop
+// gives each warp prefill_row_blocks(D) m-tiles (16 or 32 rows) of one of its row blocks.
 static_assert(kCtaWarps * 16 == kBlockM, "the one-block loop's warps own 16 rows (one mma M) each");
-static_assert(SA_PREFILL_ROW_BLOCKS == 2, "the block-pair loop covers exactly two row blocks");
+static_assert(SA_PREFILL_ROW_BLOCKS == 2, "the q_smem loop covers one or two row blocks");
+
+// Row blocks per CTA, and m-tiles per warp, of the dense and block-sparse kernels at
+// head_dim d: two up to SA_PREFILL_PAIR_MAX_HEAD_DIM, one above (where two m-tiles'
+// accumulators alone would take every register). Mirrored by plan::prefill::row_blocks_per_cta.
+__host__ __device__ constexpr int prefill_row_blocks(int d) {
+    return d <= SA_PREFILL_PAIR_MAX_HEAD_DIM ? SA_PREFILL_ROW_BLOCKS : 1;
+}
 // The sources read the index tensors in row-block units (a pair source merges two), so the
 // row block must be the index block:
 static_assert(kBlockM == SA_INDEX_BLOCK_M,

@@ -1,8 +1,9 @@
 //! Prefill attention (`kernels/prefill.cu`): one main loop over key tiles, with the key-tile
 //! source of the pattern (dense, block-sparse, vertical-slash; A-shape runs as
-//! block-sparse). Every CTA has [`THREADS`] threads. Dense and block-sparse: one CTA per
-//! ([`PREFILL_ROW_BLOCKS`] row blocks of [`PREFILL_TILE_M`] query rows, query head, batch),
-//! loading each K/V tile once for both row blocks; vertical-slash: one CTA per (row block,
+//! block-sparse). Every CTA has [`THREADS`] threads. Dense and block-sparse up to head_dim
+//! [`PREFILL_PAIR_MAX_HEAD_DIM`]: one CTA per ([`PREFILL_ROW_BLOCKS`] row blocks of
+//! [`PREFILL_TILE_M`] query rows, query head, batch), loading each K/V tile once for both
+//! row blocks; vertical-slash, and every pattern at head_dim 256: one CTA per (row block,
 //! query head, batch). See [`row_blocks_per_cta`].
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
@@ -10,7 +11,7 @@ use super::tensors::{check_dense, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{to_i32, to_u32};
 use crate::error::{Error, Result};
-use crate::params::{AttnParams, PREFILL_ROW_BLOCKS, PREFILL_THREADS, PREFILL_TILE_M, PREFILL_TILE_N};
+use crate::params::{AttnParams, PREFILL_PAIR_MAX_HEAD_DIM, PREFILL_ROW_BLOCKS, PREFILL_THREADS, PREFILL_TILE_M, PREFILL_TILE_N};
 use crate::pattern::vertical_slash::require_causal;
 use crate::shape::{AttnOptions, AttnShape, DType};
 use crate::source::{row_blocks, Source};
@@ -19,18 +20,20 @@ use crate::source::{row_blocks, Source};
 pub const MODULE: &str = "prefill";
 
 /// Threads per CTA of every prefill kernel: 4 warps, over the [`row_blocks_per_cta`] row
-/// blocks of the CTA (32 rows of one row block a warp for dense and block-sparse, 16 for
-/// vertical-slash).
+/// blocks of the CTA (32 rows of one row block a warp for dense and block-sparse up to
+/// head_dim [`PREFILL_PAIR_MAX_HEAD_DIM`], 16 rows otherwise).
 pub const THREADS: u32 = PREFILL_THREADS;
 
-/// Row blocks one CTA of `source`'s kernel covers: [`PREFILL_ROW_BLOCKS`] for dense and
-/// block-sparse (the CTA walks the union of its row blocks' key tiles and loads each once),
-/// 1 for vertical-slash (its gathered column tiles differ per row block) and top-k (not a
-/// prefill kernel).
-pub fn row_blocks_per_cta<B>(source: &Source<B>) -> usize {
+/// Row blocks one CTA of `source`'s kernel covers at `head_dim`: [`PREFILL_ROW_BLOCKS`] for
+/// dense and block-sparse up to head_dim [`PREFILL_PAIR_MAX_HEAD_DIM`] (the CTA walks the
+/// union of its row blocks' key tiles and loads each once), 1 above it (a warp's one m-tile
+/// of accumulators takes 128 registers at head_dim 256), 1 for vertical-slash (its gathered
+/// column tiles differ per row block) and top-k (not a prefill kernel). Mirrors the kernels'
+/// `prefill_row_blocks` (`kernels/prefill/tiles.cuh`).
+pub fn row_blocks_per_cta<B>(source: &Source<B>, head_dim: usize) -> usize {
     match source {
-        Source::Dense | Source::BlockSparse(_) => PREFILL_ROW_BLOCKS,
-        Source::VerticalSlash(_) | Source::TopK(_) => 1,
+        Source::Dense | Source::BlockSparse(_) if head_dim <= PREFILL_PAIR_MAX_HEAD_DIM => PREFILL_ROW_BLOCKS,
+        _ => 1,
     }
 }
 
@@ -54,14 +57,18 @@ pub fn key_tile<B>(source: &Source<B>, head_dim: usize) -> usize {
 }
 
 /// Dynamic shared memory of one CTA of `source`'s kernel at `head_dim`, 16-bit elements of
-/// head_dim each: for dense and block-sparse, a Q tile of [`PREFILL_ROW_BLOCKS`] x
-/// [`PREFILL_TILE_M`] rows, one K tile and one V tile of [`key_tile`] rows; for
-/// vertical-slash, two stages of K and V tiles of [`PREFILL_TILE_N`] rows (its Q tile
-/// borrows stage 1 before the loop). Saturates at `u32::MAX` for a head_dim no kernel has.
+/// head_dim each: where Q stays in shared memory (dense and block-sparse; vertical-slash at
+/// head_dim 256), a Q tile of [`row_blocks_per_cta`] x [`PREFILL_TILE_M`] rows, one K tile
+/// and one V tile of [`key_tile`] rows; for vertical-slash up to head_dim
+/// [`PREFILL_PAIR_MAX_HEAD_DIM`], two stages of K and V tiles of [`PREFILL_TILE_N`] rows (its
+/// Q tile borrows stage 1 before the loop). At most 96 KiB, within the 99 KiB per block of
+/// sm_86 / sm_89. Saturates at `u32::MAX` for a head_dim no kernel has.
 pub fn shared_mem_bytes<B>(source: &Source<B>, head_dim: usize) -> u32 {
-    let rows = match source {
-        Source::Dense | Source::BlockSparse(_) => PREFILL_ROW_BLOCKS * PREFILL_TILE_M + 2 * key_tile(source, head_dim),
-        Source::VerticalSlash(_) | Source::TopK(_) => 4 * PREFILL_TILE_N,
+    let double_buffered = matches!(source, Source::VerticalSlash(_) | Source::TopK(_)) && head_dim <= PREFILL_PAIR_MAX_HEAD_DIM;
+    let rows = if double_buffered {
+        4 * PREFILL_TILE_N
+    } else {
+        row_blocks_per_cta(source, head_dim) * PREFILL_TILE_M + 2 * key_tile(source, head_dim)
     };
     u32::try_from((rows * ELEM_BYTES).saturating_mul(head_dim)).unwrap_or(u32::MAX)
 }
@@ -102,7 +109,7 @@ pub(super) fn plan_form(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts:
 /// The launch of `params` on `shape`'s grid, with the kernel of `source`'s pattern (its
 /// name with `form` inserted after the pattern: `_varlen` or nothing).
 fn launch_plan(shape: &AttnShape, dtype: DType, source: &Source<DeviceBuffer>, params: &AttnParams, form: &str) -> Result<LaunchPlan> {
-    let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source));
+    let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source, shape.head_dim()));
     let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
     let kernel = form_kernel_name(source, dtype, shape.head_dim(), form)?;
     LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), params)
