@@ -49,7 +49,8 @@
 
 // ---- Launch-parameter structs ----
 
-// vertical_slash_convert (kernels/vs_convert.cu): vertical-slash indexes -> tiles + columns.
+// vertical_slash_convert (kernels/vs_convert.cu): vertical-slash indexes -> tiles + columns,
+// for a padded batch or, per sequence, a varlen or paged one.
 // One thread per (batch, head, row block); grid = ceil(batch * heads * row_blocks /
 // SA_VS_CONVERT_THREADS) blocks of SA_VS_CONVERT_THREADS threads. Pointers are device addresses as integers so the Rust mirror is
 // plain old data; every tensor is i32, densely packed, and `heads` is the descriptor's H.
@@ -60,6 +61,14 @@ typedef struct VsConvertParams {
     uint64_t block_offset;      // int32_t [batch, heads, row_blocks, nnz_s]
     uint64_t column_count;      // int32_t [batch, heads, row_blocks]
     uint64_t column_index;      // int32_t [batch, heads, row_blocks, nnz_v]
+    // Varlen and paged batches (each 0 when unused): sequence b's query rows are
+    // cu_seqlens_q[b + 1] - cu_seqlens_q[b], its keys seqlens_k[b] (paged) or
+    // cu_seqlens_k[b + 1] - cu_seqlens_k[b] (varlen); seq_q and seq_k are then the longest
+    // sequence's. Untrusted: a length outside [0, seq_q] or [0, seq_k] gives the sequence
+    // empty rows. Row blocks past a sequence's own get no tiles and no columns.
+    uint64_t cu_seqlens_q;      // const int32_t [batch + 1], or 0
+    uint64_t cu_seqlens_k;      // const int32_t [batch + 1], or 0
+    uint64_t seqlens_k;         // const int32_t [batch], or 0
     int32_t batch;
     int32_t heads;
     int32_t seq_q;

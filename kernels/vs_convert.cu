@@ -11,6 +11,32 @@
 #include "params.h"
 #include "common/vs_index.cuh"
 
+struct SeqLens {
+    int32_t q, k;
+};
+
+// The difference of entries b and b + 1 of a cu_seqlens tensor, or 0 unless it is in
+// [0, longest].
+__device__ __forceinline__ int32_t span(uint64_t cu, int b, int32_t longest) {
+    const int32_t* c = reinterpret_cast<const int32_t*>(cu);
+    const int64_t len = (int64_t)__ldg(c + b + 1) - __ldg(c + b);
+    return len >= 0 && len <= longest ? (int32_t)len : 0;
+}
+
+// Sequence b's query and key lengths: the params' own (padded), or read from the varlen or
+// paged lengths, each checked against the longest.
+__device__ __forceinline__ SeqLens sequence_lens(const VsConvertParams& p, int b) {
+    SeqLens l;
+    l.q = p.cu_seqlens_q != 0 ? span(p.cu_seqlens_q, b, p.seq_q) : p.seq_q;
+    if (p.seqlens_k != 0) {
+        const int32_t k = __ldg(reinterpret_cast<const int32_t*>(p.seqlens_k) + b);
+        l.k = k >= 0 && k <= p.seq_k ? k : 0;
+    } else {
+        l.k = p.cu_seqlens_k != 0 ? span(p.cu_seqlens_k, b, p.seq_k) : p.seq_k;
+    }
+    return l;
+}
+
 // One thread per (batch, head, row block), SA_VS_CONVERT_THREADS to a block. Rows are
 // independent and short (at most nnz_s + nnz_v steps), so a thread each keeps the code a
 // straight transcription of the host rule; the work is tiny next to the attention that
@@ -34,9 +60,14 @@ vertical_slash_convert(const __grid_constant__ VsConvertParams p) {
     int32_t* tiles = reinterpret_cast<int32_t*>(p.block_offset) + task * p.nnz_s;
     int32_t* columns = reinterpret_cast<int32_t*>(p.column_index) + task * p.nnz_v;
 
-    const vs_index::RowBlock rb = vs_index::row_block(p.seq_q, p.seq_k, m);
-    const int n_tiles = vs_index::build_tiles(rb, slashes, p.nnz_s, tiles);
-    const int n_columns = vs_index::build_columns(rb, verticals, p.nnz_v, tiles, n_tiles, columns);
+    const int b = (int)(head_row / p.heads);
+    const SeqLens lens = sequence_lens(p, b);
+    int n_tiles = 0, n_columns = 0;
+    if ((int64_t)m * vs_index::kBlockM < lens.q && lens.k > 0) {
+        const vs_index::RowBlock rb = vs_index::row_block(lens.q, lens.k, m);
+        n_tiles = vs_index::build_tiles(rb, slashes, p.nnz_s, tiles);
+        n_columns = vs_index::build_columns(rb, verticals, p.nnz_v, tiles, n_tiles, columns);
+    }
 
     // Entries past a count are -1, so the output does not depend on what the buffers held.
     for (int k = n_tiles; k < p.nnz_s; ++k) {

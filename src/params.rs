@@ -24,6 +24,13 @@ pub struct VsConvertParams {
     pub column_count: u64,
     /// Device address of the output `column_index`, i32 `[batch, heads, row_blocks, nnz_v]`.
     pub column_index: u64,
+    /// Device address of `cu_seqlens_q`, i32 `[batch + 1]`, for a varlen or paged batch; 0
+    /// otherwise.
+    pub cu_seqlens_q: u64,
+    /// Device address of `cu_seqlens_k`, i32 `[batch + 1]`, for a varlen batch; 0 otherwise.
+    pub cu_seqlens_k: u64,
+    /// Device address of `seqlens_k`, i32 `[batch]`, for a paged batch; 0 otherwise.
+    pub seqlens_k: u64,
     /// `B`.
     pub batch: i32,
     /// The descriptor's `H` (`heads_q` or `heads_kv`).

@@ -241,6 +241,32 @@ impl SimBackend {
     /// `vertical_slash_convert` kernel; the simulator counterpart of
     /// [`crate::cuda::convert_on_gpu`].
     pub fn vs_convert(&self, vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
+        self.run_vs_convert(vs, shape, |vertical, slash, out| crate::plan::vs_convert::plan(shape, vertical, slash, out))
+    }
+
+    /// [`Self::vs_convert`] for a varlen batch, each sequence on its own lengths (uploaded
+    /// and read on the simulated device): `crate::cuda::vs_convert_varlen`'s counterpart,
+    /// equal to [`crate::pattern::vs_convert::convert_varlen`].
+    pub fn vs_convert_varlen(&self, vs: &VerticalSlash, shape: &AttnShape, varlen: &Varlen) -> Result<VsIndex> {
+        let lens = VarlenBuffers {
+            cu_seqlens_q: self.upload(varlen.cu_seqlens_q())?,
+            cu_seqlens_k: self.upload(varlen.cu_seqlens_k())?,
+            total_q: varlen.total_q(),
+            total_k: varlen.total_k(),
+            host: Some(varlen),
+        };
+        let lens = crate::plan::vs_convert::SeqLens::Varlen(&lens);
+        self.run_vs_convert(vs, shape, |vertical, slash, out| crate::plan::vs_convert::plan_varlen(shape, lens, vertical, slash, out))
+    }
+
+    /// Uploads a validated descriptor, runs the conversion `plan` gives for it and downloads
+    /// the index.
+    fn run_vs_convert(
+        &self,
+        vs: &VerticalSlash,
+        shape: &AttnShape,
+        plan: impl FnOnce(DeviceBuffer, DeviceBuffer, &VsIndex<DeviceBuffer>) -> Result<LaunchPlan>,
+    ) -> Result<VsIndex> {
         vs.validate(shape)?;
         let dims = index_dims(vs, shape)?;
         let lens = dims.lens();
@@ -252,7 +278,7 @@ impl SimBackend {
             column_count: self.alloc::<i32>(lens.rows)?,
             column_index: self.alloc::<i32>(lens.column_index)?,
         };
-        self.launch(&crate::plan::vs_convert::plan(shape, vertical, slash, &out)?, &LaunchOptions::default())?;
+        self.launch(&plan(vertical, slash, &out)?, &LaunchOptions::default())?;
         Ok(out.try_map(|_, buf| self.download::<i32>(buf))?.truncate_to_dims())
     }
 }

@@ -19,21 +19,21 @@ fn rust_vs_convert() -> Layout {
     }
     fields!(
         vertical_indexes, slash_indexes, block_count, block_offset, column_count, column_index,
-        batch, heads, seq_q, seq_k, nnz_v, nnz_s, row_blocks, pad0
+        cu_seqlens_q, cu_seqlens_k, seqlens_k, batch, heads, seq_q, seq_k, nnz_v, nnz_s, row_blocks, pad0
     );
     l
 }
 
-/// The C layout of VsConvertParams by the rules every 64-bit ABI shares: six 8-byte
+/// The C layout of VsConvertParams by the rules every 64-bit ABI shares: nine 8-byte
 /// fields, then eight 4-byte fields, no padding, 8-byte alignment.
 fn expected_vs_convert() -> Layout {
     let names = [
         "vertical_indexes", "slash_indexes", "block_count", "block_offset", "column_count", "column_index",
-        "batch", "heads", "seq_q", "seq_k", "nnz_v", "nnz_s", "row_blocks", "pad0",
+        "cu_seqlens_q", "cu_seqlens_k", "seqlens_k", "batch", "heads", "seq_q", "seq_k", "nnz_v", "nnz_s", "row_blocks", "pad0",
     ];
-    let mut l = vec![("sizeof".to_string(), 80), ("alignof".to_string(), 8)];
+    let mut l = vec![("sizeof".to_string(), 104), ("alignof".to_string(), 8)];
     for (k, name) in names.iter().enumerate() {
-        let offset = if k < 6 { 8 * k } else { 48 + 4 * (k - 6) };
+        let offset = if k < 9 { 8 * k } else { 72 + 4 * (k - 9) };
         l.push((name.to_string(), offset));
     }
     l
@@ -124,7 +124,7 @@ fn vs_convert_params_matches_the_c_struct() {
 fn vs_convert_params_is_plain_bytes() {
     // Pod: the launcher passes the struct as its raw bytes; a zeroed struct is valid.
     let p: VsConvertParams = bytemuck::Zeroable::zeroed();
-    assert_eq!(bytemuck::bytes_of(&p).len(), 80);
+    assert_eq!(bytemuck::bytes_of(&p).len(), 104);
     assert!(bytemuck::bytes_of(&p).iter().all(|&b| b == 0));
 }
 

@@ -85,15 +85,23 @@ pub fn attention_varlen<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     source: &Source<B>,
 ) -> Result<()> {
     enqueue(stream, tensors, source, |bufs, source, guards| {
-        let lens = VarlenBuffers {
-            cu_seqlens_q: read(stream, "cu_seqlens_q", varlen.cu_seqlens_q, guards)?,
-            cu_seqlens_k: read(stream, "cu_seqlens_k", varlen.cu_seqlens_k, guards)?,
-            total_q: varlen.total_q,
-            total_k: varlen.total_k,
-            host: varlen.host,
-        };
+        let lens = varlen.buffers(stream, guards)?;
         crate::plan::attention_varlen(shape, &lens, T::DTYPE, opts, bufs, source)
     })
+}
+
+impl<'a, B: DevicePtr<i32>> VarlenTensors<'a, B> {
+    /// The planner's view of the tensors, after their context checks; their access guards
+    /// go to `guards`.
+    pub(super) fn buffers(&self, stream: &'a Arc<CudaStream>, guards: &mut Vec<SyncOnDrop<'a>>) -> Result<VarlenBuffers<'a>> {
+        Ok(VarlenBuffers {
+            cu_seqlens_q: read(stream, "cu_seqlens_q", self.cu_seqlens_q, guards)?,
+            cu_seqlens_k: read(stream, "cu_seqlens_k", self.cu_seqlens_k, guards)?,
+            total_q: self.total_q,
+            total_k: self.total_k,
+            host: self.host,
+        })
+    }
 }
 
 /// The paging metadata of a paged launch ([`attention_paged`]), on the device: i32
@@ -132,18 +140,26 @@ pub fn attention_paged<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     source: &Source<B>,
 ) -> Result<()> {
     enqueue(stream, tensors, source, |bufs, source, guards| {
-        let meta = PagedKvBuffers {
-            cu_seqlens_q: read(stream, "cu_seqlens_q", paged.cu_seqlens_q, guards)?,
-            total_q: paged.total_q,
-            seqlens_k: read(stream, "seqlens_k", paged.seqlens_k, guards)?,
-            block_table: read(stream, "block_table", paged.block_table, guards)?,
-            max_pages: paged.max_pages,
-            page_size: paged.page_size,
-            num_pages: paged.num_pages,
-            host: paged.host,
-        };
+        let meta = paged.buffers(stream, guards)?;
         crate::plan::attention_paged(shape, &meta, T::DTYPE, opts, bufs, source)
     })
+}
+
+impl<'a, B: DevicePtr<i32>> PagedTensors<'a, B> {
+    /// The planner's view of the metadata, after the context checks; the access guards go
+    /// to `guards`.
+    pub(super) fn buffers(&self, stream: &'a Arc<CudaStream>, guards: &mut Vec<SyncOnDrop<'a>>) -> Result<PagedKvBuffers<'a>> {
+        Ok(PagedKvBuffers {
+            cu_seqlens_q: read(stream, "cu_seqlens_q", self.cu_seqlens_q, guards)?,
+            total_q: self.total_q,
+            seqlens_k: read(stream, "seqlens_k", self.seqlens_k, guards)?,
+            block_table: read(stream, "block_table", self.block_table, guards)?,
+            max_pages: self.max_pages,
+            page_size: self.page_size,
+            num_pages: self.num_pages,
+            host: self.host,
+        })
+    }
 }
 
 /// Dense attention: [`attention`] with [`Source::Dense`].

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
-use super::attention::upload_i32;
+use super::attention::{upload_i32, PagedTensors, VarlenTensors};
 use super::tensors::{read, write};
 use crate::error::Result;
 use crate::mask::SparsePattern;
 use crate::pattern::vs_convert::index_dims;
 use crate::pattern::VerticalSlash;
+use crate::plan::vs_convert::SeqLens;
 use crate::shape::AttnShape;
 use crate::source::{VsIndex, VsIndexDims};
 
@@ -54,6 +55,53 @@ pub fn vs_convert<I: DevicePtr<i32>, O: DevicePtrMut<i32>>(
     // SAFETY: every address in the plan comes from a live buffer of this stream's context
     // (checked above) whose true length the planner checked against what the kernel
     // addresses; the guards keep cudarc's ordering until the launch is enqueued.
+    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
+    drop(guards);
+    launched
+}
+
+/// The per-sequence lengths of a varlen or paged batch for [`vs_convert_varlen`]: the same
+/// device tensors (and host copies) its attention launch takes.
+pub enum SeqLensTensors<'a, B> {
+    /// A varlen batch ([`super::attention_varlen`]'s boundaries).
+    Varlen(VarlenTensors<'a, B>),
+    /// A paged batch ([`super::attention_paged`]'s metadata; `cu_seqlens_q` and `seqlens_k`
+    /// are read).
+    Paged(PagedTensors<'a, B>),
+}
+
+/// [`vs_convert`] for a varlen or paged batch ([`crate::plan::vs_convert::plan_varlen`]):
+/// `shape` holds the batch and the longest sequences, and each sequence's row blocks are
+/// converted on its own lengths, which the kernel reads on the device (nothing is copied
+/// back), so an engine goes from device indexes to the attention launch without a host
+/// round trip. The device counterpart of [`crate::pattern::vs_convert::convert_varlen`].
+pub fn vs_convert_varlen<I: DevicePtr<i32>, O: DevicePtrMut<i32>>(
+    stream: &Arc<CudaStream>,
+    shape: &AttnShape,
+    lens: SeqLensTensors<'_, I>,
+    vertical_indexes: &I,
+    slash_indexes: &I,
+    out: &mut VsIndex<O>,
+) -> Result<()> {
+    let mut guards = Vec::new();
+    let vertical = read(stream, "vertical_indexes", vertical_indexes, &mut guards)?;
+    let slash = read(stream, "slash_indexes", slash_indexes, &mut guards)?;
+    let out = out.as_mut().try_map(|name, b| write(stream, name, b, &mut guards))?;
+    let (varlen, paged);
+    let lens = match &lens {
+        SeqLensTensors::Varlen(v) => {
+            varlen = v.buffers(stream, &mut guards)?;
+            SeqLens::Varlen(&varlen)
+        }
+        SeqLensTensors::Paged(p) => {
+            paged = p.buffers(stream, &mut guards)?;
+            SeqLens::Paged(&paged)
+        }
+    };
+    let plan = crate::plan::vs_convert::plan_varlen(shape, lens, vertical, slash, &out)?;
+    // SAFETY: as in vs_convert: every address comes from a live buffer of this stream's
+    // context whose true length the planner checked; the guards are held until the launch
+    // is enqueued.
     let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
     drop(guards);
     launched

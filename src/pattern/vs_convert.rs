@@ -106,7 +106,8 @@ pub fn convert(vs: &VerticalSlash, shape: &AttnShape) -> Result<VsIndex> {
 /// sequences (the descriptor is validated against it), and each sequence's row blocks are
 /// converted on its own lengths and diagonal; rows past a sequence's end, and every row of
 /// an empty sequence, get no tiles and no columns. The index has the shape's row blocks.
-/// Host only for now (the GPU conversion kernel takes one length for the batch).
+/// The GPU kernel gives identical tensors from device lengths
+/// (`crate::plan::vs_convert::plan_varlen`).
 pub fn convert_varlen(vs: &VerticalSlash, shape: &AttnShape, varlen: &Varlen) -> Result<VsIndex> {
     vs.validate(shape)?;
     if varlen.batch() != shape.batch() {

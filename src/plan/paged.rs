@@ -11,7 +11,8 @@
 //!   be shared between sequences (prefix sharing).
 //!
 //! Every pattern runs paged (vertical-slash with its index converted per sequence,
-//! `pattern::vs_convert::convert_varlen`).
+//! `pattern::vs_convert::convert_varlen`, or [`super::vs_convert::plan_varlen`] on the device
+//! from `seqlens_k`).
 //!
 //! The device's lengths and block table are never read back. The kernels run a sequence
 //! whose query bounds are malformed, or whose key count needs more than `max_pages` pages,
@@ -89,6 +90,14 @@ fn check_geometry(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<u32> {
     Ok(ps.trailing_zeros())
 }
 
+/// The paging metadata against the launch: its geometry, and the host copies when given.
+/// Returns log2(page_size).
+pub(super) fn check_metadata(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<u32> {
+    let page_shift = check_geometry(shape, paged)?;
+    check_host(shape, paged)?;
+    Ok(page_shift)
+}
+
 /// The host copies against the launch.
 fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
     let Some(host) = paged.host else { return Ok(()) };
@@ -131,8 +140,7 @@ pub fn attention_paged(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    let page_shift = check_geometry(shape, paged)?;
-    check_host(shape, paged)?;
+    let page_shift = check_metadata(shape, paged)?;
     // q and out packed; k and v as [num_pages, page_size] rows.
     let packed = AttnShape::new(1, paged.total_q, shape.seq_k(), shape.heads_q(), shape.heads_kv(), shape.head_dim())?;
     let mut dense = check_tensors(&packed, [paged.num_pages, paged.page_size], dtype, opts, bufs)?;

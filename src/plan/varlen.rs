@@ -5,7 +5,8 @@
 //!
 //! Every source runs varlen: dense, block-sparse (A-shape through
 //! `AShape::to_block_sparse_varlen`), vertical-slash (its index converted per sequence by
-//! `pattern::vs_convert::convert_varlen`) and top-k.
+//! `pattern::vs_convert::convert_varlen` on the host, or [`super::vs_convert::plan_varlen`] on
+//! the device) and top-k.
 //!
 //! The problem's [`AttnShape`] holds the batch and the longest sequences
 //! (`max_seqlen_q`, `max_seqlen_k`), which size the grid and the index tensors' row blocks.
@@ -55,7 +56,7 @@ fn packed_shape(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<AttnShape> 
 
 /// The host copy against the launch: same batch, the packed totals, and no sequence longer
 /// than the shape's longest.
-fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
+pub(super) fn check_host(shape: &AttnShape, varlen: &VarlenBuffers) -> Result<()> {
     let Some(host) = varlen.host else { return Ok(()) };
     check_host_queries(shape, host, varlen.total_q)?;
     if host.total_k() != varlen.total_k {
