@@ -19,17 +19,18 @@ struct SeqLens {
 // [0, longest].
 __device__ __forceinline__ int32_t span(uint64_t cu, int b, int32_t longest) {
     const int32_t* c = reinterpret_cast<const int32_t*>(cu);
-    const int64_t len = (int64_t)__ldg(c + b + 1) - __ldg(c + b);
+    const int64_t len = (int64_t)c[b + 1] - c[b];
     return len >= 0 && len <= longest ? (int32_t)len : 0;
 }
 
 // Sequence b's query and key lengths: the params' own (padded), or read from the varlen or
-// paged lengths, each checked against the longest.
+// paged lengths, each checked against the longest. (Plain loads: tests/vs_convert.rs also
+// compiles this file as host C++.)
 __device__ __forceinline__ SeqLens sequence_lens(const VsConvertParams& p, int b) {
     SeqLens l;
     l.q = p.cu_seqlens_q != 0 ? span(p.cu_seqlens_q, b, p.seq_q) : p.seq_q;
     if (p.seqlens_k != 0) {
-        const int32_t k = __ldg(reinterpret_cast<const int32_t*>(p.seqlens_k) + b);
+        const int32_t k = reinterpret_cast<const int32_t*>(p.seqlens_k)[b];
         l.k = k >= 0 && k <= p.seq_k ? k : 0;
     } else {
         l.k = p.cu_seqlens_k != 0 ? span(p.cu_seqlens_k, b, p.seq_k) : p.seq_k;

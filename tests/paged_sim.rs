@@ -7,150 +7,21 @@
 
 mod attention_cases;
 mod common;
+mod serving_cases;
 
 use attention_cases::{random_block_sparse, Rng};
+use serving_cases::{assert_paged_equals_contiguous, bits, cache, contiguous, layout_name, page, Batch};
 use sparse_attn::pattern::Dense;
 use sparse_attn::plan::{attention_paged, AttnBuffers, AttnLayouts, DeviceBuffer, PagedHost, PagedKvBuffers};
-use sparse_attn::sim::{HostTensors, PagedCache, SimBackend};
 use sparse_attn::{AttnOptions, AttnShape, Bshd, DType, Error, SparsePattern, Varlen};
 
 type T = half::bf16;
 const HQ: usize = 4;
 const HKV: usize = 2;
 
-/// A batch whose sequences have (query rows, keys), their packed q, and each sequence's
-/// keys and values in its own rows (`[len_k, HKV, d]` each).
-struct Batch {
-    lens: Vec<(usize, usize)>,
-    d: usize,
-    q: Vec<T>,
-    k: Vec<Vec<T>>,
-    v: Vec<Vec<T>>,
-}
-
-impl Batch {
-    /// Sequence 1 starts with sequence 0's first `shared` keys and values (a shared prefix).
-    fn new(lens: Vec<(usize, usize)>, d: usize, shared: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed);
-        let mut tensor = |n: usize| (0..n).map(|_| T::from_f32(rng.normal() as f32)).collect::<Vec<T>>();
-        let total_q: usize = lens.iter().map(|l| l.0).sum();
-        let q = tensor(total_q * HQ * d);
-        let mut k: Vec<Vec<T>> = lens.iter().map(|l| tensor(l.1 * HKV * d)).collect();
-        let mut v: Vec<Vec<T>> = lens.iter().map(|l| tensor(l.1 * HKV * d)).collect();
-        let n = shared * HKV * d;
-        let (k0, v0) = (k[0][..n].to_vec(), v[0][..n].to_vec());
-        k[1][..n].copy_from_slice(&k0);
-        v[1][..n].copy_from_slice(&v0);
-        Self { lens, d, q, k, v }
-    }
-    fn varlen(&self) -> Varlen {
-        let prefix = |f: &dyn Fn(&(usize, usize)) -> usize| {
-            std::iter::once(0).chain(self.lens.iter().scan(0, |a, l| {
-                *a += f(l) as i32;
-                Some(*a)
-            }))
-            .collect::<Vec<i32>>()
-        };
-        Varlen::new(prefix(&|l| l.0), prefix(&|l| l.1)).unwrap()
-    }
-    fn shape(&self) -> AttnShape {
-        let max_q = self.lens.iter().map(|l| l.0).max().unwrap();
-        let max_k = self.lens.iter().map(|l| l.1).max().unwrap();
-        AttnShape::new(self.lens.len(), max_q, max_k, HQ, HKV, self.d).unwrap()
-    }
-}
-
-/// The pages of a batch: a block table with pages in a shuffled order, sequence 1 reusing
-/// sequence 0's pages for its first `shared_pages` pages, and the caches in NHD
-/// (`[pages, page_size, HKV, d]`) or HND (`[pages, HKV, page_size, d]`) layout.
-struct Paged {
-    k: Vec<T>,
-    v: Vec<T>,
-    layout: Bshd,
-    page_size: usize,
-    num_pages: usize,
-    block_table: Vec<i32>,
-    max_pages: usize,
-    seqlens_k: Vec<i32>,
-}
-
-fn page(batch: &Batch, page_size: usize, hnd: bool, shared_pages: usize, seed: u64) -> Paged {
-    let d = batch.d;
-    let max_pages = batch.lens.iter().map(|l| l.1.div_ceil(page_size)).max().unwrap().max(1);
-    // Page numbers: every (sequence, page) gets its own, shuffled, but sequence 1's first
-    // pages are sequence 0's.
-    let mut owners: Vec<(usize, usize)> = Vec::new();
-    for (b, l) in batch.lens.iter().enumerate() {
-        for p in 0..l.1.div_ceil(page_size) {
-            if !(b == 1 && p < shared_pages) {
-                owners.push((b, p));
-            }
-        }
-    }
-    let mut rng = Rng::new(seed);
-    for i in (1..owners.len()).rev() {
-        owners.swap(i, rng.below(i + 1));
-    }
-    let num_pages = owners.len() + 3; // a few pages no sequence uses
-    let mut block_table = vec![-1i32; batch.lens.len() * max_pages];
-    for (page, &(b, p)) in owners.iter().enumerate() {
-        block_table[b * max_pages + p] = page as i32;
-    }
-    for p in 0..shared_pages {
-        block_table[max_pages + p] = block_table[p];
-    }
-    let layout = if hnd {
-        Bshd { batch: HKV * page_size * d, seq: d, head: page_size * d }
-    } else {
-        Bshd::contiguous(page_size, HKV, d)
-    };
-    let junk = T::from_f32(7.0);
-    let (mut k, mut v) = (vec![junk; num_pages * page_size * HKV * d], vec![junk; num_pages * page_size * HKV * d]);
-    for (b, l) in batch.lens.iter().enumerate() {
-        for j in 0..l.1 {
-            let pg = block_table[b * max_pages + j / page_size] as usize;
-            for h in 0..HKV {
-                let dst = layout.offset(pg, j % page_size, h);
-                let src = (j * HKV + h) * d;
-                k[dst..dst + d].copy_from_slice(&batch.k[b][src..src + d]);
-                v[dst..dst + d].copy_from_slice(&batch.v[b][src..src + d]);
-            }
-        }
-    }
-    let seqlens_k = batch.lens.iter().map(|l| l.1 as i32).collect();
-    Paged { k, v, layout, page_size, num_pages, block_table, max_pages, seqlens_k }
-}
-
-fn cache(p: &Paged) -> PagedCache<'_, T> {
-    PagedCache { k: &p.k, v: &p.v, layout: p.layout, page_size: p.page_size, num_pages: p.num_pages, block_table: &p.block_table, max_pages: p.max_pages, seqlens_k: &p.seqlens_k }
-}
-
-/// The contiguous varlen run of the same data.
-fn contiguous<D: AsRef<[i32]>>(sim: &SimBackend, b: &Batch, opts: &AttnOptions, source: &sparse_attn::Source<D>) -> sparse_attn::sim::SimAttention<T> {
-    let (k, v): (Vec<T>, Vec<T>) = (b.k.concat(), b.v.concat());
-    sim.attention_varlen(&b.shape(), &b.varlen(), opts, HostTensors { q: &b.q, k: &k, v: &v }, source).unwrap()
-}
-
-fn bits(x: &[T]) -> Vec<u16> {
-    x.iter().map(|e| e.to_bits()).collect()
-}
-
-/// Runs `source` paged and contiguous, and asserts the two give the same output and LSE
-/// bits.
-fn assert_paged_equals_contiguous<D: AsRef<[i32]>>(sim: &SimBackend, batch: &Batch, paged: &Paged, opts: &AttnOptions, source: &sparse_attn::Source<D>, at: &str) {
-    let want = contiguous(sim, batch, opts, source);
-    let got = sim.attention_paged(&batch.shape(), &batch.varlen(), cache(paged), opts, &batch.q, source).unwrap();
-    assert_eq!(bits(&got.out), bits(&want.out), "{at}: output");
-    let lse_bits = |l: &[f32]| l.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(lse_bits(&got.lse), lse_bits(&want.lse), "{at}: lse");
-}
-
-fn layout_name(hnd: bool) -> &'static str {
-    if hnd {
-        "HND"
-    } else {
-        "NHD"
-    }
+/// A batch of `lens` with this file's heads.
+fn batch(lens: Vec<(usize, usize)>, d: usize, shared: usize, seed: u64) -> Batch<T> {
+    Batch::new(lens, HQ, HKV, d, shared, seed)
 }
 
 #[test]
@@ -160,7 +31,7 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
     for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (96, 32, false), (128, 16, true), (128, 128, false), (256, 32, true)] {
         // A cached prefix longer than the new queries, a sequence sharing it, a short one
         // and an empty one.
-        let batch = Batch::new(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);
+        let batch = batch(vec![(70, 300), (33, 200), (1, 17), (0, 40), (65, 65)], d, 64, 5);
         let paged = page(&batch, page_size, hnd, 64 / page_size, 9);
         let shape = batch.shape();
         let at = format!("d{d} page {page_size} {}", layout_name(hnd));
@@ -176,7 +47,7 @@ fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
     for (d, page_size, hnd) in [(64, 16, false), (128, 64, true), (256, 16, false)] {
-        let batch = Batch::new(vec![(70, 300), (33, 200), (0, 40), (65, 65)], d, 64, 17);
+        let batch = batch(vec![(70, 300), (33, 200), (0, 40), (65, 65)], d, 64, 17);
         let paged = page(&batch, page_size, hnd, 64 / page_size, 23);
         let (shape, vl) = (batch.shape(), batch.varlen());
         let vs = attention_cases::random_vertical_slash(&mut Rng::new(d as u64), &shape, HKV, 0.15);
@@ -191,7 +62,7 @@ fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
     for (d, page_size, hnd) in [(64, 16, true), (128, 32, false), (256, 128, true)] {
-        let batch = Batch::new(vec![(30, 200), (12, 90), (0, 5), (7, 7)], d, 32, 13);
+        let batch = batch(vec![(30, 200), (12, 90), (0, 5), (7, 7)], d, 32, 13);
         let paged = page(&batch, page_size, hnd, 32 / page_size, 21);
         let (shape, vl) = (batch.shape(), batch.varlen());
         // Per packed row and kv head, 20 keys of the row's own sequence (some past its
@@ -215,7 +86,7 @@ fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
 #[test]
 fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_host() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
-    let batch = Batch::new(vec![(40, 200), (20, 100)], 64, 0, 3);
+    let batch = batch(vec![(40, 200), (20, 100)], 64, 0, 3);
     let mut paged = page(&batch, 16, false, 0, 4);
     let shape = batch.shape();
     let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: true };
@@ -250,7 +121,7 @@ fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_ho
     let plan = attention_paged(&shape, &meta, DType::BF16, &opts, &bufs, &sparse_attn::Source::Dense).unwrap();
     sim.launch(&plan, &ptx_sim::LaunchOptions::default()).expect("no fault");
     let got: Vec<T> = sim.download(bufs.out).unwrap();
-    let cut = Batch { lens: vec![(40, 80), (20, 32)], d: 64, q: batch.q.clone(), k: vec![batch.k[0][..80 * HKV * 64].to_vec(), batch.k[1][..32 * HKV * 64].to_vec()], v: vec![batch.v[0][..80 * HKV * 64].to_vec(), batch.v[1][..32 * HKV * 64].to_vec()] };
+    let cut = Batch { lens: vec![(40, 80), (20, 32)], heads_q: HQ, heads_kv: HKV, d: 64, q: batch.q.clone(), k: vec![batch.k[0][..80 * HKV * 64].to_vec(), batch.k[1][..32 * HKV * 64].to_vec()], v: vec![batch.v[0][..80 * HKV * 64].to_vec(), batch.v[1][..32 * HKV * 64].to_vec()] };
     let want = contiguous(&sim, &cut, &opts, &Dense.source(&cut.shape()).unwrap());
     assert_eq!(bits(&got), bits(&want.out));
 }

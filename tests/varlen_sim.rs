@@ -6,10 +6,12 @@
 
 mod attention_cases;
 mod common;
+mod serving_cases;
 
-use attention_cases::{out_tolerance_at, random_block_sparse, Rng, LSE_TOLERANCE};
+use attention_cases::{random_block_sparse, Rng};
+use serving_cases::compare;
 use sparse_attn::pattern::{BlockSparse, Dense};
-use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, VarlenInputs, VarlenOutput};
+use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, VarlenInputs};
 use sparse_attn::sim::{HostTensors, SimBackend};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, Error, SparsePattern, Varlen};
 
@@ -51,21 +53,6 @@ fn inputs<T: AttnDtype>(b: &Batch, seed: u64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut tensor = |n: usize| (0..n).map(|_| T::from_f32(rng.normal() as f32)).collect::<Vec<T>>();
     let (q, k, v) = (tensor(vl.total_q() * b.heads_q * b.head_dim), tensor(vl.total_k() * b.heads_kv * b.head_dim), tensor(vl.total_k() * b.heads_kv * b.head_dim));
     (q, k, v)
-}
-
-fn compare(at: &str, dtype: DType, want: &VarlenOutput, out: &[f32], lse: &[f32]) {
-    assert_eq!(out.len(), want.out.len(), "{at}: output length");
-    assert_eq!(lse.len(), want.lse.len(), "{at}: lse length");
-    for (i, (&o, &e)) in out.iter().zip(&want.out).enumerate() {
-        assert!((o as f64 - e).abs() <= out_tolerance_at(dtype, e), "{at}: output {i} = {o}, want {e}");
-    }
-    for (i, (&l, &e)) in lse.iter().zip(&want.lse).enumerate() {
-        if e == f64::NEG_INFINITY {
-            assert_eq!(l, f32::NEG_INFINITY, "{at}: lse {i} of a row that sees no key");
-        } else {
-            assert!((l as f64 - e).abs() <= LSE_TOLERANCE, "{at}: lse {i} = {l}, want {e}");
-        }
-    }
 }
 
 /// Runs dense (and, with `blocks`, block-sparse) varlen attention on the simulator and
