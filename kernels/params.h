@@ -41,6 +41,14 @@
 #define SA_TOPK_THREADS 32
 // vertical_slash_convert: threads per block, one per (batch, head, row block).
 #define SA_VS_CONVERT_THREADS 128
+// Decode (kernels/decode.cu): threads per CTA (4 warps, each one 16-row m-tile), query rows
+// per CTA (a GQA group's heads x the new tokens, packed as the mma's M), and the most new
+// tokens per sequence.
+#define SA_DECODE_THREADS 128
+#define SA_DECODE_ROWS 64
+#define SA_DECODE_MAX_Q_LEN 16
+// merge_states (kernels/merge.cu): threads per block, a warp per output row.
+#define SA_MERGE_THREADS 128
 // The dtype x head_dim instantiation lists (X-macros): every kernel family instantiates
 // every pair (kernels/common/instantiate.cuh). A new head_dim is one edit here plus the
 // Rust mirror; a new dtype also needs its CUDA type in instantiate.cuh.
@@ -179,3 +187,70 @@ typedef struct TopkParams {
     float softmax_scale;
     float scale_log2;
 } TopkParams;
+
+// decode_<source>_<dtype>_hd<D> (kernels/decode.cu): split-KV decode. One CTA of
+// SA_DECODE_THREADS per (split, kv head x token group x row chunk, batch); grid = (splits,
+// heads_kv * token_groups * row_chunks, batch), token_groups = 1 (dense, block-sparse: the
+// CTA packs every new token of the GQA group) or q_len (top-k: one token per CTA, since
+// each token has its own keys). Each CTA writes its split's normalised output and LSE to the
+// partials; merge_states combines them. Tensors as in AttnTensorParams, with:
+//   q: [batch, q_len, heads_q, D], or packed [total_q, heads_q, D] with cu_seqlens_q;
+//   k, v: caches [batch, seq_k, heads_kv, D] (batch stride) or paged (block_table), with
+//   seqlens_k [batch] keys per sequence (required); out and lse unused.
+// The new tokens are the last q_len of each sequence's keys (causal: token t sees keys up to
+// seqlens_k - q_len + t). Index values and lengths are untrusted: the kernel skips a key
+// slot that is out of range and a sequence whose lengths are out of bounds.
+typedef struct DecodeParams {
+    AttnTensorParams tensors;
+    uint64_t partial_out;    // float [splits, rows, heads_q, head_dim]; row = b * q_len + t (packed: the packed row)
+    uint64_t partial_lse;    // float [splits, heads_q, rows], natural log (-inf: the split saw no key)
+    uint64_t block_count;    // block-sparse: const int32_t [batch, heads_kv]
+    uint64_t block_index;    // block-sparse: const int32_t [batch, heads_kv, max_blocks], block ids ascending
+    uint64_t indices;        // top-k: const int32_t [rows, heads_kv, topk] (keys; -1 = none)
+    int32_t batch;
+    int32_t q_len;           // new tokens per sequence (packed: the most), 1 .. SA_DECODE_MAX_Q_LEN
+    int32_t seq_k;           // key capacity per sequence: rows of a contiguous cache, max_pages * page_size when paged
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t splits;          // gridDim.x
+    int32_t split_slots;     // key slots per split, a multiple of the kernel's key tile
+    int32_t row_chunks;      // CTAs per (kv head, token group): ceil(group * tokens / SA_DECODE_ROWS)
+    int32_t block_shift;     // block-sparse: log2(block size in tokens)
+    int32_t max_blocks;      // block-sparse: capacity of a block_index row
+    int32_t topk;            // top-k: slots per index row
+    int32_t rows;            // partial rows: batch * q_len, or total_q when packed
+    int32_t causal;          // 0 or 1: token t sees keys up to seqlens_k - q_len + t
+    float softmax_scale;
+    float scale_log2;
+    int32_t pad0;            // keeps the size a multiple of 8 explicitly; must be 0
+} DecodeParams;
+
+// merge_states_<dtype> (kernels/merge.cu): combines `states` partial attention states of the
+// same rows into one, exactly, in f32: lse = ln(sum_s exp(lse_s)), out = sum_s exp(lse_s -
+// lse) out_s. A state with LSE -inf contributes nothing; a row whose every state is -inf
+// gets output 0 and LSE -inf. Rows are (batch b, token t, head h), head_dim floats each; a
+// warp per row, SA_MERGE_THREADS / 32 rows per block. Strides in elements.
+typedef struct MergeParams {
+    uint64_t partial_out;    // const float: state s of row (b, t, h) at s * po_state + b * po_batch + t * po_seq + h * po_head
+    uint64_t partial_lse;    // const float: at s * pl_state + b * pl_batch + h * pl_head + t
+    uint64_t out;            // T: row (b, t, h) at b * out_batch + t * out_seq + h * out_head
+    uint64_t lse;            // float: at b * lse_batch + h * lse_head + t; 0 = not wanted
+    int64_t po_state;
+    int64_t po_batch;
+    int64_t po_seq;
+    int64_t po_head;
+    int64_t pl_state;
+    int64_t pl_batch;
+    int64_t pl_head;
+    int64_t out_batch;
+    int64_t out_seq;
+    int64_t out_head;
+    int64_t lse_batch;
+    int64_t lse_head;
+    int32_t states;
+    int32_t batch;
+    int32_t seq;
+    int32_t heads;
+    int32_t head_dim;        // a multiple of 4 (16-byte rows of f32)
+    int32_t pad0;            // keeps the size a multiple of 8 explicitly; must be 0
+} MergeParams;

@@ -198,6 +198,109 @@ pub struct TopkParams {
     pub scale_log2: f32,
 }
 
+/// Parameters of the split-KV decode kernels `decode_<source>_<dtype>_hd<D>`
+/// (kernels/decode.cu), passed by value. Built by [`crate::plan::decode`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DecodeParams {
+    /// q, k, v (out and lse unused) and their strides, the paging metadata, `seqlens_k`.
+    pub tensors: AttnTensorParams,
+    /// Device address of the f32 partial outputs `[splits, rows, heads_q, head_dim]`.
+    pub partial_out: u64,
+    /// Device address of the f32 partial LSEs `[splits, heads_q, rows]`.
+    pub partial_lse: u64,
+    /// Block-sparse: i32 `block_count [batch, heads_kv]`; 0 otherwise.
+    pub block_count: u64,
+    /// Block-sparse: i32 `block_index [batch, heads_kv, max_blocks]`; 0 otherwise.
+    pub block_index: u64,
+    /// Top-k: i32 `indices [rows, heads_kv, topk]`; 0 otherwise.
+    pub indices: u64,
+    /// Batch size.
+    pub batch: i32,
+    /// New tokens per sequence (packed: the most).
+    pub q_len: i32,
+    /// Key capacity per sequence.
+    pub seq_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key/value heads.
+    pub heads_kv: i32,
+    /// KV splits (gridDim.x).
+    pub splits: i32,
+    /// Key slots per split.
+    pub split_slots: i32,
+    /// CTAs per (kv head, token group).
+    pub row_chunks: i32,
+    /// Block-sparse: log2 of the block size.
+    pub block_shift: i32,
+    /// Block-sparse: capacity of a block_index row.
+    pub max_blocks: i32,
+    /// Top-k: slots per index row.
+    pub topk: i32,
+    /// Rows of the partials: `batch * q_len`, or `total_q`.
+    pub rows: i32,
+    /// 1: causal within the new tokens.
+    pub causal: i32,
+    /// Multiplies q·k.
+    pub softmax_scale: f32,
+    /// `softmax_scale * log2(e)`.
+    pub scale_log2: f32,
+    /// Must be 0.
+    pub pad0: i32,
+}
+
+/// Parameters of `merge_states_<dtype>` (kernels/merge.cu), passed by value. Built by
+/// [`crate::plan::merge`]. Strides in elements.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MergeParams {
+    /// f32 partial outputs: state `s` of row (b, t, h) at
+    /// `s * po_state + b * po_batch + t * po_seq + h * po_head`.
+    pub partial_out: u64,
+    /// f32 partial LSEs at `s * pl_state + b * pl_batch + h * pl_head + t`.
+    pub partial_lse: u64,
+    /// The merged output, row (b, t, h) at `b * out_batch + t * out_seq + h * out_head`.
+    pub out: u64,
+    /// The merged f32 LSE at `b * lse_batch + h * lse_head + t`; 0 = not wanted.
+    pub lse: u64,
+    /// See `partial_out`.
+    pub po_state: i64,
+    /// See `partial_out`.
+    pub po_batch: i64,
+    /// See `partial_out`.
+    pub po_seq: i64,
+    /// See `partial_out`.
+    pub po_head: i64,
+    /// See `partial_lse`.
+    pub pl_state: i64,
+    /// See `partial_lse`.
+    pub pl_batch: i64,
+    /// See `partial_lse`.
+    pub pl_head: i64,
+    /// See `out`.
+    pub out_batch: i64,
+    /// See `out`.
+    pub out_seq: i64,
+    /// See `out`.
+    pub out_head: i64,
+    /// See `lse`.
+    pub lse_batch: i64,
+    /// See `lse`.
+    pub lse_head: i64,
+    /// Partial states per row.
+    pub states: i32,
+    /// Batch size.
+    pub batch: i32,
+    /// Tokens per batch entry.
+    pub seq: i32,
+    /// Heads.
+    pub heads: i32,
+    /// Elements per row (a multiple of 4).
+    pub head_dim: i32,
+    /// Must be 0.
+    pub pad0: i32,
+}
+
 // ---- Kernel constants: mirrors of kernels/params.h (tests/params_layout.rs checks them) ----
 
 /// Query rows of one index row block, in every sparse format (`SA_INDEX_BLOCK_M`):
@@ -232,6 +335,14 @@ pub const TOPK_TILE_KEYS: usize = 32;
 pub const TOPK_THREADS: u32 = 32;
 /// Threads per block of `vertical_slash_convert`, one per row block (`SA_VS_CONVERT_THREADS`).
 pub const VS_CONVERT_THREADS: u32 = 128;
+/// Threads per CTA of the decode kernels: 4 warps, each one 16-row m-tile (`SA_DECODE_THREADS`).
+pub const DECODE_THREADS: u32 = 128;
+/// Query rows per decode CTA: a GQA group's heads x the new tokens (`SA_DECODE_ROWS`).
+pub const DECODE_ROWS: usize = 64;
+/// The most new tokens per sequence a decode launch takes (`SA_DECODE_MAX_Q_LEN`).
+pub const DECODE_MAX_Q_LEN: usize = 16;
+/// Threads per block of `merge_states`, a warp per output row (`SA_MERGE_THREADS`).
+pub const MERGE_THREADS: u32 = 128;
 /// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
 pub const HEAD_DIMS: &[usize] = &[64, 96, 128, 256];
 /// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).

@@ -311,6 +311,10 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_TOPK_TILE_KEYS", TOPK_TILE_KEYS as u64),
         ("SA_TOPK_THREADS", TOPK_THREADS as u64),
         ("SA_VS_CONVERT_THREADS", VS_CONVERT_THREADS as u64),
+        ("SA_DECODE_THREADS", DECODE_THREADS as u64),
+        ("SA_DECODE_ROWS", DECODE_ROWS as u64),
+        ("SA_DECODE_MAX_Q_LEN", DECODE_MAX_Q_LEN as u64),
+        ("SA_MERGE_THREADS", MERGE_THREADS as u64),
     ]
 }
 
@@ -421,3 +425,75 @@ fn kernel_constants_match_params_h() {
     }
 }
 
+fn rust_decode() -> Layout {
+    use sparse_attn::params::DecodeParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<DecodeParams>()), ("alignof".to_string(), align_of::<DecodeParams>())];
+    l.push(("tensors".to_string(), offset_of!(DecodeParams, tensors)));
+    l.extend(nested_tensors(offset_of!(DecodeParams, tensors)));
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(DecodeParams, $f))); )* };
+    }
+    fields!(
+        partial_out, partial_lse, block_count, block_index, indices,
+        batch, q_len, seq_k, heads_q, heads_kv, splits, split_slots, row_chunks, block_shift, max_blocks, topk, rows, causal,
+        softmax_scale, scale_log2, pad0
+    );
+    l
+}
+
+/// DecodeParams by the C rules: the AttnTensorParams, five addresses, then 16 four-byte
+/// fields, no padding: 224 + 40 + 64 = 328 bytes, 8-byte aligned.
+fn expected_decode() -> Layout {
+    let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 40 + 64), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
+    l.extend(nested_tensors(0));
+    let own = rust_decode().into_iter().skip(3 + TENSOR_FIELDS);
+    for (k, (name, _)) in own.enumerate() {
+        let offset = if k < 5 { TENSORS_BYTES + 8 * k } else { TENSORS_BYTES + 40 + 4 * (k - 5) };
+        l.push((name, offset));
+    }
+    l
+}
+
+#[test]
+fn decode_params_matches_the_c_struct() {
+    let rust = rust_decode();
+    assert_eq!(rust.len(), 2 + 1 + TENSOR_FIELDS + 21, "every field is listed, the shared tensor fields included");
+    assert_eq!(rust, expected_decode());
+    match c_layout_of(&c_program_for("DecodeParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on DecodeParams"),
+        None => eprintln!("gcc not found: compared DecodeParams against the recorded C layout only"),
+    }
+}
+
+fn rust_merge() -> Layout {
+    use sparse_attn::params::MergeParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<MergeParams>()), ("alignof".to_string(), align_of::<MergeParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(MergeParams, $f))); )* };
+    }
+    fields!(
+        partial_out, partial_lse, out, lse, po_state, po_batch, po_seq, po_head, pl_state, pl_batch, pl_head,
+        out_batch, out_seq, out_head, lse_batch, lse_head, states, batch, seq, heads, head_dim, pad0
+    );
+    l
+}
+
+/// MergeParams by the C rules: 16 eight-byte fields, then 6 four-byte fields: 152 bytes.
+fn expected_merge() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 152), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_merge().into_iter().skip(2).enumerate() {
+        l.push((name, if k < 16 { 8 * k } else { 128 + 4 * (k - 16) }));
+    }
+    l
+}
+
+#[test]
+fn merge_params_matches_the_c_struct() {
+    let rust = rust_merge();
+    assert_eq!(rust.len(), 2 + 22, "every field is listed");
+    assert_eq!(rust, expected_merge());
+    match c_layout_of(&c_program_for("MergeParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on MergeParams"),
+        None => eprintln!("gcc not found: compared MergeParams against the recorded C layout only"),
+    }
+}
