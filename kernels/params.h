@@ -254,3 +254,29 @@ typedef struct MergeParams {
     int32_t head_dim;        // a multiple of 4 (16-byte rows of f32)
     int32_t pad0;            // keeps the size a multiple of 8 explicitly; must be 0
 } MergeParams;
+
+// merge_state_in_place_<dtype> (kernels/merge.cu): folds a second state into a first, in
+// place (FlashInfer's merge_state_in_place, with natural-log LSEs): v and lse become the
+// merge of (v, lse) and (v_other, lse_other), by the rule and with the non-finite cases of
+// MergeParams, computed in f32 and rounded to T. Rows (b, t, h) of head_dim elements; a warp
+// per row, SA_MERGE_THREADS / 32 rows per block. Strides in elements.
+typedef struct MergeInPlaceParams {
+    uint64_t v;               // T, read and written: row (b, t, h) at b * v_batch + t * v_seq + h * v_head
+    uint64_t lse;             // float, read and written: at b * lse_batch + h * lse_head + t
+    uint64_t v_other;         // const T: at b * v_other_batch + t * v_other_seq + h * v_other_head
+    uint64_t lse_other;       // const float: at b * lse_other_batch + h * lse_other_head + t
+    int64_t v_batch;
+    int64_t v_seq;
+    int64_t v_head;
+    int64_t lse_batch;
+    int64_t lse_head;
+    int64_t v_other_batch;
+    int64_t v_other_seq;
+    int64_t v_other_head;
+    int64_t lse_other_batch;
+    int64_t lse_other_head;
+    int32_t batch;
+    int32_t seq;
+    int32_t heads;
+    int32_t head_dim;         // a multiple of 4 (8-byte rows of f16 / bf16, 16-byte of f32)
+} MergeInPlaceParams;

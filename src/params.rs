@@ -301,6 +301,52 @@ pub struct MergeParams {
     pub pad0: i32,
 }
 
+/// Parameters of `merge_state_in_place_<dtype>` (kernels/merge.cu), passed by value: `v` and
+/// `lse` become the merge of themselves with `v_other` and `lse_other`. Built by
+/// [`crate::plan::merge::plan_in_place`]. Strides in elements.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MergeInPlaceParams {
+    /// The first state's output rows (the dtype), read and written: row (b, t, h) at
+    /// `b * v_batch + t * v_seq + h * v_head`.
+    pub v: u64,
+    /// The first state's f32 LSE, read and written, at `b * lse_batch + h * lse_head + t`.
+    pub lse: u64,
+    /// The second state's output rows (the dtype), at
+    /// `b * v_other_batch + t * v_other_seq + h * v_other_head`.
+    pub v_other: u64,
+    /// The second state's f32 LSE, at `b * lse_other_batch + h * lse_other_head + t`.
+    pub lse_other: u64,
+    /// See `v`.
+    pub v_batch: i64,
+    /// See `v`.
+    pub v_seq: i64,
+    /// See `v`.
+    pub v_head: i64,
+    /// See `lse`.
+    pub lse_batch: i64,
+    /// See `lse`.
+    pub lse_head: i64,
+    /// See `v_other`.
+    pub v_other_batch: i64,
+    /// See `v_other`.
+    pub v_other_seq: i64,
+    /// See `v_other`.
+    pub v_other_head: i64,
+    /// See `lse_other`.
+    pub lse_other_batch: i64,
+    /// See `lse_other`.
+    pub lse_other_head: i64,
+    /// Batch size.
+    pub batch: i32,
+    /// Tokens per batch entry.
+    pub seq: i32,
+    /// Heads.
+    pub heads: i32,
+    /// Elements per row (a multiple of 4).
+    pub head_dim: i32,
+}
+
 // ---- Kernel constants: mirrors of kernels/params.h (tests/params_layout.rs checks them) ----
 
 /// Query rows of one index row block, in every sparse format (`SA_INDEX_BLOCK_M`):

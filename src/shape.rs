@@ -221,6 +221,97 @@ impl Bshd {
     }
 }
 
+/// Sizes of one merge of partial attention states (`crate::plan::merge`), validated once
+/// by [`MergeShape::new`]: `states` partial states of each of `batch x seq x heads` rows of
+/// `head_dim` elements. A varlen batch is batch 1 with `seq = total_q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MergeShape {
+    states: usize,
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl MergeShape {
+    /// head_dim must be a multiple of this: the merge kernels access rows 4 elements at a
+    /// time.
+    pub const HEAD_DIM_MULTIPLE: usize = 4;
+
+    /// Validates and builds a shape: every size at least 1 and at most `i32::MAX`, head_dim
+    /// a multiple of [`MergeShape::HEAD_DIM_MULTIPLE`], and the element count of the
+    /// contiguous partial outputs (`states x batch x seq x heads x head_dim`) within `i64`.
+    pub fn new(states: usize, batch: usize, seq: usize, heads: usize, head_dim: usize) -> Result<Self> {
+        for (dim, value) in [("states", states), ("batch", batch), ("seq", seq), ("heads", heads), ("head_dim", head_dim)] {
+            if value == 0 {
+                return Err(Error::ZeroDimension { dim });
+            }
+            crate::checked::to_i32(dim, value)?;
+        }
+        if !head_dim.is_multiple_of(Self::HEAD_DIM_MULTIPLE) {
+            return Err(Error::InvalidParameter {
+                name: "head_dim",
+                reason: format!("{head_dim} is not a multiple of {} (the merge kernels access rows in chunks of 4 elements)", Self::HEAD_DIM_MULTIPLE),
+            });
+        }
+        let mut acc: u64 = 1;
+        for (dim, value) in [("states", states), ("batch", batch), ("seq", seq), ("heads", heads), ("head_dim", head_dim)] {
+            let max = i64::MAX as u64 / acc;
+            if value as u64 > max {
+                return Err(Error::DimensionTooLarge { dim, value, max: max as usize });
+            }
+            acc *= value as u64;
+        }
+        Ok(Self { states, batch, seq, heads, head_dim })
+    }
+
+    /// Partial states per row.
+    pub fn states(&self) -> usize {
+        self.states
+    }
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Tokens per batch entry (a varlen batch: batch 1, `seq = total_q`).
+    pub fn seq(&self) -> usize {
+        self.seq
+    }
+    /// Heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+    /// Elements per row.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+    /// Output rows: `batch x seq x heads`.
+    pub fn rows(&self) -> usize {
+        self.batch * self.seq * self.heads
+    }
+    /// Elements of contiguous partial outputs `[states, batch, seq, heads, head_dim]`.
+    pub fn partial_out_len(&self) -> usize {
+        self.states * self.out_len()
+    }
+    /// Elements of contiguous partial LSEs `[states, batch, heads, seq]`.
+    pub fn partial_lse_len(&self) -> usize {
+        self.states * self.lse_len()
+    }
+    /// Elements of a contiguous output `[batch, seq, heads, head_dim]`.
+    pub fn out_len(&self) -> usize {
+        self.rows() * self.head_dim
+    }
+    /// Elements of a contiguous LSE `[batch, heads, seq]`.
+    pub fn lse_len(&self) -> usize {
+        self.rows()
+    }
+
+    // Sizes as i64, for strides: every product of them fits (checked by `new`).
+    pub(crate) fn dims_i64(&self) -> [i64; 5] {
+        [self.states, self.batch, self.seq, self.heads, self.head_dim].map(|d| d as i64)
+    }
+}
+
 /// Variable-length batches packed as `[total, heads, head_dim]` with
 /// `cu_seqlens = [0, len_0, len_0 + len_1, ...]` (i32, `batch + 1` entries).
 #[derive(Debug, Clone, PartialEq, Eq)]

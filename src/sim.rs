@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 use crate::mask::SparsePattern;
 use crate::pattern::vs_convert::index_dims;
 use crate::pattern::VerticalSlash;
+use crate::plan::merge::{InPlaceBuffers, InPlaceLayouts, MergeBuffers, MergeElement, MergeLayouts};
 use crate::plan::{AttnBuffers, AttnLayouts, DeviceBuffer, LaunchPlan, PagedHost, PagedKvBuffers, VarlenBuffers};
 use crate::ptx::module_for;
-use crate::shape::{AttnDtype, AttnOptions, AttnShape, Varlen};
+use crate::shape::{AttnDtype, AttnOptions, AttnShape, MergeShape, Varlen};
 use crate::source::{Source, VsIndex};
 
 fn sim(e: ptx_sim::SimError) -> Error {
@@ -281,4 +282,73 @@ impl SimBackend {
         self.launch(&plan(vertical, slash, &out)?, &LaunchOptions::default())?;
         Ok(out.try_map(|_, buf| self.download::<i32>(buf))?.truncate_to_dims())
     }
+}
+
+impl SimBackend {
+    /// Merges partial attention states on the simulator ([`crate::plan::merge::plan`], the
+    /// plan [`crate::cuda::merge_states`] launches): uploads the f32 `partial_out` and
+    /// `partial_lse` (laid out by `layouts`), allocates the output and the LSE (zeroed, each
+    /// as long as its layout reaches), runs the kernel for `T` and downloads both, laid out
+    /// by `layouts.out` and `layouts.lse`.
+    pub fn merge_states<T: MergeElement + ptx_sim::Element>(
+        &self,
+        shape: &MergeShape,
+        partial_out: &[f32],
+        partial_lse: &[f32],
+        layouts: &MergeLayouts,
+    ) -> Result<(Vec<T>, Vec<f32>)> {
+        let (b, t, h, d) = (shape.batch(), shape.seq(), shape.heads(), shape.head_dim());
+        let bufs = MergeBuffers {
+            partial_out: self.upload(partial_out)?,
+            partial_lse: self.upload(partial_lse)?,
+            out: self.alloc::<T>(reach("out", &[(layouts.out.batch, b), (layouts.out.seq, t), (layouts.out.head, h)], d)?)?,
+            lse: Some(self.alloc::<f32>(reach("lse", &[(layouts.lse.batch, b), (layouts.lse.head, h)], t)?)?),
+            layouts: *layouts,
+        };
+        let plan = crate::plan::merge::plan(shape, T::DTYPE, &bufs)?;
+        self.launch(&plan, &LaunchOptions::default())?;
+        let lse = bufs.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
+        Ok((self.download(bufs.out)?, lse))
+    }
+
+    /// The in-place merge of two states on the simulator ([`crate::plan::merge::plan_in_place`],
+    /// as [`crate::cuda::merge_state_in_place`] launches it): uploads all four tensors, runs the
+    /// kernel for `T`, and returns `v` and `lse` after the merge (their whole buffers).
+    pub fn merge_state_in_place<T: MergeElement + ptx_sim::Element>(
+        &self,
+        shape: &MergeShape,
+        v: &[T],
+        lse: &[f32],
+        v_other: &[T],
+        lse_other: &[f32],
+        layouts: &InPlaceLayouts,
+    ) -> Result<(Vec<T>, Vec<f32>)> {
+        let bufs = InPlaceBuffers {
+            v: self.upload(v)?,
+            lse: self.upload(lse)?,
+            v_other: self.upload(v_other)?,
+            lse_other: self.upload(lse_other)?,
+            layouts: *layouts,
+        };
+        let plan = crate::plan::merge::plan_in_place(shape, T::DTYPE, &bufs)?;
+        self.launch(&plan, &LaunchOptions::default())?;
+        Ok((self.download(bufs.v)?, self.download(bufs.lse)?))
+    }
+}
+
+/// Elements a tensor of `inner` contiguous elements at every combination of the strided
+/// `dims` (stride, extent) reaches, for sizing an allocation; strides the planner would
+/// refuse (negative, or past the address space) give an error naming `tensor`.
+fn reach(tensor: &'static str, dims: &[(i64, usize)], inner: usize) -> Result<usize> {
+    let mut last = inner as i128 - 1;
+    for &(stride, extent) in dims.iter().filter(|&&(_, extent)| extent > 1) {
+        if stride < 0 {
+            return Err(Error::InvalidStrides { tensor, reason: format!("stride {stride} is negative") });
+        }
+        last += stride as i128 * (extent as i128 - 1);
+    }
+    usize::try_from(last + 1)
+        .ok()
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| Error::InvalidStrides { tensor, reason: "the strides address more elements than memory holds".into() })
 }

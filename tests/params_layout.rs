@@ -497,3 +497,37 @@ fn merge_params_matches_the_c_struct() {
         None => eprintln!("gcc not found: compared MergeParams against the recorded C layout only"),
     }
 }
+
+fn rust_merge_in_place() -> Layout {
+    use sparse_attn::params::MergeInPlaceParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<MergeInPlaceParams>()), ("alignof".to_string(), align_of::<MergeInPlaceParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(MergeInPlaceParams, $f))); )* };
+    }
+    fields!(
+        v, lse, v_other, lse_other, v_batch, v_seq, v_head, lse_batch, lse_head, v_other_batch, v_other_seq, v_other_head,
+        lse_other_batch, lse_other_head, batch, seq, heads, head_dim
+    );
+    l
+}
+
+/// MergeInPlaceParams by the C rules: 14 eight-byte fields, then 4 four-byte fields: 128
+/// bytes, no padding.
+fn expected_merge_in_place() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 128), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_merge_in_place().into_iter().skip(2).enumerate() {
+        l.push((name, if k < 14 { 8 * k } else { 112 + 4 * (k - 14) }));
+    }
+    l
+}
+
+#[test]
+fn merge_in_place_params_matches_the_c_struct() {
+    let rust = rust_merge_in_place();
+    assert_eq!(rust.len(), 2 + 18, "every field is listed");
+    assert_eq!(rust, expected_merge_in_place());
+    match c_layout_of(&c_program_for("MergeInPlaceParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on MergeInPlaceParams"),
+        None => eprintln!("gcc not found: compared MergeInPlaceParams against the recorded C layout only"),
+    }
+}

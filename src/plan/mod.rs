@@ -6,11 +6,14 @@
 //! family's kernel names, thread count, shared memory, params builder and grid.
 //! - [`prefill`]: dense, block-sparse, vertical-slash (and A-shape as block-sparse);
 //! - [`topk_attention`]: per-query top-k token attention;
-//! - [`vs_convert`]: vertical-slash index conversion.
+//! - [`vs_convert`]: vertical-slash index conversion;
+//! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
+//!   parallelism).
 //!
 //! [`attention`] is the one entry point for every attention source.
 
 mod buffers;
+pub mod merge;
 pub mod prefill;
 mod tensors;
 pub mod topk_attention;
