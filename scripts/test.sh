@@ -15,3 +15,6 @@ cargo bench --workspace --no-run
 # The perf report against FlashAttention-2 on the simulator (seq 2048, head_dim 128), with
 # the test profile's build (optimised, already compiled by the tests above).
 cargo run --profile test --features sim --example perf_report
+# Split-KV decode's work counters (batch 1, 32K keys, 32/4 heads); fails when it misses
+# 1/16 of the prefill kernel's mma or 85% wave efficiency.
+cargo run --profile test --features sim --example decode_report

@@ -36,6 +36,8 @@ pub mod reference;
 pub mod shape;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_decode;
 pub mod source;
 
 pub use error::{Error, Result};

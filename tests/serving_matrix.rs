@@ -47,7 +47,7 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, pattern: &str, d:
     let (shape, vl) = (batch.shape(), batch.varlen());
     let (k, v) = (batch.k.concat(), batch.v.concat());
     let inputs = VarlenInputs::new(shape, vl.clone(), &batch.q, &k, &v).unwrap();
-    let causal = pattern == "vertical_slash" || seed % 2 == 0;
+    let causal = pattern == "vertical_slash" || seed.is_multiple_of(2);
     let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
     let mut rng = Rng::new(seed);
     let (source, want): (Source<Vec<i32>>, VarlenOutput) = match pattern {
@@ -75,7 +75,7 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, pattern: &str, d:
     let out: Vec<f32> = got.out.iter().map(|x| x.to_f32()).collect();
     compare(&at, T::DTYPE, &want, &out, &got.lse);
 
-    let (page_size, hnd) = if seed % 2 == 0 { (16, seed % 4 == 0) } else { (128, seed % 4 == 1) };
+    let (page_size, hnd) = if seed.is_multiple_of(2) { (16, seed.is_multiple_of(4)) } else { (128, seed % 4 == 1) };
     let paged = page(&batch, page_size, hnd, 32 / page_size, seed + 1);
     let from_pages = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
     let at = format!("{at} paged {page_size} {}", layout_name(hnd));

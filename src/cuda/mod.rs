@@ -3,6 +3,7 @@
 //! [`crate::plan`] (the same plan the simulator runs).
 
 mod attention;
+mod decode;
 mod device;
 mod driver_probe;
 mod launch;
@@ -12,6 +13,7 @@ mod tensors;
 mod vs_convert;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
+pub use decode::{decode, DecodeTensors};
 pub use device::{gpu_context, GpuUnavailable};
 pub use merge::{merge_state_in_place, merge_states};
 pub use tensors::AttnTensors;

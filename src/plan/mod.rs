@@ -8,11 +8,16 @@
 //! - [`topk_attention`]: per-query top-k token attention;
 //! - [`vs_convert`]: vertical-slash index conversion;
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
-//!   parallelism).
+//!   parallelism);
+//! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
+//!   [`decode_host`], the host checks of its index tensors).
 //!
 //! [`attention`] is the one entry point for every attention source.
 
 mod buffers;
+pub mod decode;
+pub mod decode_host;
+pub mod decode_splits;
 pub mod merge;
 pub mod prefill;
 mod tensors;
