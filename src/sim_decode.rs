@@ -66,7 +66,20 @@ impl SimBackend {
         };
         check_host_seqlens(shape, seqlens_k)?;
         check_host_source(shape, seqlens_k, packed, source)?;
-        self.decode_with(shape, opts, q, packed, cache, source, true)
+        self.decode_with(shape, opts, q, packed, cache, source, true, &LaunchOptions::default())
+    }
+
+    /// [`Self::decode`] with the simulator's racecheck on for both launches: a shared-memory
+    /// race between barriers is an error (slower).
+    pub fn decode_racecheck<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
+        &self,
+        shape: &AttnShape,
+        opts: &DecodeOptions,
+        q: &[T],
+        cache: DecodeCache<'_, T>,
+        source: &DecodeSource<D>,
+    ) -> Result<SimDecode<T>> {
+        self.decode_with(shape, opts, q, None, cache, source, true, &LaunchOptions { racecheck: true, ..Default::default() })
     }
 
     /// [`Self::decode`] as an engine whose lengths and indices live only on the device runs
@@ -81,7 +94,7 @@ impl SimBackend {
         cache: DecodeCache<'_, T>,
         source: &DecodeSource<D>,
     ) -> Result<SimDecode<T>> {
-        self.decode_with(shape, opts, q, packed, cache, source, false)
+        self.decode_with(shape, opts, q, packed, cache, source, false, &LaunchOptions::default())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -94,6 +107,7 @@ impl SimBackend {
         cache: DecodeCache<'_, T>,
         source: &DecodeSource<D>,
         host_copies: bool,
+        launch: &LaunchOptions,
     ) -> Result<SimDecode<T>> {
         let opts = DecodeOptions { return_lse: true, ..*opts };
         let (rows, lse_len) = match packed {
@@ -138,8 +152,8 @@ impl SimBackend {
         let host_seqlens_k = host_copies.then_some(seqlens_k);
         let bufs = DecodeBuffers { attn, seqlens_k: self.upload(seqlens_k)?, host_seqlens_k, pages, packed, workspace };
         let plan = crate::plan::decode::plan(shape, T::DTYPE, &opts, &bufs, &source)?;
-        let counters = self.launch(&plan.split_kv, &LaunchOptions::default())?;
-        let merge_counters = self.launch(&plan.merge, &LaunchOptions::default())?;
+        let counters = self.launch(&plan.split_kv, launch)?;
+        let merge_counters = self.launch(&plan.merge, launch)?;
         let lse = attn.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimDecode { out: self.download(attn.out)?, lse, counters, merge_counters, splits: plan.splits })
     }

@@ -10,7 +10,8 @@ mod common;
 mod serving_cases;
 
 use attention_cases::{random_block_sparse, random_vertical_slash, Rng};
-use serving_cases::{bits, cache, compare, contiguous, layout_name, page, Batch};
+use attention_cases::compare_varlen as compare;
+use serving_cases::{bits, cache, contiguous, layout_name, page, Batch};
 use sparse_attn::pattern::vs_convert::convert_varlen;
 use sparse_attn::pattern::{AShape, Dense, TopkTokens};
 use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, varlen_vertical_slash_attention, VarlenInputs, VarlenOutput};

@@ -6,10 +6,9 @@
 
 mod attention_cases;
 mod common;
-mod serving_cases;
 
 use attention_cases::{random_block_sparse, Rng};
-use serving_cases::compare;
+use attention_cases::compare_varlen as compare;
 use sparse_attn::pattern::{BlockSparse, Dense};
 use sparse_attn::reference::{varlen_block_sparse_attention, varlen_dense_attention, varlen_topk_attention, VarlenInputs};
 use sparse_attn::sim::{HostTensors, SimBackend};

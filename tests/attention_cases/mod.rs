@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use sparse_attn::pattern::{AShape, BlockSparse, Dense, TopkTokens, VerticalSlash};
-use sparse_attn::reference::{masked_attention, RefInputs, RefOutput};
+use sparse_attn::reference::{masked_attention, RefInputs, RefOutput, VarlenOutput};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, ElementMask, SparsePattern};
 
 /// Seeded per case, so a failure names a reproducible case.
@@ -278,4 +278,21 @@ pub fn sim_backend_or_skip() -> Option<sparse_attn::sim::SimBackend> {
         return None;
     }
     Some(sparse_attn::sim::SimBackend::new(80))
+}
+
+/// Holds a varlen run (output widened to f32, LSE) to the reference within the matrix's
+/// tolerances; a row that sees no key must have an LSE of -inf.
+pub fn compare_varlen(at: &str, dtype: DType, want: &VarlenOutput, out: &[f32], lse: &[f32]) {
+    assert_eq!(out.len(), want.out.len(), "{at}: output length");
+    assert_eq!(lse.len(), want.lse.len(), "{at}: lse length");
+    for (i, (&o, &e)) in out.iter().zip(&want.out).enumerate() {
+        assert!((o as f64 - e).abs() <= out_tolerance_at(dtype, e), "{at}: output {i} = {o}, want {e}");
+    }
+    for (i, (&l, &e)) in lse.iter().zip(&want.lse).enumerate() {
+        if e == f64::NEG_INFINITY {
+            assert_eq!(l, f32::NEG_INFINITY, "{at}: lse {i} of a row that sees no key");
+        } else {
+            assert!((l as f64 - e).abs() <= LSE_TOLERANCE, "{at}: lse {i} = {l}, want {e}");
+        }
+    }
 }

@@ -1,14 +1,13 @@
 //! Varlen and paged batches shared by the serving-layout tests (tests/paged_sim.rs,
 //! tests/varlen_sim.rs, tests/serving_matrix.rs): sequences with their own lengths and data,
 //! their pages in a shuffled block table, the contiguous run a paged run must equal bit for
-//! bit, and the comparison with the varlen reference.
+//! bit.
 #![allow(dead_code)]
 
-use sparse_attn::reference::VarlenOutput;
 use sparse_attn::sim::{HostTensors, PagedCache, SimBackend};
-use sparse_attn::{AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};
+use sparse_attn::{AttnDtype, AttnOptions, AttnShape, Bshd, Varlen};
 
-use crate::attention_cases::{out_tolerance_at, Rng, LSE_TOLERANCE};
+use crate::attention_cases::Rng;
 
 /// A batch whose sequences have (query rows, keys), their packed q, and each sequence's
 /// keys and values in its own rows (`[len_k, heads_kv, d]` each).
@@ -146,22 +145,5 @@ pub fn layout_name(hnd: bool) -> &'static str {
         "HND"
     } else {
         "NHD"
-    }
-}
-
-/// Holds a varlen run (output widened to f32, LSE) to the reference within the matrix's
-/// tolerances; a row that sees no key must have an LSE of -inf.
-pub fn compare(at: &str, dtype: DType, want: &VarlenOutput, out: &[f32], lse: &[f32]) {
-    assert_eq!(out.len(), want.out.len(), "{at}: output length");
-    assert_eq!(lse.len(), want.lse.len(), "{at}: lse length");
-    for (i, (&o, &e)) in out.iter().zip(&want.out).enumerate() {
-        assert!((o as f64 - e).abs() <= out_tolerance_at(dtype, e), "{at}: output {i} = {o}, want {e}");
-    }
-    for (i, (&l, &e)) in lse.iter().zip(&want.lse).enumerate() {
-        if e == f64::NEG_INFINITY {
-            assert_eq!(l, f32::NEG_INFINITY, "{at}: lse {i} of a row that sees no key");
-        } else {
-            assert!((l as f64 - e).abs() <= LSE_TOLERANCE, "{at}: lse {i} = {l}, want {e}");
-        }
     }
 }
