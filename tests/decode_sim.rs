@@ -69,16 +69,45 @@ fn decode_matches_the_reference_for_every_source_dtype_and_head_dim() {
 
 #[test]
 fn one_plan_replays_over_growing_lengths() {
-    // A plan depends on the capacity only: the same shape, split count and workspace size
-    // serve every step while the sequences grow, as a captured CUDA graph replays.
+    // One plan, one set of buffers, launched step after step while the sequences grow: only
+    // the device's seqlens_k and q change between steps, as in a captured CUDA graph.
+    use sparse_attn::plan::decode::{plan, workspace_len, DecodeBuffers};
+    use sparse_attn::plan::{AttnBuffers, AttnLayouts};
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let steps = [[1, 1], [60, 7], [200, 64], [511, 512]];
+    let first = Problem::<half::bf16>::new(vec![2, 2], steps[0].to_vec(), 512, (8, 2), 64, 77);
+    let shape = first.shape();
     let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count: 132 };
-    let mut splits = None;
-    for (step, lens) in [[1, 1], [60, 7], [200, 64], [511, 512]].iter().enumerate() {
-        let p = Problem::<half::bf16>::new(vec![1, 1], lens.to_vec(), 512, (8, 2), 64, 77);
-        let got = sim.decode(&p.shape(), &opts, &p.q, None, DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k }, &DecodeSource::<Vec<i32>>::Dense).unwrap();
-        assert_eq!(*splits.get_or_insert(got.splits), got.splits, "step {step}: the split count follows the capacity");
-        compare(&format!("step {step}"), &p, false, &got, &reference(&p, true, &DecodeSource::Dense));
+    let source = DecodeSource::<sparse_attn::plan::DeviceBuffer>::Dense;
+    let attn = AttnBuffers {
+        q: sim.upload(&first.q).unwrap(),
+        k: sim.upload(&first.k).unwrap(),
+        v: sim.upload(&first.v).unwrap(),
+        out: sim.alloc::<half::bf16>(first.q.len()).unwrap(),
+        lse: Some(sim.alloc::<f32>(shape.lse_len()).unwrap()),
+        layouts: AttnLayouts::contiguous(&shape),
+    };
+    let seqlens = sim.upload(&first.seqlens_k).unwrap();
+    let workspace = sim.alloc::<f32>(workspace_len(&shape, None, &opts, &source).unwrap()).unwrap();
+    let bufs = DecodeBuffers { attn, seqlens_k: seqlens, host_seqlens_k: None, pages: None, packed: None, workspace };
+    let step_plan = plan(&shape, half::bf16::DTYPE, &opts, &bufs, &source).unwrap();
+    assert!(step_plan.splits > 1, "a batch of 2 x 2 kv heads is split");
+    // A workspace one element short is refused, naming it.
+    let short = DecodeBuffers { workspace: sparse_attn::plan::DeviceBuffer { len: workspace.len - 1, ..workspace }, ..bufs };
+    let e = plan(&shape, half::bf16::DTYPE, &opts, &short, &source).unwrap_err();
+    assert!(matches!(e, Error::BufferTooSmall { tensor: "workspace", .. }), "{e}");
+    let write = |addr: u64, bytes: &[u8]| sim.device().write(ptx_sim::DevicePtr(addr), bytes).unwrap();
+    for (step, lens) in steps.iter().enumerate() {
+        // The same cache contents (seed 77), a new q per step, longer sequences.
+        let mut p = Problem::<half::bf16>::new(vec![2, 2], lens.to_vec(), 512, (8, 2), 64, 77);
+        p.q = Problem::<half::bf16>::new(vec![2, 2], lens.to_vec(), 512, (8, 2), 64, 100 + step as u64).q;
+        write(bufs.seqlens_k.addr, bytemuck::cast_slice(&p.seqlens_k));
+        write(attn.q.addr, bytemuck::cast_slice(&p.q));
+        sim.launch(&step_plan.split_kv, &Default::default()).unwrap();
+        sim.launch(&step_plan.merge, &Default::default()).unwrap();
+        let out: Vec<half::bf16> = sim.download(attn.out).unwrap();
+        let lse: Vec<f32> = sim.download(attn.lse.unwrap()).unwrap();
+        decode_cases::compare(&format!("step {step}"), &p, false, &out, &lse, &reference(&p, true, &DecodeSource::Dense));
     }
 }
 
