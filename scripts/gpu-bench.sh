@@ -183,4 +183,7 @@ if [[ "$bench_rc" != 0 ]]; then
   exit "$bench_rc"
 fi
 print_summary "measured on the GPU above"
+
+phase "decode bench (benches/decode.rs: split-KV decode against the prefill kernel on the same problem)"
+cargo bench -p sparse-attn --bench decode
 phase "done"
