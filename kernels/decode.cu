@@ -24,6 +24,7 @@
 
 #include "params.h"
 #include "common/cp_async.cuh"
+#include "common/gathered_tiles.cuh"
 #include "common/instantiate.cuh"
 #include "common/mask.cuh"
 #include "common/mma.cuh"
@@ -241,15 +242,7 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
         load_tile(0);
         cp_async_commit();
 
-        for (int tile = 0; tile < n_tiles; ++tile) {
-            const int stage = tile & 1;
-            if (tile + 1 < n_tiles) {
-                stage_keys(tile + 1, stage ^ 1);
-                load_tile(stage ^ 1);
-            }
-            cp_async_commit();
-            cp_async_wait<1>();
-            __syncthreads();
+        run_gathered_tiles(n_tiles, stage_keys, load_tile, [&](int stage) {
             if (has_rows) {
                 float s[kKeyBlocks][4];
                 tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
@@ -258,9 +251,7 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
                 online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);
                 tile_pv<T, D>(s, acc, v_smem(stage), lane);
             }
-            __syncthreads();  // the stage is read by every warp before it is refilled
-        }
-        cp_async_wait<0>();
+        });
     }
 
     // The split's state of each real row: the normalised output (0 for a row that saw no

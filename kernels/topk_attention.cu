@@ -17,6 +17,7 @@
 #include "params.h"
 #include "common/cp_async.cuh"
 #include "common/epilogue.cuh"
+#include "common/gathered_tiles.cuh"
 #include "common/instantiate.cuh"
 #include "common/mask.cuh"
 #include "common/mma.cuh"
@@ -142,16 +143,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         uint32_t q_frag[kDimSteps][4];
         load_q_fragments<QTile>(q_frag, q_smem, 0, lane);
 
-        for (int tile = 0; tile < n_tiles; ++tile) {
-            const int stage = tile & 1;
-            if (tile + 1 < n_tiles) {
-                stage_keys(tile + 1, stage ^ 1);
-                load_tile(stage ^ 1);
-            }
-            cp_async_commit();
-            cp_async_wait<1>();
-            __syncthreads();
-
+        run_gathered_tiles(n_tiles, stage_keys, load_tile, [&](int stage) {
             float s[kKeyBlocks][4];
             tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
             // Every head of the warp shares query row i, hence one visibility rule.
@@ -159,9 +151,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             mask_tile(s, t4, key_of, last_key, last_key);
             online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);
             tile_pv<T, D>(s, acc, v_smem(stage), lane);
-            __syncthreads();  // the stage is read by every lane before it is refilled
-        }
-        cp_async_wait<0>();
+        });
     }
 
     // The output is staged in stage 0's K buffer: the loop's last barrier has passed and

@@ -138,16 +138,7 @@ impl SimBackend {
             Some(v) => Some(PackedQueries { cu_seqlens_q: self.upload(v.cu_seqlens_q())?, total_q: v.total_q(), host: host_copies.then_some(v) }),
             None => None,
         };
-        let source = match source {
-            DecodeSource::Dense => DecodeSource::Dense,
-            DecodeSource::BlockSparse { block_size, max_blocks, block_count, block_index } => DecodeSource::BlockSparse {
-                block_size: *block_size,
-                max_blocks: *max_blocks,
-                block_count: self.upload(block_count.as_ref())?,
-                block_index: self.upload(block_index.as_ref())?,
-            },
-            DecodeSource::TopK { topk, indices } => DecodeSource::TopK { topk: *topk, indices: self.upload(indices.as_ref())? },
-        };
+        let source = source.try_map(|_, data| self.upload(data.as_ref()))?;
         let workspace = self.alloc::<f32>(workspace_len(shape, packed.map(|p| p.total_q), &opts, &source)?)?;
         let host_seqlens_k = host_copies.then_some(seqlens_k);
         let bufs = DecodeBuffers { attn, seqlens_k: self.upload(seqlens_k)?, host_seqlens_k, pages, packed, workspace };

@@ -9,17 +9,11 @@ use std::sync::Arc;
 
 use attention_cases::{check, matrix, problem, wide_group_topk_cases, Case};
 use cudarc::driver::{CudaStream, DeviceRepr, ValidAsZeroBits};
-use sparse_attn::cuda::{attention, gpu_context, upload, AttnTensors};
+use sparse_attn::cuda::{attention, upload, AttnTensors};
 use sparse_attn::{AttnDtype, DType};
 
 fn stream_or_skip() -> Option<Arc<CudaStream>> {
-    match gpu_context(0) {
-        Ok(ctx) => Some(ctx.default_stream()),
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
+    common::gpu_or_skip().map(|ctx| ctx.default_stream())
 }
 
 /// Runs one case and returns (output widened to f32, LSE).

@@ -10,19 +10,13 @@ mod decode_cases;
 use common::Rng;
 use cudarc::driver::{CudaSlice, DevicePtrMut};
 use decode_cases::{compare, random_source, reference, Problem};
-use sparse_attn::cuda::{decode, gpu_context, AttnTensors, DecodeTensors};
+use sparse_attn::cuda::{decode, AttnTensors, DecodeTensors};
 use sparse_attn::plan::decode::{workspace_len, DecodeOptions, DecodeSource};
 use sparse_attn::plan::AttnLayouts;
 
 #[test]
 fn gpu_decode_matches_the_reference_for_every_source() {
-    let ctx = match gpu_context(0) {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("skipped: no GPU: {reason}");
-            return;
-        }
-    };
+    let Some(ctx) = common::gpu_or_skip() else { return };
     let stream = ctx.default_stream();
     for (case, (kind, q_len)) in [(0, 1), (1, 4), (2, 1), (0, 4)].into_iter().enumerate() {
         let p = Problem::<half::bf16>::new(vec![q_len; 2], vec![700, 65], 1024, (8, 2), 128, case as u64);

@@ -7,7 +7,7 @@ mod common;
 
 use common::Rng;
 use cudarc::driver::{CudaSlice, DevicePtrMut};
-use sparse_attn::cuda::{gpu_context, merge_state_in_place, merge_states};
+use sparse_attn::cuda::{merge_state_in_place, merge_states};
 use sparse_attn::plan::merge::{InPlaceLayouts, MergeElement, MergeLayouts, MergeShape};
 use sparse_attn::reference::merge_states_reference;
 
@@ -35,13 +35,7 @@ fn close(got: f64, want: f64, tol: f64) -> bool {
 }
 
 fn run<T: MergeElement + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(tol: f64) {
-    let ctx = match gpu_context(0) {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("skipped: no GPU: {reason}");
-            return;
-        }
-    };
+    let Some(ctx) = common::gpu_or_skip() else { return };
     let stream = ctx.default_stream();
     let mut rng = Rng::new(31);
     for (states_n, head_dim) in [(1, 64), (3, 96), (16, 128), (40, 256), (5, 4)] {

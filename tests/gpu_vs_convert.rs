@@ -5,19 +5,13 @@
 mod common;
 
 use common::Rng;
-use sparse_attn::cuda::{convert_on_gpu, gpu_context};
+use sparse_attn::cuda::convert_on_gpu;
 use sparse_attn::pattern::vs_convert::convert;
 use sparse_attn::AttnShape;
 
 #[test]
 fn gpu_conversion_equals_cpu_conversion() {
-    let ctx = match gpu_context(0) {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("skipped: no GPU: {reason}");
-            return;
-        }
-    };
+    let Some(ctx) = common::gpu_or_skip() else { return };
     let stream = ctx.default_stream();
     let mut rng = Rng::new(21);
     for _ in 0..50 {
@@ -38,13 +32,7 @@ fn gpu_varlen_conversion_reads_each_sequence_length_on_the_device() {
     use sparse_attn::cuda::{alloc_vs_index, download_vs_index, vs_convert_varlen, SeqLensTensors, VarlenTensors};
     use sparse_attn::pattern::vs_convert::{convert_varlen, index_dims};
     use sparse_attn::Varlen;
-    let ctx = match gpu_context(0) {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("skipped: no GPU: {reason}");
-            return;
-        }
-    };
+    let Some(ctx) = common::gpu_or_skip() else { return };
     let stream = ctx.default_stream();
     let mut rng = Rng::new(22);
     // Lengths 1, 63, 64, 65, an empty sequence and a long one, keys longer and shorter.

@@ -53,16 +53,7 @@ pub fn decode<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>, W: DevicePtrMut<f32>
         Some((cu, total_q, host)) => Some(PackedQueries { cu_seqlens_q: read(stream, "cu_seqlens_q", cu, &mut guards)?, total_q, host }),
         None => None,
     };
-    let source = match source {
-        DecodeSource::Dense => DecodeSource::Dense,
-        DecodeSource::BlockSparse { block_size, max_blocks, block_count, block_index } => DecodeSource::BlockSparse {
-            block_size: *block_size,
-            max_blocks: *max_blocks,
-            block_count: read(stream, "block_count", block_count, &mut guards)?,
-            block_index: read(stream, "block_index", block_index, &mut guards)?,
-        },
-        DecodeSource::TopK { topk, indices } => DecodeSource::TopK { topk: *topk, indices: read(stream, "indices", indices, &mut guards)? },
-    };
+    let source = source.try_map(|name, b| read(stream, name, b, &mut guards))?;
     let workspace = write(stream, "workspace", workspace, &mut guards)?;
     let bufs = DecodeBuffers { attn, seqlens_k, host_seqlens_k: meta.host_seqlens_k, pages, packed, workspace };
     let plan = crate::plan::decode::plan(shape, T::DTYPE, opts, &bufs, &source)?;

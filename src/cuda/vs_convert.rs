@@ -47,17 +47,7 @@ pub fn vs_convert<I: DevicePtr<i32>, O: DevicePtrMut<i32>>(
     slash_indexes: &I,
     out: &mut VsIndex<O>,
 ) -> Result<()> {
-    let mut guards = Vec::new();
-    let vertical = read(stream, "vertical_indexes", vertical_indexes, &mut guards)?;
-    let slash = read(stream, "slash_indexes", slash_indexes, &mut guards)?;
-    let out = out.as_mut().try_map(|name, b| write(stream, name, b, &mut guards))?;
-    let plan = crate::plan::vs_convert::plan(shape, vertical, slash, &out)?;
-    // SAFETY: every address in the plan comes from a live buffer of this stream's context
-    // (checked above) whose true length the planner checked against what the kernel
-    // addresses; the guards keep cudarc's ordering until the launch is enqueued.
-    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
-    drop(guards);
-    launched
+    convert_with(stream, shape, None, vertical_indexes, slash_indexes, out)
 }
 
 /// The per-sequence lengths of a varlen or paged batch for [`vs_convert_varlen`]: the same
@@ -83,25 +73,38 @@ pub fn vs_convert_varlen<I: DevicePtr<i32>, O: DevicePtrMut<i32>>(
     slash_indexes: &I,
     out: &mut VsIndex<O>,
 ) -> Result<()> {
+    convert_with(stream, shape, Some(lens), vertical_indexes, slash_indexes, out)
+}
+
+/// Plans ([`crate::plan::vs_convert::plan`], or `plan_varlen` with `lens`) and enqueues a
+/// conversion, holding every buffer's access guard until the launch is enqueued.
+fn convert_with<I: DevicePtr<i32>, O: DevicePtrMut<i32>>(
+    stream: &Arc<CudaStream>,
+    shape: &AttnShape,
+    lens: Option<SeqLensTensors<'_, I>>,
+    vertical_indexes: &I,
+    slash_indexes: &I,
+    out: &mut VsIndex<O>,
+) -> Result<()> {
     let mut guards = Vec::new();
     let vertical = read(stream, "vertical_indexes", vertical_indexes, &mut guards)?;
     let slash = read(stream, "slash_indexes", slash_indexes, &mut guards)?;
     let out = out.as_mut().try_map(|name, b| write(stream, name, b, &mut guards))?;
     let (varlen, paged);
-    let lens = match &lens {
-        SeqLensTensors::Varlen(v) => {
+    let plan = match &lens {
+        None => crate::plan::vs_convert::plan(shape, vertical, slash, &out)?,
+        Some(SeqLensTensors::Varlen(v)) => {
             varlen = v.buffers(stream, &mut guards)?;
-            SeqLens::Varlen(&varlen)
+            crate::plan::vs_convert::plan_varlen(shape, SeqLens::Varlen(&varlen), vertical, slash, &out)?
         }
-        SeqLensTensors::Paged(p) => {
+        Some(SeqLensTensors::Paged(p)) => {
             paged = p.buffers(stream, &mut guards)?;
-            SeqLens::Paged(&paged)
+            crate::plan::vs_convert::plan_varlen(shape, SeqLens::Paged(&paged), vertical, slash, &out)?
         }
     };
-    let plan = crate::plan::vs_convert::plan_varlen(shape, lens, vertical, slash, &out)?;
-    // SAFETY: as in vs_convert: every address comes from a live buffer of this stream's
-    // context whose true length the planner checked; the guards are held until the launch
-    // is enqueued.
+    // SAFETY: every address in the plan comes from a live buffer of this stream's context
+    // (checked as it was read) whose true length the planner checked against what the
+    // kernel addresses; the guards keep cudarc's ordering until the launch is enqueued.
     let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
     drop(guards);
     launched

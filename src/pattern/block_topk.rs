@@ -157,6 +157,12 @@ pub fn estimate_block_topk(
         }
     }
 
+    block_sparse_from_rows(s.batch(), heads, row_blocks, &rows)
+}
+
+/// A block-sparse descriptor from its rows' block lists (`[batch, heads, row_blocks]` of
+/// them, each ascending): `max_blocks` is the longest row (at least 1), padding -1.
+pub(super) fn block_sparse_from_rows(batch: usize, heads: usize, row_blocks: usize, rows: &[Vec<i32>]) -> Result<BlockSparse> {
     let max_blocks = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let mut block_count = Vec::with_capacity(rows.len());
     let mut block_index = vec![-1i32; rows.len() * max_blocks];
@@ -164,5 +170,5 @@ pub fn estimate_block_topk(
         slots[..row.len()].copy_from_slice(row);
         block_count.push(row.len() as i32);
     }
-    BlockSparse::new(s.batch(), heads, row_blocks, max_blocks, block_count, block_index)
+    BlockSparse::new(batch, heads, row_blocks, max_blocks, block_count, block_index)
 }

@@ -13,7 +13,7 @@
 //!   skips them). An empty sequence's row is all padding.
 
 use super::block_sparse::BlockSparse;
-use super::block_topk::{estimate_block_topk, BlockTopkConfig};
+use super::block_topk::{block_sparse_from_rows, estimate_block_topk, BlockTopkConfig};
 use super::vertical_slash::VerticalSlash;
 use super::vs_estimate::{estimate_vertical_slash_indices, VsEstimateConfig};
 use crate::error::Result;
@@ -75,14 +75,7 @@ pub fn estimate_block_topk_varlen(inputs: &VarlenInputs, config: &BlockTopkConfi
         rows.push(seq_rows);
     }
     let rows: Vec<Vec<i32>> = rows.into_iter().flatten().collect();
-    let max_blocks = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let mut block_count = Vec::with_capacity(rows.len());
-    let mut block_index = vec![-1i32; rows.len() * max_blocks];
-    for (row, slots) in rows.iter().zip(block_index.chunks_exact_mut(max_blocks)) {
-        slots[..row.len()].copy_from_slice(row);
-        block_count.push(row.len() as i32);
-    }
-    BlockSparse::new(s.batch(), heads, row_blocks, max_blocks, block_count, block_index)
+    block_sparse_from_rows(s.batch(), heads, row_blocks, &rows)
 }
 
 /// [`estimate_vertical_slash_indices`] per sequence of a varlen batch, as a descriptor with

@@ -93,6 +93,21 @@ impl<B> DecodeSource<B> {
         }
     }
 
+    /// The same source over other buffers: `f(name, buffer)` for each index tensor (to
+    /// upload host tensors, or to take device pointers).
+    pub fn try_map<'s, C, E>(&'s self, mut f: impl FnMut(&'static str, &'s B) -> std::result::Result<C, E>) -> std::result::Result<DecodeSource<C>, E> {
+        Ok(match self {
+            Self::Dense => DecodeSource::Dense,
+            Self::BlockSparse { block_size, max_blocks, block_count, block_index } => DecodeSource::BlockSparse {
+                block_size: *block_size,
+                max_blocks: *max_blocks,
+                block_count: f("block_count", block_count)?,
+                block_index: f("block_index", block_index)?,
+            },
+            Self::TopK { topk, indices } => DecodeSource::TopK { topk: *topk, indices: f("indices", indices)? },
+        })
+    }
+
     /// The most key slots one (sequence, kv head) or (token, kv head) can have: what the
     /// splits divide.
     fn slot_capacity(&self, seq_k: usize) -> Result<usize> {
@@ -339,16 +354,7 @@ fn check_decode_tensors(shape: &AttnShape, dtype: DType, opts: &DecodeOptions, b
         num_pages: pages.num_pages,
         host: None,
     };
-    let page_shift = super::paged::check_metadata(shape, &meta)?;
-    let mut dense = check_tensors(&q_shape, [pages.num_pages, pages.page_size], dtype, &opts.attn(), &bufs.attn)?;
-    let t = &mut dense.tensors;
-    t.block_table = pages.block_table.index_addr("block_table", product("block_table", &[shape.batch(), pages.max_pages])?)?;
-    t.max_pages = to_i32("max_pages", pages.max_pages)?;
-    t.num_pages = to_i32("num_pages", pages.num_pages)?;
-    t.page_shift = page_shift as i32;
-    (t.k_page_stride, t.v_page_stride) = (t.k_batch_stride, t.v_batch_stride);
-    (t.k_batch_stride, t.v_batch_stride) = (0, 0);
-    Ok(dense)
+    super::paged::paged_tensors(shape, &q_shape, &meta, dtype, &opts.attn(), &bufs.attn)
 }
 
 /// The host copy of `seqlens_k`: one entry per sequence, each in `0..=seq_k`.

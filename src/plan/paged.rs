@@ -21,7 +21,7 @@
 //! launch, naming the first bad entry.
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
-use super::tensors::check_tensors;
+use super::tensors::{check_tensors, DenseArgs};
 use super::{prefill, topk_attention, LaunchPlan};
 use crate::checked::{product, to_i32};
 use crate::error::{Error, Result};
@@ -125,6 +125,24 @@ fn check_host(shape: &AttnShape, paged: &PagedKvBuffers) -> Result<()> {
     Ok(())
 }
 
+/// The dense tensors of a launch whose k and v are page caches: `q_shape` sizes q, out and
+/// the LSE; k and v are `[num_pages, page_size]` rows, their layouts' outer stride the page
+/// stride. Checks the paging metadata ([`check_metadata`]) and fills the block table, page
+/// counts, page shift and page strides (batch strides 0).
+pub(super) fn paged_tensors(shape: &AttnShape, q_shape: &AttnShape, paged: &PagedKvBuffers, dtype: DType, opts: &AttnOptions, bufs: &AttnBuffers) -> Result<DenseArgs> {
+    let page_shift = check_metadata(shape, paged)?;
+    let mut dense = check_tensors(q_shape, [paged.num_pages, paged.page_size], dtype, opts, bufs)?;
+    let t = &mut dense.tensors;
+    t.block_table = paged.block_table.index_addr("block_table", product("block_table", &[shape.batch(), paged.max_pages])?)?;
+    t.max_pages = to_i32("max_pages", paged.max_pages)?;
+    t.num_pages = to_i32("num_pages", paged.num_pages)?;
+    t.page_shift = page_shift as i32;
+    // The caches' outer stride steps pages, not batch entries.
+    (t.k_page_stride, t.v_page_stride) = (t.k_batch_stride, t.v_batch_stride);
+    (t.k_batch_stride, t.v_batch_stride) = (0, 0);
+    Ok(dense)
+}
+
 /// Plans a prefill launch of packed varlen queries against paged K/V caches after
 /// validating it: `shape` is (batch, max_seqlen_q, max_seqlen_k, heads_q, heads_kv,
 /// head_dim); `bufs` holds the packed q and out, the LSE `[heads_q, total_q]`, and the k
@@ -140,21 +158,13 @@ pub fn attention_paged(
     bufs: &AttnBuffers,
     source: &Source<DeviceBuffer>,
 ) -> Result<LaunchPlan> {
-    let page_shift = check_metadata(shape, paged)?;
     // q and out packed; k and v as [num_pages, page_size] rows.
     let packed = AttnShape::new(1, paged.total_q, shape.seq_k(), shape.heads_q(), shape.heads_kv(), shape.head_dim())?;
-    let mut dense = check_tensors(&packed, [paged.num_pages, paged.page_size], dtype, opts, bufs)?;
+    let mut dense = paged_tensors(shape, &packed, paged, dtype, opts, bufs)?;
     let t = &mut dense.tensors;
     t.cu_seqlens_q = paged.cu_seqlens_q.index_addr("cu_seqlens_q", shape.batch() + 1)?;
     t.total_q = to_i32("total_q", paged.total_q)?;
     t.seqlens_k = paged.seqlens_k.index_addr("seqlens_k", shape.batch())?;
-    t.block_table = paged.block_table.index_addr("block_table", product("block_table", &[shape.batch(), paged.max_pages])?)?;
-    t.max_pages = to_i32("max_pages", paged.max_pages)?;
-    t.num_pages = to_i32("num_pages", paged.num_pages)?;
-    t.page_shift = page_shift as i32;
-    // The caches' outer stride steps pages, not batch entries.
-    (t.k_page_stride, t.v_page_stride) = (t.k_batch_stride, t.v_batch_stride);
-    (t.k_batch_stride, t.v_batch_stride) = (0, 0);
     t.lse_batch_stride = 0;
     t.lse_head_stride = paged.total_q as i64;
     match source {

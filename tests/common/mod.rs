@@ -103,3 +103,15 @@ pub fn random_vertical_slash(
     sparse_attn::pattern::VerticalSlash::new(shape.batch(), heads, nnz_v, nnz_s, verticals, slashes)
         .expect("valid random descriptor")
 }
+
+/// The first GPU's context, or `None` after printing why a GPU test skips (the usual case
+/// where no GPU is present).
+pub fn gpu_or_skip() -> Option<std::sync::Arc<cudarc::driver::CudaContext>> {
+    match sparse_attn::cuda::gpu_context(0) {
+        Ok(ctx) => Some(ctx),
+        Err(reason) => {
+            println!("skipped: no GPU: {reason}");
+            None
+        }
+    }
+}
