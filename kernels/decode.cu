@@ -119,7 +119,7 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
     const int t4 = lane % 4;
     const int split = blockIdx.x;
     const int b = blockIdx.z;
-    if (p.heads_kv <= 0 || p.heads_q < p.heads_kv || p.row_chunks <= 0 || b >= p.batch) {
+    if (p.heads_kv <= 0 || p.heads_q < p.heads_kv || p.row_chunks <= 0 || p.q_len <= 0 || b >= p.batch) {
         return;
     }
     const int token_groups = K == Keys::TopK ? p.q_len : 1;
