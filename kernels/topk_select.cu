@@ -1,13 +1,14 @@
 // Token top-k selection (DSA / NSA-style indices) from a caller's score tensor.
 //
-// topk_select_f32: for every row of scores [rows, seq_k] (f32), the indices of its k largest
+// topk_select_<f32|bf16>: for every row of scores [rows, seq_k] (f32 or bf16), the indices of its k largest
 // scores, written in ascending key order to indices [rows, k], -1 padding a row with fewer
 // than k candidates (TopkSelectParams in params.h). The exact result is the host rule in
 // src/pattern/topk_select.rs; this kernel must match it bit for bit.
 //
 // Order: each score maps to a 32-bit key whose unsigned order is the score order (sign bit
 // flipped for positives, every bit inverted for negatives; every NaN maps to 0, below -inf),
-// and ties on the key go to the lower index. The key is taken from the raw bits, never from
+// and ties on the key go to the lower index (a bf16 score is widened to its f32 bits, which
+// is exact, so both dtypes share one order). The key is taken from the raw bits, never from
 // a float comparison, so --use_fast_math (denormal flushing, NaN shortcuts) cannot change
 // the order, and -0.0 ranks just below +0.0 (IEEE totalOrder).
 //
@@ -72,11 +73,18 @@ __device__ __forceinline__ int block_exclusive_scan(int v, int& total, int* warp
     return before + inclusive - v;
 }
 
-}  // namespace topk_select
+// The f32 bits of score j of a row: f32 as stored, bf16 widened (its bits are the top half).
+struct F32Scores {
+    const uint32_t* row;
+    __device__ __forceinline__ uint32_t bits(int64_t j) const { return row[j]; }
+};
+struct Bf16Scores {
+    const uint16_t* row;
+    __device__ __forceinline__ uint32_t bits(int64_t j) const { return (uint32_t)row[j] << 16; }
+};
 
-extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
-topk_select_f32(const __grid_constant__ TopkSelectParams p) {
-    using namespace topk_select;
+template <typename Scores, typename Elem>
+__device__ __forceinline__ void select_row(const TopkSelectParams& p) {
     // The host validates all of this; a kernel launched with other params does nothing
     // rather than address memory it was not given.
     if (p.rows <= 0 || p.seq_q <= 0 || p.heads <= 0 || p.seq_k <= 0 || p.k <= 0 || (int64_t)blockIdx.x >= p.rows) {
@@ -91,7 +99,7 @@ topk_select_f32(const __grid_constant__ TopkSelectParams p) {
         const int64_t limit = (int64_t)query + p.seq_k - p.seq_q + 1;
         n = limit < 0 ? 0 : (limit < n ? limit : n);
     }
-    const uint32_t* scores = reinterpret_cast<const uint32_t*>(p.scores) + (int64_t)row * p.seq_k;
+    const Scores scores{reinterpret_cast<const Elem*>(p.scores) + (int64_t)row * p.seq_k};
     int32_t* out = reinterpret_cast<int32_t*>(p.indices) + (int64_t)row * p.k;
 
     // Every candidate is selected: no scores to read.
@@ -116,7 +124,7 @@ topk_select_f32(const __grid_constant__ TopkSelectParams p) {
         hist[tid] = 0;
         __syncthreads();
         for (int64_t j = tid; j < n; j += kThreads) {
-            const uint32_t key = order_key(scores[j]);
+            const uint32_t key = order_key(scores.bits(j));
             if ((key & mask) == prefix) {
                 atomicAdd(&hist[(key >> shift) & (kBuckets - 1)], 1);
             }
@@ -145,7 +153,7 @@ topk_select_f32(const __grid_constant__ TopkSelectParams p) {
     int eq_seen = 0, written = 0;
     for (int64_t base = 0; base < n && written < p.k; base += kThreads) {
         const int64_t j = base + tid;
-        const uint32_t key = j < n ? order_key(scores[j]) : 0u;
+        const uint32_t key = j < n ? order_key(scores.bits(j)) : 0u;
         const int eq = j < n && key == prefix ? 1 : 0;
         int eq_total;
         const int eq_before = block_exclusive_scan(eq, eq_total, warp_totals);
@@ -158,4 +166,16 @@ topk_select_f32(const __grid_constant__ TopkSelectParams p) {
         eq_seen += eq_total;
         written += take_total;
     }
+}
+
+}  // namespace topk_select
+
+extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
+topk_select_f32(const __grid_constant__ TopkSelectParams p) {
+    topk_select::select_row<topk_select::F32Scores, uint32_t>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
+topk_select_bf16(const __grid_constant__ TopkSelectParams p) {
+    topk_select::select_row<topk_select::Bf16Scores, uint16_t>(p);
 }

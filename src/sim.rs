@@ -356,15 +356,15 @@ fn reach(tensor: &'static str, dims: &[(i64, usize)], inner: usize) -> Result<us
 impl SimBackend {
     /// Token top-k selection on the simulator ([`crate::plan::topk_select::plan`], the plan
     /// [`crate::cuda::topk_select`] launches): uploads `scores [batch, seq_q, heads, seq_k]`
-    /// (exactly that many elements), runs `topk_select_f32` and downloads `indices [batch,
+    /// (exactly that many elements of `T`, f32 or bf16), runs `topk_select_<T>` and downloads `indices [batch,
     /// seq_q, heads, k]`; equal to [`crate::pattern::topk_select::select_topk_host`].
-    pub fn topk_select(&self, scores: &[f32], dims: &crate::pattern::topk_select::SelectDims, k: usize, causal: bool) -> Result<Vec<i32>> {
+    pub fn topk_select<T: crate::pattern::topk_select::Score + ptx_sim::Element>(&self, scores: &[T], dims: &crate::pattern::topk_select::SelectDims, k: usize, causal: bool) -> Result<Vec<i32>> {
         let rows = dims.validate(k)?;
         crate::shape::check_len("scores", scores.len(), &[rows, dims.seq_k])?;
         let scores = self.upload(scores)?;
         // validate has checked that rows * k fits usize.
         let indices = self.alloc::<i32>(rows * k)?;
-        let plan = crate::plan::topk_select::plan(dims, k, causal, scores, indices)?;
+        let plan = crate::plan::topk_select::plan(dims, k, causal, T::DTYPE, scores, indices)?;
         self.launch(&plan, &LaunchOptions::default())?;
         self.download(indices)
     }

@@ -327,14 +327,15 @@ fn topk_select_params_matches_the_c_struct() {
 
 #[test]
 fn topk_select_params_for_problem_fills_the_sizes() {
-    use sparse_attn::pattern::topk_select::SelectDims;
+    use sparse_attn::pattern::topk_select::{ScoreDtype, SelectDims};
     use sparse_attn::plan::{topk_select, DeviceBuffer};
     let buf = |n: u64| DeviceBuffer { addr: n << 20, len: 1 << 20 };
     let dims = SelectDims { batch: 2, seq_q: 3, heads: 4, seq_k: 1000 };
-    let p = topk_select::params(&dims, 64, true, buf(1), buf(2)).unwrap();
+    let p = topk_select::params(&dims, 64, true, ScoreDtype::F32, buf(1), buf(2)).unwrap();
     assert_eq!((p.scores, p.indices, p.rows, p.seq_q, p.heads, p.seq_k, p.k, p.causal), (1 << 20, 2 << 20, 24, 3, 4, 1000, 64, 1));
-    let plan = topk_select::plan(&dims, 64, false, buf(1), buf(2)).unwrap();
+    let plan = topk_select::plan(&dims, 64, false, ScoreDtype::BF16, buf(1), buf(2)).unwrap();
     assert_eq!((plan.grid(), plan.block(), plan.shared_mem_bytes()), ([24, 1, 1], [topk_select::THREADS, 1, 1], 0));
+    assert_eq!(plan.kernel(), "topk_select_bf16");
 }
 
 // ---- Kernel constants: the SA_* macros of params.h against their mirrors in src/params.rs ----

@@ -2,7 +2,8 @@
 //! (`kernels/topk_select.cu`, planned by [`crate::plan::topk_select`]) implements, and
 //! [`select_topk_host`], its host reference.
 //!
-//! For every row `(b, i, h)` of `scores [batch, seq_q, heads, seq_k]` (f32), the indices of
+//! For every row `(b, i, h)` of `scores [batch, seq_q, heads, seq_k]` (f32 or bf16,
+//! [`Score`]), the indices of
 //! the row's `k` largest scores go to row `(b, i, h)` of `indices [batch, seq_q, heads, k]`
 //! (i32), the format [`TopkTokens`](super::TopkTokens) takes (`heads` = its `heads_kv`):
 //! - the candidates are keys `0..seq_k`, or with `causal` only `j <= i + seq_k - seq_q`
@@ -64,6 +65,49 @@ impl SelectDims {
     }
 }
 
+/// The element types of a score tensor: their kernels are `topk_select_<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScoreDtype {
+    /// f32 scores.
+    F32,
+    /// bfloat16 scores, ranked by their exact f32 value.
+    BF16,
+}
+
+impl ScoreDtype {
+    /// The name the kernel instantiations carry: `"f32"` or `"bf16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreDtype::F32 => "f32",
+            ScoreDtype::BF16 => "bf16",
+        }
+    }
+}
+
+/// A score element the selection takes (f32 or bf16), ranked by [`order_key`] of its exact
+/// f32 value.
+pub trait Score: Copy + Default + Send + Sync + bytemuck::Pod + 'static {
+    /// The runtime tag, which selects the kernel.
+    const DTYPE: ScoreDtype;
+    /// The score's rank key ([`order_key`] of its f32 value).
+    fn order_key(self) -> u32;
+}
+
+impl Score for f32 {
+    const DTYPE: ScoreDtype = ScoreDtype::F32;
+    fn order_key(self) -> u32 {
+        order_key(self)
+    }
+}
+
+impl Score for half::bf16 {
+    const DTYPE: ScoreDtype = ScoreDtype::BF16;
+    fn order_key(self) -> u32 {
+        // Widening is exact, and every NaN stays a NaN.
+        order_key(self.to_f32())
+    }
+}
+
 /// The 32-bit key whose unsigned order is the selection's score order: the sign bit flipped
 /// for a positive score, every bit inverted for a negative one, and 0 for every NaN (so a
 /// NaN never displaces a number, `-inf` included).
@@ -82,7 +126,7 @@ pub fn order_key(score: f32) -> u32 {
 /// heads, seq_k]` by the rule in the module documentation (a sort of each row's candidates
 /// by descending [`order_key`], then ascending index). `scores` must hold exactly
 /// `batch * seq_q * heads * seq_k` elements.
-pub fn select_topk_host(scores: &[f32], dims: &SelectDims, k: usize, causal: bool) -> Result<Vec<i32>> {
+pub fn select_topk_host<T: Score>(scores: &[T], dims: &SelectDims, k: usize, causal: bool) -> Result<Vec<i32>> {
     let rows = dims.validate(k)?;
     crate::shape::check_len("scores", scores.len(), &[rows, dims.seq_k])?;
     let mut indices = Vec::with_capacity(rows * k);
@@ -92,7 +136,7 @@ pub fn select_topk_host(scores: &[f32], dims: &SelectDims, k: usize, causal: boo
         let n = dims.candidates(i, causal);
         order.clear();
         order.extend(0..n);
-        order.sort_unstable_by_key(|&j| (std::cmp::Reverse(order_key(row_scores[j])), j));
+        order.sort_unstable_by_key(|&j| (std::cmp::Reverse(row_scores[j].order_key()), j));
         order.truncate(k);
         order.sort_unstable();
         // Cannot truncate: every key is below seq_k <= i32::MAX.
