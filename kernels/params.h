@@ -49,6 +49,8 @@
 #define SA_DECODE_MAX_Q_LEN 16
 // merge_states (kernels/merge.cu): threads per block, a warp per output row.
 #define SA_MERGE_THREADS 128
+// topk_select_<f32|bf16> (kernels/topk_select.cu): threads per CTA, one CTA per score row.
+#define SA_TOPK_SELECT_THREADS 256
 // The dtype x head_dim instantiation lists (X-macros): every kernel family instantiates
 // every pair (kernels/common/instantiate.cuh). A new head_dim is one edit here plus the
 // Rust mirror; a new dtype also needs its CUDA type in instantiate.cuh.
@@ -280,3 +282,20 @@ typedef struct MergeInPlaceParams {
     int32_t heads;
     int32_t head_dim;         // a multiple of 4 (8-byte rows of f16 / bf16, 16-byte of f32)
 } MergeInPlaceParams;
+
+// topk_select_<f32|bf16> (kernels/topk_select.cu): the indices of the k largest scores of
+// every row of scores [batch, seq_q, heads, seq_k] (f32 or bf16, densely packed), written to indices [batch,
+// seq_q, heads, k] (int32_t, densely packed) in ascending key order, then -1 padding. One
+// CTA of SA_TOPK_SELECT_THREADS per row; grid = (rows, 1, 1), rows = batch * seq_q * heads.
+// Order: a larger score first, NaN below -inf, ties to the lower key. With causal, row i
+// considers only keys j <= i + seq_k - seq_q.
+typedef struct TopkSelectParams {
+    uint64_t scores;        // const float or bf16 [rows, seq_k]
+    uint64_t indices;       // int32_t [rows, k]
+    int32_t rows;           // batch * seq_q * heads = gridDim.x
+    int32_t seq_q;
+    int32_t heads;
+    int32_t seq_k;
+    int32_t k;              // 1 ..= seq_k
+    int32_t causal;         // 0 or 1: bottom-right aligned
+} TopkSelectParams;

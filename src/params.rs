@@ -389,7 +389,32 @@ pub const DECODE_ROWS: usize = 64;
 pub const DECODE_MAX_Q_LEN: usize = 16;
 /// Threads per block of `merge_states`, a warp per output row (`SA_MERGE_THREADS`).
 pub const MERGE_THREADS: u32 = 128;
+/// Threads per CTA of `topk_select_<f32|bf16>`, one CTA per score row (`SA_TOPK_SELECT_THREADS`).
+pub const TOPK_SELECT_THREADS: u32 = 256;
 /// Head dimensions every kernel family is instantiated for (`SA_FOR_EACH_HEAD_DIM`).
 pub const HEAD_DIMS: &[usize] = &[64, 96, 128, 256];
 /// Dtypes every kernel family is instantiated for (`SA_FOR_EACH_DTYPE`, by [`crate::shape::DType::name`]).
 pub const DTYPES: &[crate::shape::DType] = &[crate::shape::DType::F16, crate::shape::DType::BF16];
+
+/// Parameters of `topk_select_<f32|bf16>` (kernels/topk_select.cu), passed by value. Built by
+/// [`crate::plan::topk_select::params`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopkSelectParams {
+    /// Device address of `scores`, f32 or bf16 `[batch, seq_q, heads, seq_k]`.
+    pub scores: u64,
+    /// Device address of the output `indices`, i32 `[batch, seq_q, heads, k]`.
+    pub indices: u64,
+    /// `batch * seq_q * heads`: one CTA each.
+    pub rows: i32,
+    /// Query rows per sequence.
+    pub seq_q: i32,
+    /// Heads (one score row per head).
+    pub heads: i32,
+    /// Keys per row.
+    pub seq_k: i32,
+    /// Slots per output row, `1..=seq_k`.
+    pub k: i32,
+    /// 0 or 1: row `i` considers only keys `j <= i + seq_k - seq_q`.
+    pub causal: i32,
+}

@@ -352,3 +352,20 @@ fn reach(tensor: &'static str, dims: &[(i64, usize)], inner: usize) -> Result<us
         .filter(|&n| n <= isize::MAX as usize)
         .ok_or_else(|| Error::InvalidStrides { tensor, reason: "the strides address more elements than memory holds".into() })
 }
+
+impl SimBackend {
+    /// Token top-k selection on the simulator ([`crate::plan::topk_select::plan`], the plan
+    /// [`crate::cuda::topk_select`] launches): uploads `scores [batch, seq_q, heads, seq_k]`
+    /// (exactly that many elements of `T`, f32 or bf16), runs `topk_select_<T>` and downloads `indices [batch,
+    /// seq_q, heads, k]`; equal to [`crate::pattern::topk_select::select_topk_host`].
+    pub fn topk_select<T: crate::pattern::topk_select::Score + ptx_sim::Element>(&self, scores: &[T], dims: &crate::pattern::topk_select::SelectDims, k: usize, causal: bool) -> Result<Vec<i32>> {
+        let rows = dims.validate(k)?;
+        crate::shape::check_len("scores", scores.len(), &[rows, dims.seq_k])?;
+        let scores = self.upload(scores)?;
+        // validate has checked that rows * k fits usize.
+        let indices = self.alloc::<i32>(rows * k)?;
+        let plan = crate::plan::topk_select::plan(dims, k, causal, T::DTYPE, scores, indices)?;
+        self.launch(&plan, &LaunchOptions::default())?;
+        self.download(indices)
+    }
+}

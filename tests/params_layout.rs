@@ -294,6 +294,50 @@ fn topk_params_matches_the_c_struct() {
     }
 }
 
+fn rust_topk_select() -> Layout {
+    use sparse_attn::params::TopkSelectParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<TopkSelectParams>()), ("alignof".to_string(), align_of::<TopkSelectParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(TopkSelectParams, $f))); )* };
+    }
+    fields!(scores, indices, rows, seq_q, heads, seq_k, k, causal);
+    l
+}
+
+/// TopkSelectParams by the C rules: two 8-byte addresses, then six 4-byte fields, no
+/// padding: 40 bytes, 8-byte aligned.
+fn expected_topk_select() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 40), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_topk_select().into_iter().skip(2).enumerate() {
+        l.push((name, if k < 2 { 8 * k } else { 16 + 4 * (k - 2) }));
+    }
+    l
+}
+
+#[test]
+fn topk_select_params_matches_the_c_struct() {
+    let rust = rust_topk_select();
+    assert_eq!(rust.len(), 2 + 8, "every field is listed");
+    assert_eq!(rust, expected_topk_select());
+    match c_layout_of(&c_program_for("TopkSelectParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on TopkSelectParams"),
+        None => eprintln!("gcc not found: compared TopkSelectParams against the recorded C layout only"),
+    }
+}
+
+#[test]
+fn topk_select_params_for_problem_fills_the_sizes() {
+    use sparse_attn::pattern::topk_select::{ScoreDtype, SelectDims};
+    use sparse_attn::plan::{topk_select, DeviceBuffer};
+    let buf = |n: u64| DeviceBuffer { addr: n << 20, len: 1 << 20 };
+    let dims = SelectDims { batch: 2, seq_q: 3, heads: 4, seq_k: 1000 };
+    let p = topk_select::params(&dims, 64, true, ScoreDtype::F32, buf(1), buf(2)).unwrap();
+    assert_eq!((p.scores, p.indices, p.rows, p.seq_q, p.heads, p.seq_k, p.k, p.causal), (1 << 20, 2 << 20, 24, 3, 4, 1000, 64, 1));
+    let plan = topk_select::plan(&dims, 64, false, ScoreDtype::BF16, buf(1), buf(2)).unwrap();
+    assert_eq!((plan.grid(), plan.block(), plan.shared_mem_bytes()), ([24, 1, 1], [topk_select::THREADS, 1, 1], 0));
+    assert_eq!(plan.kernel(), "topk_select_bf16");
+}
+
 // ---- Kernel constants: the SA_* macros of params.h against their mirrors in src/params.rs ----
 
 /// Every SA_* integer constant of params.h and its Rust mirror.
@@ -315,6 +359,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_DECODE_ROWS", DECODE_ROWS as u64),
         ("SA_DECODE_MAX_Q_LEN", DECODE_MAX_Q_LEN as u64),
         ("SA_MERGE_THREADS", MERGE_THREADS as u64),
+        ("SA_TOPK_SELECT_THREADS", TOPK_SELECT_THREADS as u64),
     ]
 }
 

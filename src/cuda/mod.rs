@@ -10,6 +10,7 @@ mod launch;
 mod merge;
 mod module_load;
 mod tensors;
+mod topk_select;
 mod vs_convert;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
@@ -17,4 +18,5 @@ pub use decode::{decode, DecodeTensors};
 pub use device::{gpu_context, GpuUnavailable};
 pub use merge::{merge_state_in_place, merge_states};
 pub use tensors::AttnTensors;
+pub use topk_select::topk_select;
 pub use vs_convert::{alloc_vs_index, convert_on_gpu, download_vs_index, vs_convert, vs_convert_varlen, SeqLensTensors};

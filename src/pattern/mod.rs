@@ -17,6 +17,7 @@ pub mod block_topk;
 pub mod dense;
 pub mod estimate_varlen;
 pub mod topk;
+pub mod topk_select;
 pub mod vertical_slash;
 pub mod vs_convert;
 pub mod vs_estimate;

@@ -7,6 +7,7 @@
 //! - [`prefill`]: dense, block-sparse, vertical-slash (and A-shape as block-sparse);
 //! - [`topk_attention`]: per-query top-k token attention;
 //! - [`vs_convert`]: vertical-slash index conversion;
+//! - [`topk_select`]: token top-k selection from a score tensor;
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
 //!   parallelism);
 //! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
@@ -22,6 +23,7 @@ pub mod merge;
 pub mod prefill;
 mod tensors;
 pub mod topk_attention;
+pub mod topk_select;
 pub mod paged;
 pub mod varlen;
 pub mod vs_convert;
