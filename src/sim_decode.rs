@@ -43,14 +43,32 @@ pub struct SimDecode<T> {
     pub splits: usize,
 }
 
+/// How [`SimBackend::decode_with`] runs a decode step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimDecodeRun {
+    /// Check the host copies first (the key counts, the source's index tensors with
+    /// [`check_host_source`]); off, the step runs as an engine whose lengths and indices
+    /// live only on the device: nothing but the sizes is checked, and the kernel skips what
+    /// is out of range.
+    pub host_checks: bool,
+    /// The simulator's racecheck on both launches (a shared-memory race between barriers
+    /// is an error; slower).
+    pub racecheck: bool,
+}
+
+impl Default for SimDecodeRun {
+    fn default() -> Self {
+        Self { host_checks: true, racecheck: false }
+    }
+}
+
 impl SimBackend {
     /// Runs a decode step: q `[batch, q_len, heads_q, head_dim]` for the shape (batch,
     /// q_len, seq_k capacity, heads_q, heads_kv, head_dim), or packed `[total_q, heads_q,
     /// head_dim]` with `packed` (uploaded as the device's cu_seqlens_q and checked as the
     /// host copy); the cache and the source's index tensors are uploaded too, and the
-    /// workspace allocated at [`workspace_len`]. The host copies are checked first: the
-    /// key counts, and the source's index tensors ([`check_host_source`]). The LSE is
-    /// always computed.
+    /// workspace allocated at [`workspace_len`]. The host copies are checked first. The LSE
+    /// is always computed.
     pub fn decode<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
         &self,
         shape: &AttnShape,
@@ -60,55 +78,31 @@ impl SimBackend {
         cache: DecodeCache<'_, T>,
         source: &DecodeSource<D>,
     ) -> Result<SimDecode<T>> {
+        self.decode_with(shape, opts, q, packed, cache, source, SimDecodeRun::default())
+    }
+
+    /// [`Self::decode`], run as `run` says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_with<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
+        &self,
+        shape: &AttnShape,
+        opts: &DecodeOptions,
+        q: &[T],
+        packed: Option<&Varlen>,
+        cache: DecodeCache<'_, T>,
+        source: &DecodeSource<D>,
+        run: SimDecodeRun,
+    ) -> Result<SimDecode<T>> {
         let seqlens_k = match cache {
             DecodeCache::Contiguous { seqlens_k, .. } => seqlens_k,
             DecodeCache::Paged(c) => c.seqlens_k,
         };
-        check_host_seqlens(shape, seqlens_k)?;
-        check_host_source(shape, seqlens_k, packed, source)?;
-        self.decode_with(shape, opts, q, packed, cache, source, true, &LaunchOptions::default())
-    }
-
-    /// [`Self::decode`] with the simulator's racecheck on for both launches: a shared-memory
-    /// race between barriers is an error (slower).
-    pub fn decode_racecheck<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
-        &self,
-        shape: &AttnShape,
-        opts: &DecodeOptions,
-        q: &[T],
-        cache: DecodeCache<'_, T>,
-        source: &DecodeSource<D>,
-    ) -> Result<SimDecode<T>> {
-        self.decode_with(shape, opts, q, None, cache, source, true, &LaunchOptions { racecheck: true, ..Default::default() })
-    }
-
-    /// [`Self::decode`] as an engine whose lengths and indices live only on the device runs
-    /// it: nothing but the sizes is checked on the host, and the kernel skips what is out
-    /// of range.
-    pub fn decode_device<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
-        &self,
-        shape: &AttnShape,
-        opts: &DecodeOptions,
-        q: &[T],
-        packed: Option<&Varlen>,
-        cache: DecodeCache<'_, T>,
-        source: &DecodeSource<D>,
-    ) -> Result<SimDecode<T>> {
-        self.decode_with(shape, opts, q, packed, cache, source, false, &LaunchOptions::default())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn decode_with<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(
-        &self,
-        shape: &AttnShape,
-        opts: &DecodeOptions,
-        q: &[T],
-        packed: Option<&Varlen>,
-        cache: DecodeCache<'_, T>,
-        source: &DecodeSource<D>,
-        host_copies: bool,
-        launch: &LaunchOptions,
-    ) -> Result<SimDecode<T>> {
+        if run.host_checks {
+            check_host_seqlens(shape, seqlens_k)?;
+            check_host_source(shape, seqlens_k, packed, source)?;
+        }
+        let host_copies = run.host_checks;
+        let launch = LaunchOptions { racecheck: run.racecheck, ..Default::default() };
         let opts = DecodeOptions { return_lse: true, ..*opts };
         let (rows, lse_len) = match packed {
             Some(v) => (v.total_q(), shape.heads_q() * v.total_q()),
@@ -118,9 +112,9 @@ impl SimBackend {
             Some(v) => Bshd::contiguous(v.total_q(), shape.heads_q(), shape.head_dim()),
             None => AttnLayouts::contiguous(shape).q,
         };
-        let (k, v, kv_layout, seqlens_k) = match cache {
-            DecodeCache::Contiguous { k, v, seqlens_k } => (k, v, AttnLayouts::contiguous(shape).k, seqlens_k),
-            DecodeCache::Paged(c) => (c.k, c.v, c.layout, c.seqlens_k),
+        let (k, v, kv_layout) = match cache {
+            DecodeCache::Contiguous { k, v, .. } => (k, v, AttnLayouts::contiguous(shape).k),
+            DecodeCache::Paged(c) => (c.k, c.v, c.layout),
         };
         let attn = AttnBuffers {
             q: self.upload(q)?,
@@ -143,8 +137,8 @@ impl SimBackend {
         let host_seqlens_k = host_copies.then_some(seqlens_k);
         let bufs = DecodeBuffers { attn, seqlens_k: self.upload(seqlens_k)?, host_seqlens_k, pages, packed, workspace };
         let plan = crate::plan::decode::plan(shape, T::DTYPE, &opts, &bufs, &source)?;
-        let counters = self.launch(&plan.split_kv, launch)?;
-        let merge_counters = self.launch(&plan.merge, launch)?;
+        let counters = self.launch(&plan.split_kv, &launch)?;
+        let merge_counters = self.launch(&plan.merge, &launch)?;
         let lse = attn.lse.map_or(Ok(Vec::new()), |l| self.download::<f32>(l))?;
         Ok(SimDecode { out: self.download(attn.out)?, lse, counters, merge_counters, splits: plan.splits })
     }

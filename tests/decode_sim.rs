@@ -13,7 +13,7 @@ use attention_cases::Rng;
 use decode_cases::{random_source, reference, Problem};
 use sparse_attn::plan::decode::{DecodeOptions, DecodeSource};
 use sparse_attn::sim::{PagedCache, SimBackend};
-use sparse_attn::sim_decode::{DecodeCache, SimDecode};
+use sparse_attn::sim_decode::{DecodeCache, SimDecode, SimDecodeRun};
 use sparse_attn::{AttnDtype, AttnShape, Bshd, Error};
 
 /// Holds a simulated decode step to the reference.
@@ -151,7 +151,7 @@ fn device_indices_past_the_sequence_are_skipped_in_bounds() {
     let wild = DecodeSource::BlockSparse { block_size: 32, max_blocks: 4, block_count: vec![9, 3], block_index: vec![0, 3, 7, i32::MAX, -5, 1, 2, 0] };
     let valid = DecodeSource::BlockSparse { block_size: 32, max_blocks: 4, block_count: vec![2, 1], block_index: vec![0, 3, -1, -1, 1, -1, -1, -1] };
     let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
-    let got = sim.decode_device(&p.shape(), &opts, &p.q, None, cache, &wild).unwrap();
+    let got = sim.decode_with(&p.shape(), &opts, &p.q, None, cache, &wild, SimDecodeRun { host_checks: false, ..Default::default() }).unwrap();
     compare("wild block ids", &p, false, &got, &reference(&p, true, &valid));
 }
 
@@ -163,7 +163,8 @@ fn racecheck_is_clean() {
         let source = random_source(&mut Rng::new(4), &p, kind, 16);
         let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: Some(3), sm_count: 132 };
         let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
-        let got = sim.decode_racecheck(&p.shape(), &opts, &p.q, cache, &source).unwrap_or_else(|e| panic!("{} d{d}: {e}", source.name()));
+        let run = SimDecodeRun { racecheck: true, ..Default::default() };
+        let got = sim.decode_with(&p.shape(), &opts, &p.q, None, cache, &source, run).unwrap_or_else(|e| panic!("{} d{d}: {e}", source.name()));
         compare(&format!("racecheck {} d{d}", source.name()), &p, false, &got, &reference(&p, true, &source));
     }
 }
