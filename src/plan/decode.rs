@@ -245,12 +245,25 @@ fn geometry<B>(shape: &AttnShape, total_q: Option<usize>, opts: &DecodeOptions, 
     Ok(Geometry { rows, row_chunks, token_groups, splits, split_slots })
 }
 
+impl Geometry {
+    /// f32 elements of the partial outputs `[splits, rows, heads_q, head_dim]`; the partial
+    /// LSEs `[splits, heads_q, rows]` follow them in the workspace.
+    fn partial_out_len(&self, shape: &AttnShape) -> usize {
+        self.splits * self.rows * shape.heads_q() * shape.head_dim()
+    }
+
+    /// f32 elements of the whole workspace: the partial outputs and LSEs.
+    fn workspace_len(&self, shape: &AttnShape) -> Result<usize> {
+        product("decode workspace", &[self.splits, self.rows, shape.heads_q(), shape.head_dim() + 1])
+    }
+}
+
 /// f32 elements of workspace a decode launch of this shape needs: the partial outputs
 /// `[splits, rows, heads_q, head_dim]` and LSEs `[splits, heads_q, rows]`. `total_q` is
 /// the packed row count for packed queries.
 pub fn workspace_len<B>(shape: &AttnShape, total_q: Option<usize>, opts: &DecodeOptions, source: &DecodeSource<B>) -> Result<usize> {
     let g = geometry(shape, total_q, opts, source)?;
-    product("decode workspace", &[g.splits, g.rows, shape.heads_q(), shape.head_dim() + 1])
+    g.workspace_len(shape)
 }
 
 /// The `extern "C"` name of the split kernel: `decode_<source>_<dtype>_hd<D>`.
@@ -282,18 +295,17 @@ pub fn plan(shape: &AttnShape, dtype: DType, opts: &DecodeOptions, bufs: &Decode
             super::varlen::check_host_queries(shape, host, packed.total_q)?;
         }
     }
-    let workspace_needed = product("decode workspace", &[g.splits, g.rows, shape.heads_q(), shape.head_dim() + 1])?;
+    let workspace_needed = g.workspace_len(shape)?;
     if bufs.workspace.len < workspace_needed {
         return Err(Error::BufferTooSmall { tensor: "workspace", needed: workspace_needed, len: bufs.workspace.len });
     }
     if !bufs.workspace.addr.is_multiple_of(16) {
         return Err(Error::InvalidParameter { name: "workspace", reason: format!("device address {:#x} is not 16-byte aligned", bufs.workspace.addr) });
     }
-    let partial_out_len = g.splits * g.rows * shape.heads_q() * shape.head_dim();
     let mut p = DecodeParams {
         tensors: t,
         partial_out: bufs.workspace.addr,
-        partial_lse: bufs.workspace.addr + 4 * partial_out_len as u64,
+        partial_lse: bufs.workspace.addr + 4 * g.partial_out_len(shape) as u64,
         batch: to_i32("batch", batch)?,
         q_len: to_i32("q_len", shape.seq_q())?,
         seq_k: to_i32("seq_k", shape.seq_k())?,
@@ -386,10 +398,9 @@ fn merge_plan(shape: &AttnShape, dtype: DType, g: &Geometry, p: &DecodeParams, b
         out: RowLayout { batch: t.out_batch_stride, seq: t.out_seq_stride, head: t.out_head_stride },
         lse: LseLayout { batch: t.lse_batch_stride, head: t.lse_head_stride },
     };
-    let partial_out_len = g.splits * g.rows * shape.heads_q() * shape.head_dim();
     let partial = |addr: u64, len: usize| DeviceBuffer { addr, len };
     let merge_bufs = MergeBuffers {
-        partial_out: partial(p.partial_out, partial_out_len),
+        partial_out: partial(p.partial_out, g.partial_out_len(shape)),
         partial_lse: partial(p.partial_lse, g.splits * g.rows * shape.heads_q()),
         out: bufs.attn.out,
         lse: bufs.attn.lse,
