@@ -299,3 +299,62 @@ typedef struct TopkSelectParams {
     int32_t k;              // 1 ..= seq_k
     int32_t causal;         // 0 or 1: bottom-right aligned
 } TopkSelectParams;
+
+// vs_estimate_* (kernels/vs_estimate.cu): MInference's vertical-slash estimation on the
+// device, in four launches on one stream, each reading what the previous wrote to the
+// caller's f32 workspace (src/plan/vs_estimate.rs lays it out):
+//   vs_estimate_scores_<dtype>_hd<D>: scores [batch, units, rows, seq_k] = scale * q . k of
+//       each probe row against every key of its sequence (mma.sync, 64 rows x 64 keys per CTA);
+//   vs_estimate_row_stats: per probe row, the max and 1 / sum(exp(score - max)) over the
+//       keys it sees (a warp per row);
+//   vs_estimate_sums: per key column and per diagonal distance, the sum over probe rows of
+//       the softmax probabilities, in row order (a thread per column);
+//   vs_estimate_select: the top nnz_v columns / nnz_s distances per unit (forced first), ties
+//       to the lower index, written ascending / descending to every query head of the unit.
+// A unit is a query head (heads_per_unit 1) or a kv head's group of query heads
+// (heads_per_unit = heads_q / heads_kv); its rows are heads_per_unit x last_q probe slots.
+// Probe slot t of a sequence with lq queries and lk keys is query lq - min(last_q, lq) + t,
+// which sees keys j < lk - min(last_q, lq) + t + 1 (bottom-right causal).
+typedef struct VsEstimateParams {
+    uint64_t q;                 // const T: row (b, i, h) at b * q_batch + i * q_seq + h * q_head
+    uint64_t k;                 // const T: row (b, j, h) at b * k_batch + j * k_seq + h * k_head
+    uint64_t cu_seqlens_q;      // int32_t [batch + 1] for a varlen batch (packed rows, batch strides 0); 0 = padded
+    uint64_t cu_seqlens_k;      // int32_t [batch + 1] with cu_seqlens_q; 0 = padded
+    uint64_t scores;            // float workspace [batch, units, rows, seq_k]
+    uint64_t row_stats;         // float workspace [batch, units, rows, 2]: max, 1 / sum
+    uint64_t vertical_scores;   // float workspace [batch, units, seq_k]
+    uint64_t slash_scores;      // float workspace [batch, units, seq_k], by distance
+    uint64_t vertical_indexes;  // int32_t out [batch, heads_q, nnz_v], ascending
+    uint64_t slash_indexes;     // int32_t out [batch, heads_q, nnz_s], descending
+    int64_t q_batch;
+    int64_t q_seq;
+    int64_t q_head;
+    int64_t k_batch;
+    int64_t k_seq;
+    int64_t k_head;
+    int32_t batch;
+    int32_t seq_q;              // the longest sequence's query rows (varlen) or seq_q
+    int32_t seq_k;              // the longest sequence's keys (varlen) or seq_k
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t head_dim;
+    int32_t last_q;             // probe slots per head: min(config last_q, seq_q)
+    int32_t heads_per_unit;     // 1, or heads_q / heads_kv
+    int32_t units;              // heads_q / heads_per_unit
+    int32_t rows;               // heads_per_unit * last_q
+    int32_t nnz_v;              // 1 ..= seq_k
+    int32_t nnz_s;              // 1 ..= seq_k
+    int32_t forced_columns;     // columns 0 .. n rank first
+    int32_t forced_diagonals;   // distances 0 .. n rank first
+    int32_t total_q;            // varlen: packed query rows (0 when padded)
+    int32_t total_k;            // varlen: packed key rows (0 when padded)
+    float softmax_scale;
+    int32_t pad0;               // keeps the size a multiple of 8 explicitly; must be 0
+} VsEstimateParams;
+
+// Threads per CTA of every vs_estimate_* kernel but the selection.
+#define SA_VS_ESTIMATE_THREADS 128
+// Threads per CTA of vs_estimate_select.
+#define SA_VS_ESTIMATE_SELECT_THREADS 256
+// Probe rows and keys per CTA of vs_estimate_scores (one mma tile of 4 warps).
+#define SA_VS_ESTIMATE_TILE 64

@@ -418,3 +418,85 @@ pub struct TopkSelectParams {
     /// 0 or 1: row `i` considers only keys `j <= i + seq_k - seq_q`.
     pub causal: i32,
 }
+
+/// Threads per CTA of the `vs_estimate_*` kernels but the selection (`SA_VS_ESTIMATE_THREADS`).
+pub const VS_ESTIMATE_THREADS: u32 = 128;
+/// Threads per CTA of `vs_estimate_select`, one histogram bucket each (`SA_VS_ESTIMATE_SELECT_THREADS`).
+pub const VS_ESTIMATE_SELECT_THREADS: u32 = 256;
+/// Probe rows and keys per CTA of `vs_estimate_scores_*` (`SA_VS_ESTIMATE_TILE`).
+pub const VS_ESTIMATE_TILE: usize = 64;
+
+/// Parameters of the four `vs_estimate_*` kernels (kernels/vs_estimate.cu), passed by value,
+/// the same struct for each. Built by [`crate::plan::vs_estimate::params`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct VsEstimateParams {
+    /// Device address of q (f16 / bf16), row `(b, i, h)` at `b * q_batch + i * q_seq + h * q_head`.
+    pub q: u64,
+    /// Device address of k, row `(b, j, h)` at `b * k_batch + j * k_seq + h * k_head`.
+    pub k: u64,
+    /// Device address of `cu_seqlens_q`, i32 `[batch + 1]`, for a varlen batch; 0 otherwise.
+    pub cu_seqlens_q: u64,
+    /// Device address of `cu_seqlens_k`, i32 `[batch + 1]`, for a varlen batch; 0 otherwise.
+    pub cu_seqlens_k: u64,
+    /// Workspace: f32 scores `[batch, units, rows, seq_k]`.
+    pub scores: u64,
+    /// Workspace: f32 `[batch, units, rows, 2]`, each probe row's max and 1 / sum.
+    pub row_stats: u64,
+    /// Workspace: f32 `[batch, units, seq_k]` column sums.
+    pub vertical_scores: u64,
+    /// Workspace: f32 `[batch, units, seq_k]` diagonal sums, by distance.
+    pub slash_scores: u64,
+    /// Output: i32 `[batch, heads_q, nnz_v]`, ascending key positions.
+    pub vertical_indexes: u64,
+    /// Output: i32 `[batch, heads_q, nnz_s]`, descending distances.
+    pub slash_indexes: u64,
+    /// q batch stride in elements (0 for packed rows).
+    pub q_batch: i64,
+    /// q row stride.
+    pub q_seq: i64,
+    /// q head stride.
+    pub q_head: i64,
+    /// k batch stride in elements (0 for packed rows).
+    pub k_batch: i64,
+    /// k row stride.
+    pub k_seq: i64,
+    /// k head stride.
+    pub k_head: i64,
+    /// Sequences.
+    pub batch: i32,
+    /// Query rows (the longest sequence's, for varlen).
+    pub seq_q: i32,
+    /// Keys (the longest sequence's, for varlen): the workspace rows' length.
+    pub seq_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key heads.
+    pub heads_kv: i32,
+    /// Head dimension.
+    pub head_dim: i32,
+    /// Probe slots per head, `min(last_q, seq_q)`.
+    pub last_q: i32,
+    /// Query heads per estimation unit: 1, or `heads_q / heads_kv` per kv group.
+    pub heads_per_unit: i32,
+    /// `heads_q / heads_per_unit`.
+    pub units: i32,
+    /// Probe rows per unit, `heads_per_unit * last_q`.
+    pub rows: i32,
+    /// Verticals per head.
+    pub nnz_v: i32,
+    /// Slashes per head.
+    pub nnz_s: i32,
+    /// Columns `0..n` ranked first.
+    pub forced_columns: i32,
+    /// Distances `0..n` ranked first.
+    pub forced_diagonals: i32,
+    /// Packed query rows of a varlen batch; 0 otherwise.
+    pub total_q: i32,
+    /// Packed key rows of a varlen batch; 0 otherwise.
+    pub total_k: i32,
+    /// Multiplies every `q . k`.
+    pub softmax_scale: f32,
+    /// Explicit tail padding; must be 0.
+    pub pad0: i32,
+}

@@ -92,7 +92,7 @@ fn row(index: &VsIndex, row: usize) -> (Vec<i32>, Vec<i32>) {
 fn vertical_slash_of_each_sequence_converts_to_its_own_estimate() {
     let b = batch(2);
     // Budgets above some sequences' key counts, so those rows are padded.
-    let config = VsEstimateConfig { last_q: 16, vertical_size: 48, slash_size: 40, forced_first_columns: 3, forced_last_diagonals: 5 };
+    let config = VsEstimateConfig { last_q: 16, vertical_size: 48, slash_size: 40, forced_first_columns: 3, forced_last_diagonals: 5, per_kv_group: false };
     let est = estimate_vertical_slash_varlen(&b.inputs(), &config, 0.125).unwrap();
     est.validate(&b.shape).unwrap();
     assert_eq!((est.nnz_v(), est.nnz_s()), (48, 40));

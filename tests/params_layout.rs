@@ -360,6 +360,9 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_DECODE_MAX_Q_LEN", DECODE_MAX_Q_LEN as u64),
         ("SA_MERGE_THREADS", MERGE_THREADS as u64),
         ("SA_TOPK_SELECT_THREADS", TOPK_SELECT_THREADS as u64),
+        ("SA_VS_ESTIMATE_THREADS", VS_ESTIMATE_THREADS as u64),
+        ("SA_VS_ESTIMATE_SELECT_THREADS", VS_ESTIMATE_SELECT_THREADS as u64),
+        ("SA_VS_ESTIMATE_TILE", VS_ESTIMATE_TILE as u64),
     ]
 }
 
@@ -574,5 +577,41 @@ fn merge_in_place_params_matches_the_c_struct() {
     match c_layout_of(&c_program_for("MergeInPlaceParams", &rust)) {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on MergeInPlaceParams"),
         None => eprintln!("gcc not found: compared MergeInPlaceParams against the recorded C layout only"),
+    }
+}
+
+fn rust_vs_estimate() -> Layout {
+    use sparse_attn::params::VsEstimateParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<VsEstimateParams>()), ("alignof".to_string(), align_of::<VsEstimateParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(VsEstimateParams, $f))); )* };
+    }
+    fields!(
+        q, k, cu_seqlens_q, cu_seqlens_k, scores, row_stats, vertical_scores, slash_scores, vertical_indexes, slash_indexes,
+        q_batch, q_seq, q_head, k_batch, k_seq, k_head,
+        batch, seq_q, seq_k, heads_q, heads_kv, head_dim, last_q, heads_per_unit, units, rows, nnz_v, nnz_s,
+        forced_columns, forced_diagonals, total_q, total_k, softmax_scale, pad0
+    );
+    l
+}
+
+/// VsEstimateParams by the C rules: ten addresses and six strides (8 bytes each), then
+/// eighteen 4-byte fields, no padding: 200 bytes, 8-byte aligned.
+fn expected_vs_estimate() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 200), ("alignof".to_string(), 8)];
+    for (k, (name, _)) in rust_vs_estimate().into_iter().skip(2).enumerate() {
+        l.push((name, if k < 16 { 8 * k } else { 128 + 4 * (k - 16) }));
+    }
+    l
+}
+
+#[test]
+fn vs_estimate_params_matches_the_c_struct() {
+    let rust = rust_vs_estimate();
+    assert_eq!(rust.len(), 2 + 34, "every field is listed");
+    assert_eq!(rust, expected_vs_estimate());
+    match c_layout_of(&c_program_for("VsEstimateParams", &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on VsEstimateParams"),
+        None => eprintln!("gcc not found: compared VsEstimateParams against the recorded C layout only"),
     }
 }

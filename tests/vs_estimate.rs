@@ -12,7 +12,7 @@ use sparse_attn::{AttnOptions, AttnShape, Error, SparsePattern};
 const SCALE: f64 = 0.125;
 
 fn config(last_q: usize, vertical_size: usize, slash_size: usize, forced_cols: usize, forced_diags: usize) -> VsEstimateConfig {
-    VsEstimateConfig { last_q, vertical_size, slash_size, forced_first_columns: forced_cols, forced_last_diagonals: forced_diags }
+    VsEstimateConfig { last_q, vertical_size, slash_size, forced_first_columns: forced_cols, forced_last_diagonals: forced_diags, per_kv_group: false }
 }
 
 fn head_rows(sel: &VsSelection, b: usize, h: usize) -> (&[i32], &[i32]) {

@@ -12,6 +12,7 @@ mod module_load;
 mod tensors;
 mod topk_select;
 mod vs_convert;
+mod vs_estimate;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
 pub use decode::{decode, DecodeTensors};
@@ -19,4 +20,5 @@ pub use device::{gpu_context, GpuUnavailable};
 pub use merge::{merge_state_in_place, merge_states};
 pub use tensors::AttnTensors;
 pub use topk_select::topk_select;
+pub use vs_estimate::{vs_estimate, VsEstimateInputs};
 pub use vs_convert::{alloc_vs_index, convert_on_gpu, download_vs_index, vs_convert, vs_convert_varlen, SeqLensTensors};

@@ -35,16 +35,22 @@ pub struct VsEstimateConfig {
     /// Distances `0..n` (the diagonals nearest the main one) always rank first: local
     /// context, and it keeps every causal row with at least one key. MInference forces 100.
     pub forced_last_diagonals: usize,
+    /// One index set per kv head instead of per query head: the probabilities of the GQA
+    /// group's query heads are averaged before ranking, and the group's set is written to
+    /// every query head of the group (the `[B, heads_q, NNZ]` tensors keep their shape, so
+    /// the conversion and the attention take either). Off (MInference's behaviour), each
+    /// query head ranks its own probabilities.
+    pub per_kv_group: bool,
 }
 
 impl VsEstimateConfig {
     /// MInference's settings (64 probe rows, 30 forced columns, 100 forced diagonals) with
     /// the given budgets.
     pub fn new(vertical_size: usize, slash_size: usize) -> Self {
-        Self { last_q: 64, vertical_size, slash_size, forced_first_columns: 30, forced_last_diagonals: 100 }
+        Self { last_q: 64, vertical_size, slash_size, forced_first_columns: 30, forced_last_diagonals: 100, per_kv_group: false }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let positive = [
             ("last_q", self.last_q, "needs at least 1 probe query row"),
             ("vertical_size", self.vertical_size, "must keep at least 1 key column per head"),
@@ -88,7 +94,8 @@ pub struct VsSelection {
 
 /// Runs the estimate and returns the raw index tensors (see the module docs).
 ///
-/// Per (batch, query head): scores `softmax_scale * q_i . k_j` for the last
+/// Per (batch, query head), or per (batch, kv head) with [`VsEstimateConfig::per_kv_group`]
+/// (the group's probabilities averaged): scores `softmax_scale * q_i . k_j` for the last
 /// `min(last_q, seq_q)` query rows against every causally visible key, a softmax per row
 /// in f64, then the column sums rank the verticals and the sums along each diagonal rank
 /// the slashes. Forced columns and distances rank above everything else. The top
@@ -105,37 +112,36 @@ pub fn estimate_vertical_slash_indices(
     config: &VsEstimateConfig,
     softmax_scale: f64,
 ) -> Result<VsSelection> {
-    config.check()?;
-    if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
-        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32, reason: "it must be finite and > 0".into() });
-    }
+    check_args(inputs, config, softmax_scale)?;
     let s = inputs.shape;
-    // RefInputs' fields are public, so the tensor lengths cannot be trusted.
-    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
-    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
 
     let nnz_v = config.vertical_size.min(s.seq_k());
     let nnz_s = config.slash_size.min(s.seq_k());
     let heads = s.heads_q();
     let tasks = s.batch() * heads;
-    let per_head = run_parallel(tasks, |t| {
-        let (b, h) = (t / heads, t % heads);
-        let (mut vertical, mut slash) = probe_scores(inputs, &s, b, h, config.last_q, softmax_scale);
-        force(&mut vertical, config.forced_first_columns);
-        force(&mut slash, config.forced_last_diagonals);
-        let mut columns = top_indices(&vertical, nnz_v);
-        columns.sort_unstable();
-        let mut distances = top_indices(&slash, nnz_s);
-        distances.sort_unstable_by(|a, b| b.cmp(a));
-        (columns, distances)
-    });
+    let units = unit_scores(inputs, config, softmax_scale);
+    let per_unit: Vec<(Vec<usize>, Vec<usize>)> = units
+        .into_iter()
+        .map(|(mut vertical, mut slash)| {
+            force(&mut vertical, config.forced_first_columns);
+            force(&mut slash, config.forced_last_diagonals);
+            let mut columns = top_indices(&vertical, nnz_v);
+            columns.sort_unstable();
+            let mut distances = top_indices(&slash, nnz_s);
+            distances.sort_unstable_by(|a, b| b.cmp(a));
+            (columns, distances)
+        })
+        .collect();
+    // A unit is a query head, or a kv head whose set every query head of its group takes.
+    let heads_per_unit = heads_per_unit(&s, config);
+    let per_head = (0..tasks).map(|t| &per_unit[t / heads_per_unit]);
 
     let mut vertical_indexes = Vec::with_capacity(tasks * nnz_v);
     let mut slash_indexes = Vec::with_capacity(tasks * nnz_s);
     for (columns, distances) in per_head {
         // Positions are below seq_k <= i32::MAX (AttnShape::new checked), so the casts are exact.
-        vertical_indexes.extend(columns.into_iter().map(|j| j as i32));
-        slash_indexes.extend(distances.into_iter().map(|d| d as i32));
+        vertical_indexes.extend(columns.iter().map(|&j| j as i32));
+        slash_indexes.extend(distances.iter().map(|&d| d as i32));
     }
     Ok(VsSelection { batch: s.batch(), heads, nnz_v, nnz_s, vertical_indexes, slash_indexes })
 }
@@ -145,6 +151,62 @@ pub fn estimate_vertical_slash_indices(
 pub fn estimate_vertical_slash(inputs: &RefInputs, config: &VsEstimateConfig, softmax_scale: f64) -> Result<VerticalSlash> {
     let sel = estimate_vertical_slash_indices(inputs, config, softmax_scale)?;
     VerticalSlash::new(sel.batch, sel.heads, sel.nnz_v, sel.nnz_s, sel.vertical_indexes, sel.slash_indexes)
+}
+
+/// The config, the scale and the tensor lengths (RefInputs' fields are public, so the
+/// lengths cannot be trusted).
+fn check_args(inputs: &RefInputs, config: &VsEstimateConfig, softmax_scale: f64) -> Result<()> {
+    config.check()?;
+    if !(softmax_scale.is_finite() && softmax_scale > 0.0) {
+        return Err(Error::InvalidSoftmaxScale { value: softmax_scale as f32, reason: "it must be finite and > 0".into() });
+    }
+    let s = inputs.shape;
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])
+}
+
+/// Query heads per estimation unit: 1, or the GQA group with [`VsEstimateConfig::per_kv_group`].
+fn heads_per_unit(s: &AttnShape, config: &VsEstimateConfig) -> usize {
+    if config.per_kv_group {
+        s.heads_q() / s.heads_kv()
+    } else {
+        1
+    }
+}
+
+/// The unforced scores of every unit, `[batch, units]` in order: per query head, or per kv
+/// head the mean over its group's query heads.
+fn unit_scores(inputs: &RefInputs, config: &VsEstimateConfig, scale: f64) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let s = inputs.shape;
+    let per_unit = heads_per_unit(&s, config);
+    let units = s.heads_q() / per_unit;
+    run_parallel(s.batch() * units, |t| {
+        let (b, u) = (t / units, t % units);
+        let (mut vertical, mut slash) = probe_scores(inputs, &s, b, u * per_unit, config.last_q, scale);
+        if per_unit > 1 {
+            for h in u * per_unit + 1..(u + 1) * per_unit {
+                let (v, sl) = probe_scores(inputs, &s, b, h, config.last_q, scale);
+                vertical.iter_mut().zip(&v).for_each(|(a, x)| *a += x);
+                slash.iter_mut().zip(&sl).for_each(|(a, x)| *a += x);
+            }
+            let mean = 1.0 / per_unit as f64;
+            vertical.iter_mut().chain(slash.iter_mut()).for_each(|x| *x *= mean);
+        }
+        (vertical, slash)
+    })
+}
+
+/// The scores the estimate ranks, before forcing: per (batch, query head) in order, the
+/// column sums `[seq_k]` and the diagonal sums by distance `[seq_k]` of the probe rows'
+/// softmax (with [`VsEstimateConfig::per_kv_group`], the group's mean, repeated for each of
+/// its query heads). For tests that compare another estimator's selection by score. Same
+/// errors as [`estimate_vertical_slash_indices`].
+pub fn estimate_vertical_slash_scores(inputs: &RefInputs, config: &VsEstimateConfig, softmax_scale: f64) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    check_args(inputs, config, softmax_scale)?;
+    let s = inputs.shape;
+    let per_unit = heads_per_unit(&s, config);
+    let units = unit_scores(inputs, config, softmax_scale);
+    Ok((0..s.batch() * s.heads_q()).map(|t| units[t / per_unit].clone()).collect())
 }
 
 /// Column sums and diagonal sums (indexed by distance) of the probe rows' softmax for

@@ -8,6 +8,7 @@
 //! - [`topk_attention`]: per-query top-k token attention;
 //! - [`vs_convert`]: vertical-slash index conversion;
 //! - [`topk_select`]: token top-k selection from a score tensor;
+//! - [`vs_estimate`]: vertical-slash estimation (MInference) from Q and K;
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
 //!   parallelism);
 //! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
@@ -24,6 +25,7 @@ pub mod prefill;
 mod tensors;
 pub mod topk_attention;
 pub mod topk_select;
+pub mod vs_estimate;
 pub mod paged;
 pub mod varlen;
 pub mod vs_convert;

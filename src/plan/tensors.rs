@@ -94,14 +94,14 @@ pub(crate) fn check_tensors(shape: &AttnShape, kv_rows: [usize; 2], dtype: DType
 
 /// Elements from the first to one past the last addressed element (after `Bshd::validate`,
 /// so nothing overflows).
-fn span_elems(layout: &Bshd, dims: [usize; 4]) -> usize {
+pub(super) fn span_elems(layout: &Bshd, dims: [usize; 4]) -> usize {
     let [b, s, h, d] = dims;
     d + layout.batch * (b - 1) + layout.seq * (s - 1) + layout.head * (h - 1)
 }
 
 /// Every row (b, s, h) must start 16-byte aligned: the base address, and each stride of a
 /// dimension that has more than one entry, in whole multiples of 8 elements.
-fn check_row_alignment(tensor: &'static str, buf: DeviceBuffer, layout: &Bshd, dims: [usize; 4]) -> Result<()> {
+pub(super) fn check_row_alignment(tensor: &'static str, buf: DeviceBuffer, layout: &Bshd, dims: [usize; 4]) -> Result<()> {
     if buf.addr == 0 {
         return Err(Error::InvalidParameter { name: tensor, reason: "device address is null".into() });
     }
