@@ -12,7 +12,7 @@
 //! on the simulator, so it is measured exactly at three smaller lengths and extrapolated by
 //! a model, printed as such: each dense CTA walks its key tiles in one loop, so a launch's
 //! warp-instructions are `a * tiles + b * ctas` (tiles summed over the CTAs); `a` and `b`
-//! come from the two smaller runs and the third checks the fit. `SPARSE_ATTN_REPORT_SEQ=N`
+//! come from the runs at 4K and 8K keys, and a third at 6K checks the fit. `SPARSE_ATTN_REPORT_SEQ=N`
 //! runs the estimation at N keys instead.
 
 use sparse_attn::params::{PREFILL_ROW_BLOCKS, PREFILL_TILE_M, PREFILL_TILE_N};
@@ -80,7 +80,7 @@ fn main() -> sparse_attn::Result<()> {
     println!("  {:<10} {:>12}", "total", estimate);
 
     // The dense kernel: measured at three lengths, modelled at `seq`.
-    let measured: Vec<(usize, u64)> = [1024, 2048, 3072].iter().map(|&s| dense_instructions(&sim, s).map(|w| (s, w))).collect::<sparse_attn::Result<_>>()?;
+    let measured: Vec<(usize, u64)> = [4096, 8192, 6144].iter().map(|&s| dense_instructions(&sim, s).map(|w| (s, w))).collect::<sparse_attn::Result<_>>()?;
     for &(s, w) in &measured {
         let (t, c) = dense_work(s);
         println!("dense causal prefill, seq {s:>5}: {w:>12} warp-instructions (measured; {t} key tiles over {c} CTAs)");

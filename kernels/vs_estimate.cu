@@ -79,18 +79,23 @@ __device__ __forceinline__ int64_t row_index(const VsEstimateParams& p, int b, i
 
 // ---- scores = scale * Q K^T of the probe rows --------------------------------------------
 
-// Copies head_dim slice `slice` of 64 rows into shared memory, 16 bytes per copy, zeros
-// for rows that `row_ptr` says do not exist (nullptr).
-template <typename RowPtr>
-__device__ __forceinline__ void load_slice(uint16_t (*tile)[kSliceStride], int slice, RowPtr row_ptr) {
-    for (int c = threadIdx.x; c < kTile * (kSlice / 8); c += kThreads) {
-        const int row = c / (kSlice / 8), part = c % (kSlice / 8);
-        const uint16_t* src = row_ptr(row);
+// Each thread copies the same two 16-byte chunks of every head_dim slice of a 64-row tile:
+// part tid % 4 of rows tid / 4 and tid / 4 + 32. Their row addresses are found once per CTA.
+constexpr int kChunksPerRow = kSlice / 8;
+constexpr int kRowsPerPass = kThreads / kChunksPerRow;
+static_assert(kTile == 2 * kRowsPerPass, "two chunks per thread cover the tile");
+
+// Copies slice `slice` of the thread's two rows (`src`, nullptr for a row that does not
+// exist, which gets zeros) into `tile`.
+__device__ __forceinline__ void load_slice(uint16_t (*tile)[kSliceStride], int slice, const uint16_t* const (&src)[2]) {
+    const int row = (int)threadIdx.x / kChunksPerRow, part = (int)threadIdx.x % kChunksPerRow;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
         uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (src != nullptr) {
-            v = *reinterpret_cast<const uint4*>(src + slice * kSlice + part * 8);
+        if (src[i] != nullptr) {
+            v = *reinterpret_cast<const uint4*>(src[i] + slice * kSlice + part * 8);
         }
-        *reinterpret_cast<uint4*>(&tile[row][part * 8]) = v;
+        *reinterpret_cast<uint4*>(&tile[row + i * kRowsPerPass][part * 8]) = v;
     }
 }
 
@@ -115,6 +120,8 @@ __device__ __forceinline__ void scores(const VsEstimateParams& p) {
     const int kv_head = u * p.heads_per_unit / group;
     const uint16_t* q = reinterpret_cast<const uint16_t*>(p.q);
     const uint16_t* k = reinterpret_cast<const uint16_t*>(p.k);
+    const uint16_t* q_src[2];
+    const uint16_t* k_src[2];
     auto q_row = [&](int row) -> const uint16_t* {
         const int r = row0 + row;
         const int t = r % p.last_q;
@@ -132,6 +139,11 @@ __device__ __forceinline__ void scores(const VsEstimateParams& p) {
         }
         return k + (int64_t)b * p.k_batch + ((int64_t)s.k0 + j) * p.k_seq + (int64_t)kv_head * p.k_head;
     };
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        q_src[i] = q_row((int)threadIdx.x / kChunksPerRow + i * kRowsPerPass);
+        k_src[i] = k_row((int)threadIdx.x / kChunksPerRow + i * kRowsPerPass);
+    }
 
     __shared__ __align__(16) uint16_t q_tile[kTile][kSliceStride];
     __shared__ __align__(16) uint16_t k_tile[kTile][kSliceStride];
@@ -142,8 +154,8 @@ __device__ __forceinline__ void scores(const VsEstimateParams& p) {
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
     }
     for (int slice = 0; slice < D / kSlice; ++slice) {
-        load_slice(q_tile, slice, q_row);
-        load_slice(k_tile, slice, k_row);
+        load_slice(q_tile, slice, q_src);
+        load_slice(k_tile, slice, k_src);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < kSlice / 16; ++kk) {
@@ -253,16 +265,17 @@ __device__ __forceinline__ void sums(const VsEstimateParams& p) {
     const float* scores = reinterpret_cast<const float*>(p.scores);
     const float* stats = reinterpret_cast<const float*>(p.row_stats);
     float column = 0.f, diagonal = 0.f;
-    for (int r = 0; r < p.rows; ++r) {
-        const int visible = visible_keys(s, slots, r % p.last_q);
+    // Row r is slot t of head r / last_q; it sees column c when c < lk - slots + t + 1.
+    const int64_t first = row_index(p, b, u, 0);
+    for (int r = 0, t = 0; r < p.rows; ++r, t = t + 1 == p.last_q ? 0 : t + 1) {
+        const int visible = visible_keys(s, slots, t);
         if (c >= visible) {
             continue;
         }
-        const int64_t at = row_index(p, b, u, r);
-        const float m = stats[at * 2], inv = stats[at * 2 + 1];
-        const float* row = scores + at * p.seq_k;
-        column += __expf(row[c] - m) * inv;
-        diagonal += __expf(row[visible - 1 - c] - m) * inv;
+        const float2 st = reinterpret_cast<const float2*>(stats)[first + r];
+        const float* row = scores + (first + r) * p.seq_k;
+        column += __expf(row[c] - st.x) * st.y;
+        diagonal += __expf(row[visible - 1 - c] - st.x) * st.y;
     }
     const int64_t out = ((int64_t)b * p.units + u) * p.seq_k + c;
     reinterpret_cast<float*>(p.vertical_scores)[out] = column;

@@ -382,6 +382,8 @@ fn bad_arguments_are_refused_by_name() {
     assert_eq!(err_name(plan(&bufs(up(ws - 1), up(16), up(16)))), "workspace");
     assert_eq!(err_name(plan(&bufs(up(ws), up(15), up(16)))), "vertical_indexes");
     assert_eq!(err_name(plan(&bufs(up(ws), up(16), up(15)))), "slash_indexes");
+    let w = up(ws + 1);
+    assert_eq!(err_name(plan(&bufs(DeviceBuffer { addr: w.addr + 4, len: ws }, up(16), up(16)))), "workspace");
     let shared = up(16);
     assert_eq!(err_name(plan(&bufs(up(ws), shared, shared))), "slash_indexes");
 }

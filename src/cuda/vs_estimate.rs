@@ -38,7 +38,7 @@ pub struct VsEstimateInputs<'a, T, B> {
 /// `vertical_indexes [batch, heads_q, nnz_v]` (ascending) and `slash_indexes [batch,
 /// heads_q, nnz_s]` (descending), `nnz = min(size, seq_k)` as
 /// [`crate::plan::vs_estimate::VsEstimateDims`] gives them, the format
-/// [`super::vs_convert`] takes. `workspace` is f32 scratch of at least
+/// [`super::vs_convert`] takes. `workspace` is f32 scratch (16-byte aligned, as every allocation is) of at least
 /// [`crate::plan::vs_estimate::workspace_len`] elements. Everything is validated first
 /// ([`crate::plan::vs_estimate::plan`]).
 #[allow(clippy::too_many_arguments)]

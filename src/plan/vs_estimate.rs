@@ -22,6 +22,9 @@ use crate::shape::{AttnShape, Bshd, DType};
 /// The `kernels/<MODULE>.cu` file stem.
 pub const MODULE: &str = "vs_estimate";
 
+/// The workspace's required alignment (every allocation has it; a view into one may not).
+pub const WORKSPACE_ALIGN_BYTES: u64 = 16;
+
 /// The buffers of one estimation.
 #[derive(Debug, Clone, Copy)]
 pub struct VsEstimateBuffers<'a> {
@@ -37,7 +40,7 @@ pub struct VsEstimateBuffers<'a> {
     pub k_layout: Bshd,
     /// The sequence boundaries of a varlen batch; `None` for a padded one.
     pub varlen: Option<&'a VarlenBuffers<'a>>,
-    /// f32 scratch of at least [`workspace_len`] elements.
+    /// f32 scratch of at least [`workspace_len`] elements, [`WORKSPACE_ALIGN_BYTES`]-aligned.
     pub workspace: DeviceBuffer,
     /// Output i32 `[batch, heads_q, nnz_v]`.
     pub vertical_indexes: DeviceBuffer,
@@ -114,9 +117,12 @@ fn workspace_layout(shape: &AttnShape, dims: &VsEstimateDims) -> Result<Workspac
     let stats = product("workspace", &[heads, dims.rows(), 2])?;
     let sums = product("workspace", &[heads, shape.seq_k()])?;
     let add = |a: usize, b: usize| a.checked_add(b).ok_or(Error::DimensionTooLarge { dim: "workspace", value: b, max: usize::MAX - a });
-    let vertical = add(scores, stats)?;
-    let slash = add(vertical, sums)?;
-    Ok(WorkspaceLayout { row_stats: scores, vertical, slash, total: add(slash, sums)? })
+    // Each part starts on a 16-byte boundary (the row statistics are read as pairs).
+    let align = |n: usize| add(n, 3).map(|n| n & !3);
+    let row_stats = align(scores)?;
+    let vertical = align(add(row_stats, stats)?)?;
+    let slash = align(add(vertical, sums)?)?;
+    Ok(WorkspaceLayout { row_stats, vertical, slash, total: add(slash, sums)? })
 }
 
 /// f32 elements of workspace an estimation of `shape` with `config` needs: the probe
@@ -131,7 +137,7 @@ pub fn workspace_len(shape: &AttnShape, config: &VsEstimateConfig) -> Result<usi
 /// `slash_size` at least 1; budgets above `seq_k` are clamped to it), the scale (finite,
 /// positive), head_dim (one of [`HEAD_DIMS`]), q and k (lengths, strides, 16-byte rows), the
 /// varlen boundaries (sizes, and the host copy when given), the workspace
-/// ([`workspace_len`]) and both outputs, which must not overlap each other or the
+/// ([`workspace_len`] elements, [`WORKSPACE_ALIGN_BYTES`]-aligned) and both outputs, which must not overlap each other or the
 /// workspace. Always causal, bottom-right per sequence.
 pub fn plan(shape: &AttnShape, dtype: DType, config: &VsEstimateConfig, softmax_scale: f32, bufs: &VsEstimateBuffers) -> Result<VsEstimatePlan> {
     let p = params(shape, config, softmax_scale, bufs)?;
@@ -179,6 +185,9 @@ pub fn params(shape: &AttnShape, config: &VsEstimateConfig, softmax_scale: f32, 
 
     let ws = workspace_layout(shape, &dims)?;
     let workspace = bufs.workspace.index_addr("workspace", ws.total)?;
+    if !workspace.is_multiple_of(WORKSPACE_ALIGN_BYTES) {
+        return Err(Error::InvalidParameter { name: "workspace", reason: format!("device address {workspace:#x} is not {WORKSPACE_ALIGN_BYTES}-byte aligned") });
+    }
     let heads = product("vertical_indexes", &[shape.batch(), shape.heads_q()])?;
     let vertical_len = product("vertical_indexes", &[heads, dims.nnz_v])?;
     let slash_len = product("slash_indexes", &[heads, dims.nnz_s])?;
