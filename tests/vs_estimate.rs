@@ -318,3 +318,36 @@ fn descriptor_wraps_the_indices_and_validates() {
     let err = estimate_vertical_slash(&random_inputs(&mut rng, AttnShape::new(1, 8, 8, 1, 1, 8).unwrap()), &config(64, 0, 1, 0, 0), SCALE);
     assert!(matches!(err, Err(Error::InvalidParameter { name: "vertical_size", .. })), "{err:?}");
 }
+
+/// Per kv group: every query head of a group gets the set the group's mean scores select,
+/// which is the top of the oracle's group-averaged sums; with one query head per kv head it
+/// is the per-head estimate.
+#[test]
+fn per_kv_group_ranks_the_group_mean_and_shares_the_set() {
+    use sparse_attn::pattern::vs_estimate::estimate_vertical_slash_scores;
+    let mut rng = Rng::new(77);
+    let shape = AttnShape::new(2, 90, 130, 8, 2, 16).unwrap();
+    let inputs = random_inputs(&mut rng, shape);
+    let grouped = VsEstimateConfig { per_kv_group: true, ..config(32, 12, 9, 2, 2) };
+    let sel = estimate_vertical_slash_indices(&inputs, &grouped, SCALE).unwrap();
+    let scores = estimate_vertical_slash_scores(&inputs, &grouped, SCALE).unwrap();
+    let per_head = estimate_vertical_slash_scores(&inputs, &config(32, 12, 9, 2, 2), SCALE).unwrap();
+    for b in 0..2 {
+        for h in 0..8 {
+            let leader = h / 4 * 4;
+            assert_eq!(head_rows(&sel, b, h), head_rows(&sel, b, leader), "batch {b} head {h}");
+            // The group's scores are the mean of its heads' own.
+            let (v, _) = &scores[b * 8 + h];
+            for (j, &x) in v.iter().enumerate() {
+                let mean: f64 = (leader..leader + 4).map(|g| per_head[b * 8 + g].0[j]).sum::<f64>() / 4.0;
+                assert!((x - mean).abs() <= 1e-12 * mean.abs().max(1.0), "batch {b} head {h} column {j}");
+            }
+        }
+    }
+    // No grouping to do: the same estimate as per query head.
+    let mha = AttnShape::new(1, 70, 70, 3, 3, 16).unwrap();
+    let inputs = random_inputs(&mut rng, mha);
+    let a = estimate_vertical_slash_indices(&inputs, &grouped, SCALE).unwrap();
+    let b = estimate_vertical_slash_indices(&inputs, &config(32, 12, 9, 2, 2), SCALE).unwrap();
+    assert_eq!(a, b);
+}
