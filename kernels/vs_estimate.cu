@@ -104,8 +104,10 @@ __device__ __forceinline__ void load_slice(uint16_t (*tile)[kSliceStride], int s
 template <typename T, int D>
 __device__ __forceinline__ void scores(const VsEstimateParams& p) {
     static_assert(D % kSlice == 0, "head_dim is walked in 32-wide slices");
+    // The host validates all of this; other params make the kernel do nothing rather than
+    // address memory it was not given.
     if (p.units <= 0 || p.rows <= 0 || p.last_q <= 0 || p.heads_per_unit <= 0 || p.heads_kv <= 0 ||
-        (int64_t)blockIdx.z >= (int64_t)p.batch * p.units) {
+        p.heads_q < p.heads_kv || (int64_t)blockIdx.z >= (int64_t)p.batch * p.units) {
         return;
     }
     const int u = (int)blockIdx.z % p.units, b = (int)blockIdx.z / p.units;

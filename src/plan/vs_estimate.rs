@@ -9,6 +9,18 @@
 //! seq_k)` (the longest sequence's `seq_k` for varlen), so a budget above the sequence is
 //! clamped, as the host estimator clamps it, while a budget of 0 is an error. The output is
 //! the vertical-slash format `[batch, heads_q, nnz]` that [`super::vs_convert`] converts.
+//! With [`VsEstimateConfig::per_kv_group`] one set is chosen per kv head, from the
+//! probabilities of its group's query heads, and written to each of them.
+//!
+//! Cost: `batch x units x rows x seq_k` scores (rows = `min(last_q, seq_q)` per query head
+//! of a unit), each written once and read three times, never `seq_q x seq_k`. That buffer,
+//! two statistics per probe row and two sums per key are the workspace.
+//!
+//! Non-finite inputs: a NaN or inf in Q or K gives NaN probabilities in the probe rows that
+//! see it (an infinite score makes `inf - inf`), so the sums those rows reach are NaN. NaN
+//! ranks below every number and ties go to the lower index, as on the host, so the result
+//! is still a well-formed, in-range set: the forced entries, then the finite sums, then the
+//! lowest NaN indices (`tests/vs_estimate_sim.rs` checks it against the host).
 
 use super::buffers::DeviceBuffer;
 use super::tensors::{check_row_alignment, span_elems};
