@@ -251,7 +251,8 @@ __device__ __forceinline__ void row_stats(const VsEstimateParams& p) {
 // ---- column and diagonal sums --------------------------------------------------------------
 
 // Thread c of the grid (ceil(seq_k / 128), units, batch) owns key column c and distance c:
-// it adds the probabilities of every probe row of its unit in row order. Row r sees column
+// it adds the probabilities of every probe row of its unit in row order. For a kv group
+// that is the sum over its query heads, which ranks as the host's mean does. Row r sees column
 // c and distance c exactly when c < visible(r); distance c of row r is key visible - 1 - c.
 __device__ __forceinline__ void sums(const VsEstimateParams& p) {
     const int c = (int)blockIdx.x * kThreads + (int)threadIdx.x;

@@ -90,7 +90,7 @@ impl SimBackend {
             Some(v) => (Bshd::contiguous(v.total_q(), shape.heads_q(), d), Bshd::contiguous(v.total_k(), shape.heads_kv(), d)),
             None => (shape.q_layout(), shape.kv_layout()),
         };
-        let heads = shape.batch() * shape.heads_q();
+        let heads = crate::checked::product("vertical_indexes", &[shape.batch(), shape.heads_q()])?;
         let bufs = VsEstimateBuffers {
             q: self.upload(q)?,
             k: self.upload(k)?,
@@ -98,8 +98,8 @@ impl SimBackend {
             k_layout,
             varlen: lens.as_ref(),
             workspace: self.alloc::<f32>(workspace_len(shape, config)?)?,
-            vertical_indexes: self.alloc::<i32>(heads * dims.nnz_v)?,
-            slash_indexes: self.alloc::<i32>(heads * dims.nnz_s)?,
+            vertical_indexes: self.alloc::<i32>(crate::checked::product("vertical_indexes", &[heads, dims.nnz_v])?)?,
+            slash_indexes: self.alloc::<i32>(crate::checked::product("slash_indexes", &[heads, dims.nnz_s])?)?,
         };
         let plan = crate::plan::vs_estimate::plan(shape, T::DTYPE, config, softmax_scale, &bufs)?;
         let mut counters: [Counters; 4] = Default::default();
