@@ -269,16 +269,18 @@ __device__ __forceinline__ void sums(const VsEstimateParams& p) {
     const float* stats = reinterpret_cast<const float*>(p.row_stats);
     float column = 0.f, diagonal = 0.f;
     // Row r is slot t of head r / last_q; it sees column c when c < lk - slots + t + 1.
+    // The row and statistics pointers step along with r (no 64-bit products in the loop).
     const int64_t first = row_index(p, b, u, 0);
-    for (int r = 0, t = 0; r < p.rows; ++r, t = t + 1 == p.last_q ? 0 : t + 1) {
+    const float2* st = reinterpret_cast<const float2*>(stats) + first;
+    const float* row = scores + first * p.seq_k;
+    for (int r = 0, t = 0; r < p.rows; ++r, t = t + 1 == p.last_q ? 0 : t + 1, ++st, row += p.seq_k) {
         const int visible = visible_keys(s, slots, t);
         if (c >= visible) {
             continue;
         }
-        const float2 st = reinterpret_cast<const float2*>(stats)[first + r];
-        const float* row = scores + (first + r) * p.seq_k;
-        column += __expf(row[c] - st.x) * st.y;
-        diagonal += __expf(row[visible - 1 - c] - st.x) * st.y;
+        const float2 mi = *st;
+        column += __expf(row[c] - mi.x) * mi.y;
+        diagonal += __expf(row[visible - 1 - c] - mi.x) * mi.y;
     }
     const int64_t out = ((int64_t)b * p.units + u) * p.seq_k + c;
     reinterpret_cast<float*>(p.vertical_scores)[out] = column;
