@@ -284,6 +284,15 @@ fn bit_identical_across_runs_and_racecheck_clean() {
     for other in [&b, &c] {
         assert_eq!((&a.vertical_indexes, &a.slash_indexes), (&other.vertical_indexes, &other.slash_indexes));
     }
+    // Varlen, per query head, with an empty sequence and one shorter than the budgets.
+    let varlen = Varlen::new(vec![0, 70, 70, 100], vec![0, 90, 130, 136]).unwrap();
+    let shape = AttnShape::new(3, 70, 90, 4, 1, 64).unwrap();
+    let config = VsEstimateConfig { per_kv_group: false, ..config };
+    let q = tensor::<half::bf16>(&mut rng, varlen.total_q() * 4 * 64, 1.0);
+    let k = tensor::<half::bf16>(&mut rng, varlen.total_k() * 64, 1.0);
+    let one = |opts: &LaunchOptions| sim.vs_estimate_with(&shape, Some(&varlen), &config, 0.125, &q, &k, opts).unwrap();
+    let (a, c) = (one(&LaunchOptions::default()), one(&LaunchOptions { racecheck: true, threads: 1, ..LaunchOptions::default() }));
+    assert_eq!((&a.vertical_indexes, &a.slash_indexes), (&c.vertical_indexes, &c.slash_indexes));
 }
 
 /// Every row of `got` is a strictly ordered set of `nnz` in-range entries.
