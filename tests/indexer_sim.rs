@@ -105,7 +105,8 @@ fn run<T: AttnDtype + ptx_sim::Element, W: IndexerWeight + ptx_sim::Element>(
     let scores = indexer_scores_host(&x.q, &x.k, &x.w, dims, layout, causal).unwrap();
     let want = indexer_topk_host(&x.q, &x.k, &x.w, dims, layout, top_k, causal).unwrap();
     let exact = compare(label, &whole.indices, &scores, dims, layout, top_k, causal, &want);
-    assert!(exact * 2 >= total_q * dims.groups, "{label}: only {exact} rows had a clear gap");
+    // A million scores of one row always hold near ties at the k-th; shorter rows mostly not.
+    assert!(dims.seq_k > 1 << 16 || exact * 2 >= total_q * dims.groups, "{label}: only {exact} rows had a clear gap");
     whole.indices
 }
 
@@ -300,4 +301,19 @@ fn bad_arguments_are_refused_by_name() {
         let t = IndexerHostTensors { q: &q, k: &k, w: &[0f32; 48] };
         assert!(matches!(sim.indexer_topk(&dims, HostLayout::Contiguous, t, 10, true, 0, false), Err(Error::BufferTooSmall { tensor: "workspace", .. })));
     }
+}
+
+/// About 30 s on the simulator: runs with SPARSE_ATTN_LONG_TESTS=1.
+#[test]
+fn a_million_keys_with_a_one_row_workspace() {
+    if std::env::var("SPARSE_ATTN_LONG_TESTS").map_or(true, |v| v != "1") {
+        println!("skipped: set SPARSE_ATTN_LONG_TESTS=1 for the 2^20-key run");
+        return;
+    }
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(27);
+    // The selection's limits (k 2048, 2^20 keys), one row of workspace (4 MiB of f32).
+    let dims = IndexerDims { batch: 1, seq_q: 2, seq_k: 1 << 20, groups: 1, heads: 1, head_dim: 64 };
+    let x = inputs::<bf16, f32>(&mut rng, &dims, 2, 1 << 20, |v| v.abs() + 0.5);
+    run(&sim, "2^20 keys", &dims, HostLayout::Contiguous, &x, 2048, true, 1);
 }
