@@ -48,6 +48,7 @@ fn inputs<T: AttnDtype, W: IndexerWeight>(rng: &mut Rng, dims: &IndexerDims, row
 
 /// Compares the device's rows with the host's: exactly where the host's k-th and (k+1)-th
 /// scores are clearly apart, and by the kept score everywhere. Returns the exact rows.
+#[allow(clippy::too_many_arguments)]
 fn compare(label: &str, got: &[i32], scores: &[f64], dims: &IndexerDims, layout: HostLayout<'_>, top_k: usize, causal: bool, want: &[i32]) -> usize {
     assert_eq!(got.len(), want.len(), "{label}: length");
     let mut exact = 0;
@@ -176,7 +177,7 @@ fn chunked_selection_of_caller_scores_equals_the_whole() {
         while first < rows {
             let n = (1 + rng.below(17)).min(rows - first);
             let chunk = &scores[first * dims.heads * dims.seq_k..][..n * dims.heads * dims.seq_k];
-            got = sim.topk_select_rows(chunk, &dims, first, n, 40, causal, &got).unwrap();
+            got = sim.topk_select_rows(chunk, &dims, first..first + n, 40, causal, &got).unwrap();
             first += n;
         }
         assert_eq!(got, want, "causal {causal}");
@@ -289,9 +290,9 @@ fn bad_arguments_are_refused_by_name() {
     assert!(sparse_attn::plan::indexer::plan(&dims, IndexerLayout::Contiguous, 10, true, DType::BF16, WeightDtype::SameAsQ, &w2).is_ok());
     // The chunked selection's row range.
     let sd = SelectDims { batch: 2, seq_q: 3, heads: 1, seq_k: 10 };
-    let rows_plan = |first, n| sparse_attn::plan::topk_select::plan_rows(&sd, first, n, 2, true, sparse_attn::pattern::topk_select::ScoreDtype::F32, buf(1, 100), buf(2, 12));
+    let rows_plan = |first: usize, n: usize| sparse_attn::plan::topk_select::plan_rows(&sd, first..first + n, 2, true, sparse_attn::pattern::topk_select::ScoreDtype::F32, buf(1, 100), buf(2, 12));
     assert!(rows_plan(4, 2).is_ok());
-    assert!(matches!(rows_plan(5, 2), Err(Error::InvalidParameter { name: "first_row", .. })));
+    assert!(matches!(rows_plan(5, 2), Err(Error::InvalidParameter { name: "rows", .. })));
     assert!(matches!(rows_plan(0, 0), Err(Error::ZeroDimension { dim: "rows" })));
     // The host reference and the simulator check lengths too.
     let q = vec![bf16::ZERO; rows * g * h * d];
@@ -316,4 +317,63 @@ fn a_million_keys_with_a_one_row_workspace() {
     let dims = IndexerDims { batch: 1, seq_q: 2, seq_k: 1 << 20, groups: 1, heads: 1, head_dim: 64 };
     let x = inputs::<bf16, f32>(&mut rng, &dims, 2, 1 << 20, |v| v.abs() + 0.5);
     run(&sim, "2^20 keys", &dims, HostLayout::Contiguous, &x, 2048, true, 1);
+}
+
+/// Lengths and page tables that live only on the device are not checked by the host: the
+/// kernels must stay inside their buffers whatever they hold (memcheck is on). A sequence
+/// with bad bounds gets empty rows; a key on a bad page scores NaN, as the host reference
+/// scores it.
+#[test]
+fn corrupt_device_metadata_stays_in_bounds() {
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(28);
+    let dims = IndexerDims { batch: 3, seq_q: 20, seq_k: 64, groups: 1, heads: 2, head_dim: 64 };
+    let (total_q, total_k, top_k) = (30, 100, 8);
+    let x = inputs::<bf16, f32>(&mut rng, &dims, total_q, total_k, |v| v);
+    let run_plan = |layout: IndexerLayout<'_>, key_rows: usize| -> Vec<i32> {
+        let bufs = IndexerBuffers {
+            q: sim.upload(&x.q).unwrap(),
+            k: sim.upload(&x.k[..key_rows * 64]).unwrap(),
+            w: sim.upload(&x.w).unwrap(),
+            workspace: sim.alloc::<f32>(workspace_len(&dims, 7).unwrap()).unwrap(),
+            indices: sim.upload(&vec![-9; total_q * top_k]).unwrap(),
+        };
+        let plan = sparse_attn::plan::indexer::plan(&dims, layout, top_k, true, DType::BF16, WeightDtype::F32, &bufs).unwrap();
+        for [scores, select] in &plan.chunks {
+            sim.launch(scores, &Default::default()).unwrap();
+            sim.launch(select, &Default::default()).unwrap();
+        }
+        sim.download(bufs.indices).unwrap()
+    };
+    // Query bounds past total_q, a negative and a decreasing key bound, a sequence longer
+    // than seq_k.
+    for (cu_q, cu_k) in [([0, 13, 99_999, 30], [0, 5, 50, 100]), ([0, 10, 20, 30], [0, -4, 90, 20]), ([0, 10, 20, 30], [0, 90, 95, 100])] {
+        let varlen = sparse_attn::plan::VarlenBuffers { cu_seqlens_q: sim.upload(&cu_q).unwrap(), cu_seqlens_k: sim.upload(&cu_k).unwrap(), total_q, total_k, host: None };
+        let got = run_plan(IndexerLayout::Varlen(&varlen), total_k);
+        assert!(got.iter().all(|&j| (-1..64).contains(&j)), "{cu_q:?} {cu_k:?}: {got:?}");
+    }
+    // Pages outside the cache in the table, and key counts past seq_k or negative.
+    let varlen_q = Varlen::new(vec![0, 10, 20, 30], vec![0, 0, 0, 0]).unwrap();
+    let (page_size, max_pages) = (16, 4);
+    let block_table = [0, 1, -3, 2, 3, 99, 4, 5, 5, 4, 3, 2];
+    for seqlens_k in [[64, 50, 40], [65, -1, 17]] {
+        let paged = sparse_attn::plan::PagedKvBuffers {
+            cu_seqlens_q: sim.upload(varlen_q.cu_seqlens_q()).unwrap(),
+            total_q,
+            seqlens_k: sim.upload(&seqlens_k).unwrap(),
+            block_table: sim.upload(&block_table).unwrap(),
+            max_pages,
+            page_size,
+            num_pages: 6,
+            host: None,
+        };
+        let got = run_plan(IndexerLayout::Paged(&paged), 6 * page_size);
+        assert!(got.iter().all(|&j| (-1..64).contains(&j)), "{seqlens_k:?}: {got:?}");
+        if seqlens_k[0] == 64 {
+            let layout = HostLayout::Paged { varlen_q: &varlen_q, seqlens_k: &seqlens_k, block_table: &block_table, page_size };
+            let scores = indexer_scores_host(&x.q, &x.k[..6 * page_size * 64], &x.w, &dims, layout, true).unwrap();
+            let want = indexer_topk_host(&x.q, &x.k[..6 * page_size * 64], &x.w, &dims, layout, top_k, true).unwrap();
+            compare("bad pages", &got, &scores, &dims, layout, top_k, true, &want);
+        }
+    }
 }

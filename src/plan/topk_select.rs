@@ -71,20 +71,21 @@ pub fn rows_kernel(dtype: ScoreDtype) -> String {
     format!("topk_select_rows_{}", dtype.name())
 }
 
-/// Plans the selection for the chunk of query rows `first_row .. first_row + rows` (flat
-/// rows of `[batch, seq_q]`, so a chunk may span sequences) of a selection of `dims`:
+/// Plans the selection for the chunk of query rows `rows` (flat rows of `[batch, seq_q]`,
+/// so a chunk may span sequences) of a selection of `dims`:
 /// `scores [rows, heads, seq_k]` holds only the chunk's scores, and the chunk's rows of the
 /// whole `indices [batch, seq_q, heads, k]` are written, each with the causal limit of its own
 /// query position. Selecting every chunk gives exactly [`plan`]'s output, so an engine can
 /// compute and select scores chunk by chunk with a workspace of `rows * heads * seq_k`.
-pub fn plan_rows(dims: &SelectDims, first_row: usize, rows: usize, k: usize, causal: bool, dtype: ScoreDtype, scores: DeviceBuffer, indices: DeviceBuffer) -> Result<LaunchPlan> {
+pub fn plan_rows(dims: &SelectDims, rows: std::ops::Range<usize>, k: usize, causal: bool, dtype: ScoreDtype, scores: DeviceBuffer, indices: DeviceBuffer) -> Result<LaunchPlan> {
     let total = dims.validate(k)? / dims.heads;
-    if rows == 0 {
+    if rows.end > total {
+        return Err(Error::InvalidParameter { name: "rows", reason: format!("rows {rows:?} pass the {total} query rows of batch * seq_q") });
+    }
+    if rows.is_empty() {
         return Err(Error::ZeroDimension { dim: "rows" });
     }
-    if first_row.checked_add(rows).is_none_or(|end| end > total) {
-        return Err(Error::InvalidParameter { name: "first_row", reason: format!("rows {first_row}..{first_row}+{rows} pass the {total} query rows of batch * seq_q") });
-    }
+    let (first_row, rows) = (rows.start, rows.len());
     let chunk = crate::checked::product("scores", &[rows, dims.heads, dims.seq_k])?;
     let scores = match dtype {
         ScoreDtype::F32 => scores.index_addr("scores", chunk)?,
