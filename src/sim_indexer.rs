@@ -23,6 +23,15 @@ pub struct IndexerHostTensors<'a, T, W> {
     pub w: &'a [W],
 }
 
+/// How [`SimBackend::indexer_topk`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimIndexerRun {
+    /// Query rows per chunk: the workspace gets [`workspace_len`]`(dims, chunk_rows)` floats.
+    pub chunk_rows: usize,
+    /// The simulator's shared-memory race check on every launch (slower).
+    pub racecheck: bool,
+}
+
 /// What a simulated indexer call produced.
 #[derive(Debug, Clone)]
 pub struct SimIndexer {
@@ -37,12 +46,11 @@ pub struct SimIndexer {
 }
 
 impl SimBackend {
-    /// Runs the indexer's top-k ([`crate::plan::indexer::plan`]) on host tensors, with a
-    /// workspace of [`workspace_len`]`(dims, chunk_rows)` floats (so `chunk_rows` query rows
-    /// per chunk); the layout's host copies are uploaded and checked. `racecheck` turns on
-    /// the simulator's shared-memory race check. Equal to
+    /// Runs the indexer's top-k ([`crate::plan::indexer::plan`], the plan
+    /// [`crate::cuda::indexer_topk`] launches) on host tensors, with a workspace of
+    /// [`workspace_len`]`(dims, run.chunk_rows)` floats; the layout's host copies are
+    /// uploaded and checked. Equal to
     /// [`crate::pattern::indexer::indexer_topk_host`] up to f32 rounding at near ties.
-    #[allow(clippy::too_many_arguments)]
     pub fn indexer_topk<T: AttnDtype + ptx_sim::Element, W: IndexerWeight + ptx_sim::Element>(
         &self,
         dims: &IndexerDims,
@@ -50,9 +58,9 @@ impl SimBackend {
         tensors: IndexerHostTensors<'_, T, W>,
         top_k: usize,
         causal: bool,
-        chunk_rows: usize,
-        racecheck: bool,
+        run: SimIndexerRun,
     ) -> Result<SimIndexer> {
+        let SimIndexerRun { chunk_rows, racecheck } = run;
         dims.validate(top_k)?;
         let total_q = layout.total_q(dims);
         let bufs = IndexerBuffers {

@@ -9,16 +9,18 @@
 //! CPU top-k reference. Skips with the reason when the crate was built without kernels.
 
 mod common;
+mod indexer_cases;
 
 use common::Rng;
+use indexer_cases::{compare, inputs, Inputs};
 use half::{bf16, f16};
-use sparse_attn::pattern::indexer::{indexer_scores_host, indexer_topk_host, rank_key, HostLayout, IndexerDims, IndexerWeight};
+use sparse_attn::pattern::indexer::{indexer_scores_host, indexer_topk_host, HostLayout, IndexerDims, IndexerWeight};
 use sparse_attn::pattern::topk_select::{select_topk_host, SelectDims};
 use sparse_attn::pattern::TopkTokens;
 use sparse_attn::plan::indexer::{workspace_len, IndexerBuffers, IndexerLayout, WeightDtype};
 use sparse_attn::plan::DeviceBuffer;
 use sparse_attn::sim::{HostTensors, SimBackend};
-use sparse_attn::sim_indexer::IndexerHostTensors;
+use sparse_attn::sim_indexer::{IndexerHostTensors, SimIndexerRun};
 use sparse_attn::{AttnDtype, AttnOptions, AttnShape, DType, Error, SparsePattern, Varlen};
 
 fn backend() -> Option<SimBackend> {
@@ -29,59 +31,6 @@ fn backend() -> Option<SimBackend> {
         }
     }
     Some(SimBackend::new(80))
-}
-
-/// One problem's host tensors.
-struct Inputs<T, W> {
-    q: Vec<T>,
-    k: Vec<T>,
-    w: Vec<W>,
-}
-
-fn inputs<T: AttnDtype, W: IndexerWeight>(rng: &mut Rng, dims: &IndexerDims, rows: usize, key_rows: usize, w_of: impl Fn(f32) -> W) -> Inputs<T, W> {
-    let (g, h, d) = (dims.groups, dims.heads, dims.head_dim);
-    let q = rng.tensor::<T>(rows * g * h * d);
-    let k = rng.tensor::<T>(key_rows * g * d);
-    let w = (0..rows * g * h).map(|_| w_of(rng.normal() as f32)).collect();
-    Inputs { q, k, w }
-}
-
-/// Compares the device's rows with the host's: exactly where the host's k-th and (k+1)-th
-/// scores are clearly apart, and by the kept score everywhere. Returns the exact rows.
-#[allow(clippy::too_many_arguments)]
-fn compare(label: &str, got: &[i32], scores: &[f64], dims: &IndexerDims, layout: HostLayout<'_>, top_k: usize, causal: bool, want: &[i32]) -> usize {
-    assert_eq!(got.len(), want.len(), "{label}: length");
-    let mut exact = 0;
-    for (row, (g_row, w_row)) in got.chunks_exact(top_k).zip(want.chunks_exact(top_k)).enumerate() {
-        let n = layout.place(dims, row / dims.groups, causal).n;
-        let s = &scores[row * dims.seq_k..][..dims.seq_k];
-        // In range, ascending, -1 only at the end, as many as the candidates allow.
-        let kept: Vec<usize> = g_row.iter().take_while(|&&j| j >= 0).map(|&j| j as usize).collect();
-        assert_eq!(kept.len(), n.min(top_k), "{label}: row {row} count");
-        assert!(g_row[kept.len()..].iter().all(|&j| j == -1), "{label}: row {row} padding");
-        assert!(kept.windows(2).all(|p| p[0] < p[1]) && kept.iter().all(|&j| j < n), "{label}: row {row} order / range");
-        let mut sorted: Vec<f64> = s[..n].to_vec();
-        sorted.sort_by_key(|&x| std::cmp::Reverse(rank_key(x)));
-        let clear = n <= top_k || {
-            let (a, b) = (sorted[top_k - 1], sorted[top_k]);
-            // Equal non-finite scores are computed alike on both sides (IEEE rules, no
-            // rounding), so their ties break the same way.
-            if rank_key(a) == rank_key(b) {
-                !a.is_finite()
-            } else {
-                !a.is_finite() || !b.is_finite() || (a - b).abs() > 1e-3 * a.abs().max(b.abs())
-            }
-        };
-        if clear {
-            assert_eq!(g_row, w_row, "{label}: row {row} differs from the host on a clear gap");
-            exact += 1;
-        }
-        let sum = |idx: &mut dyn Iterator<Item = usize>| idx.map(|j| s[j]).filter(|x| x.is_finite()).sum::<f64>();
-        let (got_sum, opt) = (sum(&mut kept.iter().copied()), sum(&mut w_row.iter().take_while(|&&j| j >= 0).map(|&j| j as usize)));
-        let scale: f64 = w_row.iter().take_while(|&&j| j >= 0).map(|&j| s[j as usize]).filter(|x| x.is_finite()).map(f64::abs).sum();
-        assert!((got_sum - opt).abs() <= 1e-4 * scale + 1e-12, "{label}: row {row} kept {got_sum} vs optimum {opt}");
-    }
-    exact
 }
 
 /// Runs one problem on both sides with `chunk_rows` rows per chunk, and once unchunked;
@@ -99,9 +48,9 @@ fn run<T: AttnDtype + ptx_sim::Element, W: IndexerWeight + ptx_sim::Element>(
 ) -> Vec<i32> {
     let tensors = IndexerHostTensors { q: &x.q, k: &x.k, w: &x.w };
     let total_q = layout.total_q(dims);
-    let chunked = sim.indexer_topk(dims, layout, tensors, top_k, causal, chunk_rows, false).unwrap();
+    let chunked = sim.indexer_topk(dims, layout, tensors, top_k, causal, SimIndexerRun { chunk_rows, racecheck: false }).unwrap();
     assert_eq!(chunked.chunks, total_q.div_ceil(chunk_rows.min(total_q)), "{label}: chunks");
-    let whole = sim.indexer_topk(dims, layout, tensors, top_k, causal, total_q, false).unwrap();
+    let whole = sim.indexer_topk(dims, layout, tensors, top_k, causal, SimIndexerRun { chunk_rows: total_q, racecheck: false }).unwrap();
     assert_eq!(chunked.indices, whole.indices, "{label}: chunked differs from unchunked");
     let scores = indexer_scores_host(&x.q, &x.k, &x.w, dims, layout, causal).unwrap();
     let want = indexer_topk_host(&x.q, &x.k, &x.w, dims, layout, top_k, causal).unwrap();
@@ -213,7 +162,7 @@ fn nan_and_inf_give_the_hosts_index_set() {
     // Rows whose every score is NaN still keep their first candidates.
     let nan_q = vec![bf16::NAN; x.q.len()];
     let y = Inputs { q: nan_q, k: x.k.clone(), w: x.w.clone() };
-    let all_nan = sim.indexer_topk(&dims, HostLayout::Contiguous, IndexerHostTensors { q: &y.q, k: &y.k, w: &y.w }, 10, false, 24, false).unwrap();
+    let all_nan = sim.indexer_topk(&dims, HostLayout::Contiguous, IndexerHostTensors { q: &y.q, k: &y.k, w: &y.w }, 10, false, SimIndexerRun { chunk_rows: 24, racecheck: false }).unwrap();
     let want = indexer_topk_host(&y.q, &y.k, &y.w, &dims, HostLayout::Contiguous, 10, false).unwrap();
     assert_eq!(all_nan.indices, want);
 }
@@ -226,7 +175,7 @@ fn end_to_end_indexer_then_topk_attention() {
     let shape = AttnShape::new(2, 45, 130, 8, 2, 64).unwrap();
     let dims = IndexerDims { batch: 2, seq_q: 45, seq_k: 130, groups: 2, heads: 4, head_dim: 64 };
     let x = inputs::<bf16, f32>(&mut rng, &dims, 90, 260, |v| v);
-    let device = sim.indexer_topk(&dims, HostLayout::Contiguous, IndexerHostTensors { q: &x.q, k: &x.k, w: &x.w }, 24, true, 17, false).unwrap();
+    let device = sim.indexer_topk(&dims, HostLayout::Contiguous, IndexerHostTensors { q: &x.q, k: &x.k, w: &x.w }, 24, true, SimIndexerRun { chunk_rows: 17, racecheck: false }).unwrap();
     let host = indexer_topk_host(&x.q, &x.k, &x.w, &dims, HostLayout::Contiguous, 24, true).unwrap();
     let q = rng.tensor::<bf16>(shape.q_len());
     let (k, v) = (rng.tensor::<bf16>(shape.kv_len()), rng.tensor::<bf16>(shape.kv_len()));
@@ -247,8 +196,8 @@ fn runs_are_bit_identical_and_racecheck_is_clean() {
     let dims = IndexerDims { batch: 1, seq_q: 6, seq_k: 140, groups: 2, heads: 2, head_dim: 64 };
     let x = inputs::<bf16, f32>(&mut rng, &dims, 6, 140, |v| v);
     let t = IndexerHostTensors { q: &x.q, k: &x.k, w: &x.w };
-    let a = sim.indexer_topk(&dims, HostLayout::Contiguous, t, 9, true, 2, true).unwrap();
-    let b = sim.indexer_topk(&dims, HostLayout::Contiguous, t, 9, true, 4, false).unwrap();
+    let a = sim.indexer_topk(&dims, HostLayout::Contiguous, t, 9, true, SimIndexerRun { chunk_rows: 2, racecheck: true }).unwrap();
+    let b = sim.indexer_topk(&dims, HostLayout::Contiguous, t, 9, true, SimIndexerRun { chunk_rows: 4, racecheck: false }).unwrap();
     assert_eq!(a.indices, b.indices);
     assert!(a.score_counters.warp_instructions > 0 && a.select_counters.warp_instructions > 0);
 }
@@ -300,7 +249,7 @@ fn bad_arguments_are_refused_by_name() {
     assert!(matches!(indexer_topk_host(&q, &k, &[0f32; 47], &dims, HostLayout::Contiguous, 10, true), Err(Error::WrongLength { tensor: "w", .. })));
     if let Some(sim) = backend() {
         let t = IndexerHostTensors { q: &q, k: &k, w: &[0f32; 48] };
-        assert!(matches!(sim.indexer_topk(&dims, HostLayout::Contiguous, t, 10, true, 0, false), Err(Error::BufferTooSmall { tensor: "workspace", .. })));
+        assert!(matches!(sim.indexer_topk(&dims, HostLayout::Contiguous, t, 10, true, SimIndexerRun { chunk_rows: 0, racecheck: false }), Err(Error::BufferTooSmall { tensor: "workspace", .. })));
     }
 }
 
@@ -376,4 +325,21 @@ fn corrupt_device_metadata_stays_in_bounds() {
             compare("bad pages", &got, &scores, &dims, layout, top_k, true, &want);
         }
     }
+}
+
+/// The simulator's work counts for DeepSeek's shape (64 heads of 128, one group): printed
+/// per scored key, and bounded so that a regression in the inner loop shows. The inner loop
+/// is 64 * 128 fmas per key, one per thread-instruction, plus a 16-byte shared load per 4.
+#[test]
+fn work_per_key_at_deepseeks_shape() {
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(29);
+    let dims = IndexerDims { batch: 1, seq_q: 2, seq_k: 2048, groups: 1, heads: 64, head_dim: 128 };
+    let x = inputs::<bf16, f32>(&mut rng, &dims, 2, 2048, |v| v);
+    let t = IndexerHostTensors { q: &x.q, k: &x.k, w: &x.w };
+    let r = sim.indexer_topk(&dims, HostLayout::Contiguous, t, 256, false, SimIndexerRun { chunk_rows: 2, racecheck: false }).unwrap();
+    let keys = (2 * 2048) as f64;
+    let (score, select) = (r.score_counters.thread_instructions as f64 / keys, r.select_counters.thread_instructions as f64 / keys);
+    println!("thread-instructions per scored key: scores {score:.0} (64 x 128 = 8192 fma), selection {select:.1}");
+    assert!(score < 8192.0 * 1.5, "scores: {score} thread-instructions per key");
 }
