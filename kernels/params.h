@@ -326,16 +326,20 @@ typedef struct IndexRowsParams {
 } IndexRowsParams;
 
 // topk_select_rows_<f32|bf16> (kernels/topk_select.cu): the selection of topk_select_<dtype>
-// for a chunk of query rows: scores [rows, heads, seq_k] (row r - first_row, densely packed;
-// a row reads only its candidates), indices [total_q, heads, k] (int32_t; rows first_row ..
-// first_row + rows written). One CTA of SA_TOPK_SELECT_THREADS per (row, head); grid =
-// (rows * heads, 1, 1).
+// for a chunk of query rows: scores [rows, heads * group, seq_k] (row r - first_row, densely
+// packed; a row reads only its candidates), indices [total_q, heads, k] (int32_t; rows
+// first_row .. first_row + rows written). Index head h ranks keys by the f32 sum of score
+// heads h * group .. (h + 1) * group - 1, added in ascending order (group 1: the score
+// itself): one index set per GQA group from per-query-head scores. One CTA of
+// SA_TOPK_SELECT_THREADS per (row, head); grid = (rows * heads, 1, 1).
 typedef struct TopkSelectRowsParams {
-    uint64_t scores;        // const float or bf16 [rows, heads, seq_k]
+    uint64_t scores;        // const float or bf16 [rows, heads * group, seq_k]
     uint64_t indices;       // int32_t [total_q, heads, k]
     IndexRowsParams rows;
     int32_t heads;
     int32_t k;              // 1 ..= seq_k
+    int32_t group;          // score heads per index head, >= 1
+    int32_t pad0;           // keeps the size a multiple of 8 explicitly; must be 0
 } TopkSelectRowsParams;
 
 // Threads per CTA of indexer_scores_*: one key each.

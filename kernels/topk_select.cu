@@ -50,12 +50,35 @@ __device__ __forceinline__ void select_row(const TopkSelectParams& p) {
     select_topk(scores, n, p.k, reinterpret_cast<int32_t*>(p.indices) + (int64_t)row * p.k);
 }
 
+// The scores of one index head over `group` score heads (GQA: one index set per kv head from
+// per-query-head scores): key j's f32 sum over the group, heads ascending, so every pass of
+// the radix select sees the same bits. A group of one is the score itself (no add, which
+// would turn -0.0 into +0.0). The sum ranks like the group's mean, but for the ties the
+// division would add.
+template <typename Scores, typename Elem>
+struct GroupScores {
+    const Elem* row;       // the group's first score head
+    int64_t head_stride;   // seq_k
+    int group;
+    __device__ __forceinline__ uint32_t bits(int64_t j) const {
+        const uint32_t first = Scores{row}.bits(j);
+        if (group == 1) {
+            return first;
+        }
+        float acc = __uint_as_float(first);
+        for (int h = 1; h < group; ++h) {
+            acc = __fadd_rn(acc, __uint_as_float(Scores{row + h * head_stride}.bits(j)));
+        }
+        return __float_as_uint(acc);
+    }
+};
+
 // A chunk of query rows (TopkSelectRowsParams): CTA x selects head x % heads of row
 // first_row + x / heads, over that row's candidates (kernels/common/index_rows.cuh).
 template <typename Scores, typename Elem>
 __device__ __forceinline__ void select_chunk_row(const TopkSelectRowsParams& p) {
     const IndexRowsParams& g = p.rows;
-    if (g.rows <= 0 || p.heads <= 0 || g.seq_k <= 0 || p.k <= 0 || g.first_row < 0 ||
+    if (g.rows <= 0 || p.heads <= 0 || p.group <= 0 || g.seq_k <= 0 || p.k <= 0 || g.first_row < 0 ||
         (int64_t)g.first_row + g.rows > g.total_q || (int64_t)blockIdx.x >= (int64_t)g.rows * p.heads) {
         return;
     }
@@ -63,7 +86,8 @@ __device__ __forceinline__ void select_chunk_row(const TopkSelectRowsParams& p) 
     const int head = (int)blockIdx.x % p.heads;
     const int r = g.first_row + local;
     const index_rows::RowSeq s = index_rows::resolve(g, r);
-    const Scores scores{reinterpret_cast<const Elem*>(p.scores) + (int64_t)blockIdx.x * g.seq_k};
+    const GroupScores<Scores, Elem> scores{
+        reinterpret_cast<const Elem*>(p.scores) + (int64_t)blockIdx.x * p.group * g.seq_k, (int64_t)g.seq_k, p.group};
     select_topk(scores, (int64_t)s.n, p.k, reinterpret_cast<int32_t*>(p.indices) + ((int64_t)r * p.heads + head) * p.k);
 }
 

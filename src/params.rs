@@ -461,7 +461,7 @@ pub struct IndexRowsParams {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TopkSelectRowsParams {
-    /// f32 or bf16 `[rows, heads, seq_k]`: the chunk's scores.
+    /// f32 or bf16 `[rows, heads * group, seq_k]`: the chunk's scores.
     pub scores: u64,
     /// i32 `[total_q, heads, k]`.
     pub indices: u64,
@@ -471,6 +471,10 @@ pub struct TopkSelectRowsParams {
     pub heads: i32,
     /// Slots per index row.
     pub k: i32,
+    /// Score heads per index head (their f32 sum ranks the keys), at least 1.
+    pub group: i32,
+    /// Must be 0 (explicit padding).
+    pub pad0: i32,
 }
 
 /// Parameters of `indexer_scores_<f16|bf16>_d<head_dim>` (kernels/indexer.cu). Built by

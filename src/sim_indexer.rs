@@ -116,23 +116,26 @@ impl SimBackend {
     }
 
     /// Chunked top-k selection on the simulator ([`crate::plan::topk_select::plan_rows`]):
-    /// `scores [rows.len(), heads, seq_k]` are the scores of the query rows `rows` (flat rows
-    /// of `[batch, seq_q]`) of a selection of `dims`; `indices`, the whole `[batch, seq_q, heads, k]`
+    /// `scores [rows.len(), heads * group, seq_k]` are the scores of the query rows `rows`
+    /// (flat rows of `[batch, seq_q]`) of a selection of `dims`, `group` score heads per index
+    /// head; `indices`, the whole `[batch, seq_q, heads, k]`
     /// tensor, is uploaded, the chunk's rows selected into it, and downloaded.
+    #[allow(clippy::too_many_arguments)]
     pub fn topk_select_rows<T: Score + ptx_sim::Element>(
         &self,
         scores: &[T],
         dims: &SelectDims,
         rows: std::ops::Range<usize>,
+        group: usize,
         k: usize,
         causal: bool,
         indices: &[i32],
     ) -> Result<Vec<i32>> {
         let all = dims.validate(k)?;
-        crate::shape::check_len("scores", scores.len(), &[rows.len(), dims.heads, dims.seq_k])?;
+        crate::shape::check_len("scores", scores.len(), &[rows.len(), dims.heads, group, dims.seq_k])?;
         crate::shape::check_len("indices", indices.len(), &[all, k])?;
         let (s, out) = (self.upload(scores)?, self.upload(indices)?);
-        let plan = crate::plan::topk_select::plan_rows(dims, rows, k, causal, T::DTYPE, s, out)?;
+        let plan = crate::plan::topk_select::plan_rows(dims, rows, group, k, causal, T::DTYPE, s, out)?;
         self.launch(&plan, &LaunchOptions::default())?;
         self.download(out)
     }

@@ -64,7 +64,7 @@ fn chunked_selection_equals_the_host() {
     for first in (0..rows).step_by(33) {
         let end = (first + 33).min(rows);
         let chunk = stream.clone_htod(&scores[first * dims.heads * dims.seq_k..end * dims.heads * dims.seq_k]).unwrap();
-        topk_select_rows(&stream, &dims, first..end, 2048, true, &chunk, &mut indices).unwrap();
+        topk_select_rows(&stream, &dims, first..end, 1, 2048, true, &chunk, &mut indices).unwrap();
     }
     let got: Vec<i32> = stream.clone_dtoh(&indices).unwrap();
     stream.synchronize().unwrap();

@@ -15,7 +15,7 @@ use common::Rng;
 use indexer_cases::{compare, inputs, Inputs};
 use half::{bf16, f16};
 use sparse_attn::pattern::indexer::{indexer_scores_host, indexer_topk_host, HostLayout, IndexerDims, IndexerWeight};
-use sparse_attn::pattern::topk_select::{select_topk_host, SelectDims};
+use sparse_attn::pattern::topk_select::{select_topk_grouped_host, select_topk_host, SelectDims};
 use sparse_attn::pattern::TopkTokens;
 use sparse_attn::plan::indexer::{workspace_len, IndexerBuffers, IndexerLayout, WeightDtype};
 use sparse_attn::plan::DeviceBuffer;
@@ -126,11 +126,40 @@ fn chunked_selection_of_caller_scores_equals_the_whole() {
         while first < rows {
             let n = (1 + rng.below(17)).min(rows - first);
             let chunk = &scores[first * dims.heads * dims.seq_k..][..n * dims.heads * dims.seq_k];
-            got = sim.topk_select_rows(chunk, &dims, first..first + n, 40, causal, &got).unwrap();
+            got = sim.topk_select_rows(chunk, &dims, first..first + n, 1, 40, causal, &got).unwrap();
             first += n;
         }
         assert_eq!(got, want, "causal {causal}");
     }
+}
+
+/// GQA: one index set per kv head from per-query-head scores (group 4), chunk by chunk,
+/// f32 and bf16, with NaN and infinities among the scores, equals the host's group sums.
+#[test]
+fn grouped_selection_of_query_head_scores_equals_the_host() {
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(30);
+    let dims = SelectDims { batch: 2, seq_q: 9, heads: 2, seq_k: 200 };
+    let (group, k, rows) = (4, 30, 18);
+    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0];
+    let scores: Vec<f32> = (0..rows * dims.heads * group * dims.seq_k).map(|_| if rng.chance(0.01) { special[rng.below(4)] } else { rng.normal() as f32 }).collect();
+    let scores_bf16: Vec<bf16> = scores.iter().map(|&x| bf16::from_f32(x)).collect();
+    for causal in [true, false] {
+        let want = select_topk_grouped_host(&scores, &dims, group, k, causal).unwrap();
+        let want_bf16 = select_topk_grouped_host(&scores_bf16, &dims, group, k, causal).unwrap();
+        let (mut got, mut got_bf16) = (vec![-7; rows * dims.heads * k], vec![-7; rows * dims.heads * k]);
+        let per_row = dims.heads * group * dims.seq_k;
+        for first in (0..rows).step_by(5) {
+            let end = (first + 5).min(rows);
+            got = sim.topk_select_rows(&scores[first * per_row..end * per_row], &dims, first..end, group, k, causal, &got).unwrap();
+            got_bf16 = sim.topk_select_rows(&scores_bf16[first * per_row..end * per_row], &dims, first..end, group, k, causal, &got_bf16).unwrap();
+        }
+        assert_eq!(got, want, "f32 causal {causal}");
+        assert_eq!(got_bf16, want_bf16, "bf16 causal {causal}");
+    }
+    // A group of one is plain selection.
+    let plain = &scores[..rows * dims.heads * dims.seq_k];
+    assert_eq!(select_topk_grouped_host(plain, &dims, 1, k, true).unwrap(), select_topk_host(plain, &dims, k, true).unwrap());
 }
 
 #[test]
@@ -239,10 +268,14 @@ fn bad_arguments_are_refused_by_name() {
     assert!(sparse_attn::plan::indexer::plan(&dims, IndexerLayout::Contiguous, 10, true, DType::BF16, WeightDtype::SameAsQ, &w2).is_ok());
     // The chunked selection's row range.
     let sd = SelectDims { batch: 2, seq_q: 3, heads: 1, seq_k: 10 };
-    let rows_plan = |first: usize, n: usize| sparse_attn::plan::topk_select::plan_rows(&sd, first..first + n, 2, true, sparse_attn::pattern::topk_select::ScoreDtype::F32, buf(1, 100), buf(2, 12));
+    let rows_plan = |first: usize, n: usize| sparse_attn::plan::topk_select::plan_rows(&sd, first..first + n, 1, 2, true, sparse_attn::pattern::topk_select::ScoreDtype::F32, buf(1, 100), buf(2, 12));
     assert!(rows_plan(4, 2).is_ok());
     assert!(matches!(rows_plan(5, 2), Err(Error::InvalidParameter { name: "rows", .. })));
     assert!(matches!(rows_plan(0, 0), Err(Error::ZeroDimension { dim: "rows" })));
+    let grouped = |group: usize, len: usize| sparse_attn::plan::topk_select::plan_rows(&sd, 0..2, group, 2, true, sparse_attn::pattern::topk_select::ScoreDtype::F32, buf(1, len), buf(2, 12));
+    assert!(grouped(4, 80).is_ok());
+    assert!(matches!(grouped(4, 79), Err(Error::BufferTooSmall { tensor: "scores", needed: 80, .. })));
+    assert!(matches!(grouped(0, 80), Err(Error::ZeroDimension { dim: "group" })));
     // The host reference and the simulator check lengths too.
     let q = vec![bf16::ZERO; rows * g * h * d];
     let k = vec![bf16::ZERO; 2 * 100 * g * d];

@@ -630,10 +630,12 @@ fn topk_select_rows_params_matches_the_c_struct() {
     rust.extend(nested_rows(offset_of!(TopkSelectRowsParams, rows)));
     rust.push(("heads".to_string(), offset_of!(TopkSelectRowsParams, heads)));
     rust.push(("k".to_string(), offset_of!(TopkSelectRowsParams, k)));
-    // Two addresses, the 56-byte rows, two 4-byte fields: 80 bytes.
-    let mut expected = vec![("sizeof".to_string(), 80), ("alignof".to_string(), 8), ("scores".to_string(), 0), ("indices".to_string(), 8)];
+    rust.push(("group".to_string(), offset_of!(TopkSelectRowsParams, group)));
+    rust.push(("pad0".to_string(), offset_of!(TopkSelectRowsParams, pad0)));
+    // Two addresses, the 56-byte rows, four 4-byte fields: 88 bytes.
+    let mut expected = vec![("sizeof".to_string(), 88), ("alignof".to_string(), 8), ("scores".to_string(), 0), ("indices".to_string(), 8)];
     expected.extend(nested_rows(16));
-    expected.extend([("heads".to_string(), 72), ("k".to_string(), 76)]);
+    expected.extend([("heads".to_string(), 72), ("k".to_string(), 76), ("group".to_string(), 80), ("pad0".to_string(), 84)]);
     assert_eq!(rust, expected);
     check_against_c("TopkSelectRowsParams", &rust);
 }

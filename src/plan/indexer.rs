@@ -196,7 +196,7 @@ pub fn plan(
             page_shift: g.page_shift,
             num_pages: g.num_pages,
         };
-        let select = TopkSelectRowsParams { scores: workspace, indices, rows, heads: scores.groups, k: to_i32("k", top_k)? };
+        let select = TopkSelectRowsParams { scores: workspace, indices, rows, heads: scores.groups, k: to_i32("k", top_k)?, group: 1, pad0: 0 };
         chunks.push([
             LaunchPlan::new(MODULE, kernel(dtype, d), [ctas, key_tiles, 1], [THREADS, 1, 1], 0, &scores)?,
             LaunchPlan::new(super::topk_select::MODULE, super::topk_select::rows_kernel(crate::pattern::topk_select::ScoreDtype::F32), [ctas, 1, 1], [super::topk_select::THREADS, 1, 1], 0, &select)?,

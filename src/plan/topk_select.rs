@@ -72,12 +72,30 @@ pub fn rows_kernel(dtype: ScoreDtype) -> String {
 }
 
 /// Plans the selection for the chunk of query rows `rows` (flat rows of `[batch, seq_q]`,
-/// so a chunk may span sequences) of a selection of `dims`:
-/// `scores [rows, heads, seq_k]` holds only the chunk's scores, and the chunk's rows of the
-/// whole `indices [batch, seq_q, heads, k]` are written, each with the causal limit of its own
-/// query position. Selecting every chunk gives exactly [`plan`]'s output, so an engine can
-/// compute and select scores chunk by chunk with a workspace of `rows * heads * seq_k`.
-pub fn plan_rows(dims: &SelectDims, rows: std::ops::Range<usize>, k: usize, causal: bool, dtype: ScoreDtype, scores: DeviceBuffer, indices: DeviceBuffer) -> Result<LaunchPlan> {
+/// so a chunk may span sequences) of a selection of `dims`: `scores [rows.len(), heads *
+/// group, seq_k]` holds only the chunk's scores, and the chunk's rows of the whole `indices
+/// [batch, seq_q, heads, k]` are written, each with the causal limit of its own query
+/// position. Index head `h` ranks keys by the f32 sum of score heads `h * group .. (h + 1) *
+/// group` (ascending; `group` 1 is [`plan`]'s selection): with per-query-head scores and
+/// `group` = heads_q / heads_kv, one index set per kv head, ranked by the group's mean
+/// ([`select_topk_grouped_host`](crate::pattern::topk_select::select_topk_grouped_host) is
+/// the host rule). Selecting every chunk gives exactly the whole tensor's selection, so an
+/// engine can compute and select scores chunk by chunk with a workspace of `rows * heads *
+/// group * seq_k`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_rows(
+    dims: &SelectDims,
+    rows: std::ops::Range<usize>,
+    group: usize,
+    k: usize,
+    causal: bool,
+    dtype: ScoreDtype,
+    scores: DeviceBuffer,
+    indices: DeviceBuffer,
+) -> Result<LaunchPlan> {
+    if group == 0 {
+        return Err(Error::ZeroDimension { dim: "group" });
+    }
     let total = dims.validate(k)? / dims.heads;
     if rows.end > total {
         return Err(Error::InvalidParameter { name: "rows", reason: format!("rows {rows:?} pass the {total} query rows of batch * seq_q") });
@@ -86,7 +104,7 @@ pub fn plan_rows(dims: &SelectDims, rows: std::ops::Range<usize>, k: usize, caus
         return Err(Error::ZeroDimension { dim: "rows" });
     }
     let (first_row, rows) = (rows.start, rows.len());
-    let chunk = crate::checked::product("scores", &[rows, dims.heads, dims.seq_k])?;
+    let chunk = crate::checked::product("scores", &[rows, dims.heads, group, dims.seq_k])?;
     let scores = match dtype {
         ScoreDtype::F32 => scores.index_addr("scores", chunk)?,
         ScoreDtype::BF16 => {
@@ -114,6 +132,8 @@ pub fn plan_rows(dims: &SelectDims, rows: std::ops::Range<usize>, k: usize, caus
         },
         heads: to_i32("heads", dims.heads)?,
         k: to_i32("k", k)?,
+        group: to_i32("group", group)?,
+        pad0: 0,
     };
     let ctas = u32::try_from(rows * dims.heads).unwrap_or(u32::MAX);
     LaunchPlan::new(MODULE, rows_kernel(dtype), [ctas, 1, 1], [THREADS, 1, 1], 0, &p)
