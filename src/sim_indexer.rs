@@ -108,11 +108,12 @@ impl SimBackend {
         let plan = crate::plan::indexer::plan(dims, plan_layout, top_k, causal, T::DTYPE, w_dtype, &bufs)?;
         let opts = LaunchOptions { racecheck, ..Default::default() };
         let (mut score_counters, mut select_counters) = (Counters::default(), Counters::default());
-        for [scores, select] in &plan.chunks {
-            score_counters.add(&self.launch(scores, &opts)?);
-            select_counters.add(&self.launch(select, &opts)?);
+        for chunk in plan.launches() {
+            let [scores, select] = chunk?;
+            score_counters.add(&self.launch(&scores, &opts)?);
+            select_counters.add(&self.launch(&select, &opts)?);
         }
-        Ok(SimIndexer { indices: self.download(bufs.indices)?, score_counters, select_counters, chunks: plan.chunks.len() })
+        Ok(SimIndexer { indices: self.download(bufs.indices)?, score_counters, select_counters, chunks: plan.chunks() })
     }
 
     /// Chunked top-k selection on the simulator ([`crate::plan::topk_select::plan_rows`]):

@@ -245,7 +245,10 @@ fn bad_arguments_are_refused_by_name() {
     };
     let plan = |dims: &IndexerDims, k: usize, bufs: &IndexerBuffers| sparse_attn::plan::indexer::plan(dims, IndexerLayout::Contiguous, k, true, DType::BF16, WeightDtype::F32, bufs);
     let p = plan(&dims, 10, &good).unwrap();
-    assert_eq!((p.chunk_rows, p.chunks.len()), (2, 3));
+    assert_eq!((p.chunk_rows(), p.chunks()), (2, 3));
+    let [scores, select] = p.chunk(2).unwrap();
+    assert_eq!((scores.grid(), select.grid(), scores.kernel(), select.kernel()), ([4, 1, 1], [4, 1, 1], "indexer_scores_bf16_d64", "topk_select_rows_f32"));
+    assert!(matches!(p.chunk(3), Err(Error::InvalidParameter { name: "chunk", .. })));
     assert!(matches!(plan(&dims, 0, &good), Err(Error::ZeroDimension { dim: "k" })));
     assert!(matches!(plan(&dims, 101, &good), Err(Error::InvalidParameter { name: "k", .. })));
     assert!(matches!(plan(&IndexerDims { head_dim: 96, ..dims }, 10, &good), Err(Error::UnsupportedHeadDim { head_dim: 96, .. })));
@@ -321,9 +324,10 @@ fn corrupt_device_metadata_stays_in_bounds() {
             indices: sim.upload(&vec![-9; total_q * top_k]).unwrap(),
         };
         let plan = sparse_attn::plan::indexer::plan(&dims, layout, top_k, true, DType::BF16, WeightDtype::F32, &bufs).unwrap();
-        for [scores, select] in &plan.chunks {
-            sim.launch(scores, &Default::default()).unwrap();
-            sim.launch(select, &Default::default()).unwrap();
+        for chunk in plan.launches() {
+            let [scores, select] = chunk.unwrap();
+            sim.launch(&scores, &Default::default()).unwrap();
+            sim.launch(&select, &Default::default()).unwrap();
         }
         sim.download(bufs.indices).unwrap()
     };

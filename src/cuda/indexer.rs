@@ -86,13 +86,16 @@ where
     };
     let w_dtype = if Wt::IS_F32 { WeightDtype::F32 } else { WeightDtype::SameAsQ };
     let plan = crate::plan::indexer::plan(dims, plan_layout, top_k, causal, T::DTYPE, w_dtype, &bufs)?;
-    for launch in plan.chunks.iter().flatten() {
+    for chunk in plan.launches() {
+        let [scores, select] = chunk?;
+        for launch in [&scores, &select] {
         // SAFETY: every address comes from a live buffer of this stream's context (checked
         // above) whose length the planner checked against every element the kernels
         // address; the guards keep cudarc's ordering until every launch is enqueued, and
         // the launches of one stream run in order (a chunk's selection after its scores,
         // the next chunk's scores after that selection).
         unsafe { super::launch::launch(stream.cu_stream(), launch) }?;
+        }
     }
     drop(guards);
     Ok(())

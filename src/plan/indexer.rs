@@ -54,14 +54,55 @@ pub struct IndexerBuffers {
     pub indices: DeviceBuffer,
 }
 
-/// The launches of one indexer call, in order: for every chunk, its scores then its
-/// selection (which reads the workspace the scores wrote, so they run on one stream).
+/// The launches of one indexer call: for every chunk of query rows, its scores then its
+/// selection (which reads the workspace the scores wrote, so they run on one stream, in
+/// chunk order). Chunks are built on demand ([`IndexerPlan::chunk`]), so a long prefill with
+/// a small workspace does not hold thousands of plans at once; every chunk was validated
+/// with the whole call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexerPlan {
+    chunk_rows: usize,
+    total_q: usize,
+    kernel: String,
+    key_tiles: u32,
+    scores: IndexerParams,
+    select: TopkSelectRowsParams,
+}
+
+impl IndexerPlan {
     /// Query rows per chunk (the last chunk may have fewer).
-    pub chunk_rows: usize,
-    /// `[scores, select]` per chunk.
-    pub chunks: Vec<[LaunchPlan; 2]>,
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    /// The number of chunks.
+    pub fn chunks(&self) -> usize {
+        self.total_q.div_ceil(self.chunk_rows)
+    }
+
+    /// `[scores, select]` of chunk `c` (rows `c * chunk_rows ..`); an error past the last.
+    pub fn chunk(&self, c: usize) -> Result<[LaunchPlan; 2]> {
+        let first = c.checked_mul(self.chunk_rows).filter(|&f| f < self.total_q).ok_or_else(|| Error::InvalidParameter {
+            name: "chunk",
+            reason: format!("chunk {c} of {}", self.chunks()),
+        })?;
+        let n = self.chunk_rows.min(self.total_q - first);
+        // Both fit i32: the whole call's rows and rows * groups were checked by plan.
+        let rows = IndexRowsParams { first_row: to_i32("first_row", first)?, rows: to_i32("rows", n)?, ..self.scores.rows };
+        let ctas = to_i32("rows * groups", n * self.scores.groups as usize)? as u32;
+        let scores = IndexerParams { rows, ..self.scores };
+        let select = TopkSelectRowsParams { rows, ..self.select };
+        let select_kernel = super::topk_select::rows_kernel(crate::pattern::topk_select::ScoreDtype::F32);
+        Ok([
+            LaunchPlan::new(MODULE, self.kernel.clone(), [ctas, self.key_tiles, 1], [THREADS, 1, 1], 0, &scores)?,
+            LaunchPlan::new(super::topk_select::MODULE, select_kernel, [ctas, 1, 1], [super::topk_select::THREADS, 1, 1], 0, &select)?,
+        ])
+    }
+
+    /// Every chunk's `[scores, select]`, in launch order.
+    pub fn launches(&self) -> impl Iterator<Item = Result<[LaunchPlan; 2]>> + '_ {
+        (0..self.chunks()).map(|c| self.chunk(c))
+    }
 }
 
 /// Floats of workspace a launch of `chunk_rows` query rows per chunk needs: `chunk_rows *
@@ -176,31 +217,24 @@ pub fn plan(
     let row_len = workspace_len(dims, 1)?;
     let workspace = addr(bufs.workspace, "workspace", row_len, 4)?;
     let chunk_rows = (bufs.workspace.len / row_len).min(total_q);
-    let mut chunks = Vec::with_capacity(total_q.div_ceil(chunk_rows));
     let key_tiles = u32::try_from(dims.seq_k.div_ceil(THREADS as usize)).unwrap_or(u32::MAX);
-    for first in (0..total_q).step_by(chunk_rows) {
-        let n = chunk_rows.min(total_q - first);
-        let rows = IndexRowsParams { first_row: to_i32("first_row", first)?, rows: to_i32("rows", n)?, ..g.rows };
-        let ctas = to_i32("rows * groups", n * groups)? as u32;
-        let scores = IndexerParams {
-            q,
-            k,
-            w,
-            scores: workspace,
-            block_table: g.block_table,
-            rows,
-            groups: to_i32("groups", groups)?,
-            heads: to_i32("heads", heads)?,
-            w_same_dtype: i32::from(w_dtype == WeightDtype::SameAsQ),
-            max_pages: g.max_pages,
-            page_shift: g.page_shift,
-            num_pages: g.num_pages,
-        };
-        let select = TopkSelectRowsParams { scores: workspace, indices, rows, heads: scores.groups, k: to_i32("k", top_k)?, group: 1, pad0: 0 };
-        chunks.push([
-            LaunchPlan::new(MODULE, kernel(dtype, d), [ctas, key_tiles, 1], [THREADS, 1, 1], 0, &scores)?,
-            LaunchPlan::new(super::topk_select::MODULE, super::topk_select::rows_kernel(crate::pattern::topk_select::ScoreDtype::F32), [ctas, 1, 1], [super::topk_select::THREADS, 1, 1], 0, &select)?,
-        ]);
-    }
-    Ok(IndexerPlan { chunk_rows, chunks })
+    let scores = IndexerParams {
+        q,
+        k,
+        w,
+        scores: workspace,
+        block_table: g.block_table,
+        rows: g.rows,
+        groups: to_i32("groups", groups)?,
+        heads: to_i32("heads", heads)?,
+        w_same_dtype: i32::from(w_dtype == WeightDtype::SameAsQ),
+        max_pages: g.max_pages,
+        page_shift: g.page_shift,
+        num_pages: g.num_pages,
+    };
+    let select = TopkSelectRowsParams { scores: workspace, indices, rows: g.rows, heads: scores.groups, k: to_i32("k", top_k)?, group: 1, pad0: 0 };
+    let plan = IndexerPlan { chunk_rows, total_q, kernel: kernel(dtype, d), key_tiles, scores, select };
+    // The largest chunk is the first: its grid checks every chunk's.
+    plan.chunk(0)?;
+    Ok(plan)
 }
