@@ -358,3 +358,77 @@ typedef struct VsEstimateParams {
 #define SA_VS_ESTIMATE_SELECT_THREADS 256
 // Probe rows and keys per CTA of vs_estimate_scores (one mma tile of 4 warps).
 #define SA_VS_ESTIMATE_TILE 64
+// The query rows of a chunked index launch (topk_select_rows_*, indexer_scores_*): flat query
+// rows r in [first_row, first_row + rows) of an index tensor of total_q rows, each resolved
+// to its sequence b, its position i in it, the sequence's query count len_q and key count
+// len_k (kernels/common/index_rows.cuh):
+// - queries: cu_seqlens_q == 0: every sequence has seq_q rows (r = b * seq_q + i); otherwise
+//   the packed rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] (int32 [batch + 1] on the device);
+// - keys: cu_seqlens_k != 0: packed keys cu_seqlens_k[b] .. cu_seqlens_k[b + 1] of total_k;
+//   else seqlens_k != 0: seqlens_k[b] keys (int32 [batch], paged caches); else seq_k keys.
+// seq_k is also the score row length, so a sequence with more keys, or device bounds that are
+// not 0 <= start <= end <= total, or a row outside its sequence, has no keys (its index row is
+// all -1). With causal, row i of a sequence sees keys j <= i + len_k - len_q (bottom-right).
+typedef struct IndexRowsParams {
+    uint64_t cu_seqlens_q;  // const int32_t [batch + 1], or 0
+    uint64_t cu_seqlens_k;  // const int32_t [batch + 1], or 0
+    uint64_t seqlens_k;     // const int32_t [batch], or 0 (only with cu_seqlens_k == 0)
+    int32_t batch;
+    int32_t seq_q;          // rows per sequence without cu_seqlens_q (else the longest, unused)
+    int32_t seq_k;          // keys per sequence, or the most any sequence may have; score row length
+    int32_t total_q;        // rows of the whole index tensor
+    int32_t total_k;        // packed key rows (with cu_seqlens_k)
+    int32_t first_row;      // this launch's first row
+    int32_t rows;           // this launch's rows
+    int32_t causal;         // 0 or 1
+} IndexRowsParams;
+
+// topk_select_rows_<f32|bf16> (kernels/topk_select.cu): the selection of topk_select_<dtype>
+// for a chunk of query rows: scores [rows, heads * group, seq_k] (row r - first_row, densely
+// packed; a row reads only its candidates), indices [total_q, heads, k] (int32_t; rows
+// first_row .. first_row + rows written). Index head h ranks keys by the f32 sum of score
+// heads h * group .. (h + 1) * group - 1, added in ascending order (group 1: the score
+// itself): one index set per GQA group from per-query-head scores. One CTA of
+// SA_TOPK_SELECT_THREADS per (row, head); grid = (rows * heads, 1, 1).
+typedef struct TopkSelectRowsParams {
+    uint64_t scores;        // const float or bf16 [rows, heads * group, seq_k]
+    uint64_t indices;       // int32_t [total_q, heads, k]
+    IndexRowsParams rows;
+    int32_t heads;
+    int32_t k;              // 1 ..= seq_k
+    int32_t group;          // score heads per index head, >= 1
+    int32_t pad0;           // keeps the size a multiple of 8 explicitly; must be 0
+} TopkSelectRowsParams;
+
+// Threads per CTA of indexer_scores_*: one key each.
+#define SA_INDEXER_THREADS 128
+// The most heads * head_dim elements of one query row's indexer heads (held in shared memory
+// as f32).
+#define SA_INDEXER_MAX_QROW 8192
+
+// indexer_scores_<f16|bf16>_d<head_dim> (kernels/indexer.cu): DeepSeek's lightning-indexer
+// scores for a chunk of query rows (IndexRowsParams), written to the f32 workspace scores
+// [rows, groups, seq_k] (row r - first_row, densely packed):
+//   score[r, g, s] = sum over h of w[r, g, h] * relu(sum over d of q[r, g, h, d] * k[s, g, d])
+// in f32, h and d ascending, relu(x) = x > 0 ? x : 0 (so relu(NaN) = 0). Only a row's
+// candidate keys (its causal limit) are written. q [total_q, groups, heads, head_dim], w
+// [total_q, groups, heads] (float, or T with w_same_dtype), k [keys, groups, head_dim]: the
+// sequence's keys start at b * seq_k (contiguous), cu_seqlens_k[b] (varlen), or come from
+// pages (block_table != 0: key s of sequence b is token s & (page_size - 1) of page
+// block_table[b * max_pages + (s >> page_shift)] of k [num_pages, page_size, groups,
+// head_dim]; a key on an entry outside [0, num_pages) scores NaN). Grid = (rows * groups,
+// ceil(seq_k / SA_INDEXER_THREADS), 1), SA_INDEXER_THREADS threads, one key per thread.
+typedef struct IndexerParams {
+    uint64_t q;             // const T
+    uint64_t k;             // const T
+    uint64_t w;             // const float or T
+    uint64_t scores;        // float [rows, groups, seq_k]
+    uint64_t block_table;   // const int32_t [batch, max_pages], or 0
+    IndexRowsParams rows;
+    int32_t groups;
+    int32_t heads;          // heads * head_dim <= SA_INDEXER_MAX_QROW
+    int32_t w_same_dtype;   // 0: w is float; 1: w is T
+    int32_t max_pages;
+    int32_t page_shift;     // log2(page_size)
+    int32_t num_pages;
+} IndexerParams;

@@ -25,63 +25,11 @@
 //    schedule.
 #include "common/c_std.h"
 
+#include "common/index_rows.cuh"
+#include "common/radix_select.cuh"
 #include "params.h"
 
 namespace topk_select {
-
-constexpr int kThreads = SA_TOPK_SELECT_THREADS;
-constexpr int kWarps = kThreads / 32;
-constexpr int kDigitBits = 8;
-constexpr int kBuckets = 1 << kDigitBits;
-// The bucket scan gives one bucket to each thread.
-static_assert(kBuckets == kThreads, "one histogram bucket per thread");
-static_assert(32 % kDigitBits == 0, "the digits tile the 32-bit key");
-
-// The order key of a score's bits: unsigned order = score order, NaN (any payload) lowest.
-__device__ __forceinline__ uint32_t order_key(uint32_t bits) {
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-        return 0u;
-    }
-    return (bits & 0x80000000u) != 0u ? ~bits : (bits | 0x80000000u);
-}
-
-// Exclusive prefix sum of v over the CTA in thread order; `total` gets the sum over all
-// threads. Every thread must call it: two barriers, the second so that warp_totals can be
-// reused by the next call.
-__device__ __forceinline__ int block_exclusive_scan(int v, int& total, int* warp_totals) {
-    const int lane = threadIdx.x % 32;
-    const int warp = threadIdx.x / 32;
-    int inclusive = v;
-#pragma unroll
-    for (int offset = 1; offset < 32; offset <<= 1) {
-        const int up = __shfl_up_sync(0xffffffffu, inclusive, offset);
-        inclusive += lane >= offset ? up : 0;
-    }
-    if (lane == 31) {
-        warp_totals[warp] = inclusive;
-    }
-    __syncthreads();
-    int before = 0;
-    total = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-        const int t = warp_totals[w];
-        before += w < warp ? t : 0;
-        total += t;
-    }
-    __syncthreads();
-    return before + inclusive - v;
-}
-
-// The f32 bits of score j of a row: f32 as stored, bf16 widened (its bits are the top half).
-struct F32Scores {
-    const uint32_t* row;
-    __device__ __forceinline__ uint32_t bits(int64_t j) const { return row[j]; }
-};
-struct Bf16Scores {
-    const uint16_t* row;
-    __device__ __forceinline__ uint32_t bits(int64_t j) const { return (uint32_t)row[j] << 16; }
-};
 
 template <typename Scores, typename Elem>
 __device__ __forceinline__ void select_row(const TopkSelectParams& p) {
@@ -91,7 +39,6 @@ __device__ __forceinline__ void select_row(const TopkSelectParams& p) {
         return;
     }
     const int row = (int)blockIdx.x;
-    const int tid = (int)threadIdx.x;
     const int query = (row / p.heads) % p.seq_q;
     // Candidates are keys [0, n): all of them, or those up to the bottom-right diagonal.
     int64_t n = p.seq_k;
@@ -100,72 +47,48 @@ __device__ __forceinline__ void select_row(const TopkSelectParams& p) {
         n = limit < 0 ? 0 : (limit < n ? limit : n);
     }
     const Scores scores{reinterpret_cast<const Elem*>(p.scores) + (int64_t)row * p.seq_k};
-    int32_t* out = reinterpret_cast<int32_t*>(p.indices) + (int64_t)row * p.k;
+    select_topk(scores, n, p.k, reinterpret_cast<int32_t*>(p.indices) + (int64_t)row * p.k);
+}
 
-    // Every candidate is selected: no scores to read.
-    if (n <= p.k) {
-        for (int j = tid; j < p.k; j += kThreads) {
-            out[j] = j < n ? j : -1;
+// The scores of one index head over `group` score heads (GQA: one index set per kv head from
+// per-query-head scores): key j's f32 sum over the group, heads ascending, so every pass of
+// the radix select sees the same bits. A group of one is the score itself (no add, which
+// would turn -0.0 into +0.0). The sum ranks like the group's mean, but for the ties the
+// division would add.
+template <typename Scores, typename Elem>
+struct GroupScores {
+    const Elem* row;       // the group's first score head
+    int64_t head_stride;   // seq_k
+    int group;
+    __device__ __forceinline__ uint32_t bits(int64_t j) const {
+        const uint32_t first = Scores{row}.bits(j);
+        if (group == 1) {
+            return first;
         }
+        float acc = __uint_as_float(first);
+        for (int h = 1; h < group; ++h) {
+            acc = __fadd_rn(acc, __uint_as_float(Scores{row + h * head_stride}.bits(j)));
+        }
+        return __float_as_uint(acc);
+    }
+};
+
+// A chunk of query rows (TopkSelectRowsParams): CTA x selects head x % heads of row
+// first_row + x / heads, over that row's candidates (kernels/common/index_rows.cuh).
+template <typename Scores, typename Elem>
+__device__ __forceinline__ void select_chunk_row(const TopkSelectRowsParams& p) {
+    const IndexRowsParams& g = p.rows;
+    if (g.rows <= 0 || p.heads <= 0 || p.group <= 0 || g.seq_k <= 0 || p.k <= 0 || g.first_row < 0 ||
+        (int64_t)g.first_row + g.rows > g.total_q || (int64_t)blockIdx.x >= (int64_t)g.rows * p.heads) {
         return;
     }
-
-    __shared__ int hist[kBuckets];
-    __shared__ int warp_totals[kWarps];
-    __shared__ int s_digit;
-    __shared__ int s_need;
-
-    // Invariant: the top k holds every element whose key's chosen digits exceed `prefix`
-    // and the `need` largest of those that match it (n > k, so exactly one bucket per pass
-    // holds the need-th).
-    uint32_t prefix = 0, mask = 0;
-    int need = p.k;
-    for (int shift = 32 - kDigitBits; shift >= 0; shift -= kDigitBits) {
-        hist[tid] = 0;
-        __syncthreads();
-        for (int64_t j = tid; j < n; j += kThreads) {
-            const uint32_t key = order_key(scores.bits(j));
-            if ((key & mask) == prefix) {
-                atomicAdd(&hist[(key >> shift) & (kBuckets - 1)], 1);
-            }
-        }
-        __syncthreads();
-        // Thread t holds bucket kBuckets - 1 - t, so the scan counts the elements of the
-        // buckets above it.
-        const int digit = kBuckets - 1 - tid;
-        const int count = hist[digit];
-        int total;
-        const int above = block_exclusive_scan(count, total, warp_totals);
-        if (above < need && need <= above + count) {
-            s_digit = digit;
-            s_need = need - above;
-        }
-        __syncthreads();
-        prefix |= (uint32_t)s_digit << shift;
-        mask |= (uint32_t)(kBuckets - 1) << shift;
-        need = s_need;
-        // The next writes of s_digit and s_need, and of hist, come after barriers that every
-        // thread reaches only after these reads.
-    }
-
-    // Compaction in index order: the keys above the threshold, and the first `need` keys
-    // equal to it.
-    int eq_seen = 0, written = 0;
-    for (int64_t base = 0; base < n && written < p.k; base += kThreads) {
-        const int64_t j = base + tid;
-        const uint32_t key = j < n ? order_key(scores.bits(j)) : 0u;
-        const int eq = j < n && key == prefix ? 1 : 0;
-        int eq_total;
-        const int eq_before = block_exclusive_scan(eq, eq_total, warp_totals);
-        const int take = j < n && (key > prefix || (eq != 0 && eq_seen + eq_before < need)) ? 1 : 0;
-        int take_total;
-        const int pos = written + block_exclusive_scan(take, take_total, warp_totals);
-        if (take != 0 && pos < p.k) {
-            out[pos] = (int32_t)j;
-        }
-        eq_seen += eq_total;
-        written += take_total;
-    }
+    const int local = (int)blockIdx.x / p.heads;
+    const int head = (int)blockIdx.x % p.heads;
+    const int r = g.first_row + local;
+    const index_rows::RowSeq s = index_rows::resolve(g, r);
+    const GroupScores<Scores, Elem> scores{
+        reinterpret_cast<const Elem*>(p.scores) + (int64_t)blockIdx.x * p.group * g.seq_k, (int64_t)g.seq_k, p.group};
+    select_topk(scores, (int64_t)s.n, p.k, reinterpret_cast<int32_t*>(p.indices) + ((int64_t)r * p.heads + head) * p.k);
 }
 
 }  // namespace topk_select
@@ -178,4 +101,14 @@ topk_select_f32(const __grid_constant__ TopkSelectParams p) {
 extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
 topk_select_bf16(const __grid_constant__ TopkSelectParams p) {
     topk_select::select_row<topk_select::Bf16Scores, uint16_t>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
+topk_select_rows_f32(const __grid_constant__ TopkSelectRowsParams p) {
+    topk_select::select_chunk_row<topk_select::F32Scores, uint32_t>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(SA_TOPK_SELECT_THREADS)
+topk_select_rows_bf16(const __grid_constant__ TopkSelectRowsParams p) {
+    topk_select::select_chunk_row<topk_select::Bf16Scores, uint16_t>(p);
 }

@@ -40,6 +40,7 @@ pub mod sim;
 pub mod sim_decode;
 #[cfg(feature = "sim")]
 pub mod sim_vs_estimate;
+pub mod sim_indexer;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -500,3 +500,91 @@ pub struct VsEstimateParams {
     /// Explicit tail padding; must be 0.
     pub pad0: i32,
 }
+/// Threads per CTA of `indexer_scores_*`, one key each (`SA_INDEXER_THREADS`).
+pub const INDEXER_THREADS: u32 = 128;
+/// The most `heads * head_dim` of one query row's indexer heads (`SA_INDEXER_MAX_QROW`; held
+/// in shared memory as f32).
+pub const INDEXER_MAX_QROW: usize = 8192;
+
+/// The query rows of a chunked index launch (`topk_select_rows_*`, `indexer_scores_*`): each
+/// flat row resolves to its sequence, position and key count on the device
+/// (kernels/common/index_rows.cuh). Built by [`crate::plan::indexer`] and
+/// [`crate::plan::topk_select::plan_rows`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IndexRowsParams {
+    /// i32 `[batch + 1]` packed query rows, or 0: every sequence has `seq_q` rows.
+    pub cu_seqlens_q: u64,
+    /// i32 `[batch + 1]` packed keys, or 0.
+    pub cu_seqlens_k: u64,
+    /// i32 `[batch]` keys per sequence (paged), or 0.
+    pub seqlens_k: u64,
+    /// Sequences.
+    pub batch: i32,
+    /// Rows per sequence without `cu_seqlens_q`.
+    pub seq_q: i32,
+    /// Keys per sequence, or the most any may have: the score row length.
+    pub seq_k: i32,
+    /// Rows of the whole index tensor.
+    pub total_q: i32,
+    /// Packed key rows (with `cu_seqlens_k`).
+    pub total_k: i32,
+    /// The launch's first row.
+    pub first_row: i32,
+    /// The launch's rows.
+    pub rows: i32,
+    /// 0 or 1: bottom-right causal limit per sequence.
+    pub causal: i32,
+}
+
+/// Parameters of `topk_select_rows_<f32|bf16>` (kernels/topk_select.cu). Built by
+/// [`crate::plan::topk_select::plan_rows`] and [`crate::plan::indexer`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopkSelectRowsParams {
+    /// f32 or bf16 `[rows, heads * group, seq_k]`: the chunk's scores.
+    pub scores: u64,
+    /// i32 `[total_q, heads, k]`.
+    pub indices: u64,
+    /// The chunk's rows.
+    pub rows: IndexRowsParams,
+    /// Heads (index sets) per row.
+    pub heads: i32,
+    /// Slots per index row.
+    pub k: i32,
+    /// Score heads per index head (their f32 sum ranks the keys), at least 1.
+    pub group: i32,
+    /// Must be 0 (explicit padding).
+    pub pad0: i32,
+}
+
+/// Parameters of `indexer_scores_<f16|bf16>_d<head_dim>` (kernels/indexer.cu). Built by
+/// [`crate::plan::indexer`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IndexerParams {
+    /// Indexer queries `[total_q, groups, heads, head_dim]`.
+    pub q: u64,
+    /// Indexer keys `[keys, groups, head_dim]` (contiguous, packed, or pages).
+    pub k: u64,
+    /// Head weights `[total_q, groups, heads]`, f32 or the dtype of q.
+    pub w: u64,
+    /// f32 workspace `[rows, groups, seq_k]`.
+    pub scores: u64,
+    /// i32 `[batch, max_pages]`, or 0 (not paged).
+    pub block_table: u64,
+    /// The chunk's rows.
+    pub rows: IndexRowsParams,
+    /// Index groups per row.
+    pub groups: i32,
+    /// Indexer heads per group.
+    pub heads: i32,
+    /// 0: w is f32; 1: w has q's dtype.
+    pub w_same_dtype: i32,
+    /// Block-table entries per sequence.
+    pub max_pages: i32,
+    /// log2 of the page size.
+    pub page_shift: i32,
+    /// Pages in the key cache.
+    pub num_pages: i32,
+}

@@ -363,6 +363,8 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_VS_ESTIMATE_THREADS", VS_ESTIMATE_THREADS as u64),
         ("SA_VS_ESTIMATE_SELECT_THREADS", VS_ESTIMATE_SELECT_THREADS as u64),
         ("SA_VS_ESTIMATE_TILE", VS_ESTIMATE_TILE as u64),
+        ("SA_INDEXER_THREADS", INDEXER_THREADS as u64),
+        ("SA_INDEXER_MAX_QROW", INDEXER_MAX_QROW as u64),
     ]
 }
 
@@ -578,6 +580,90 @@ fn merge_in_place_params_matches_the_c_struct() {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on MergeInPlaceParams"),
         None => eprintln!("gcc not found: compared MergeInPlaceParams against the recorded C layout only"),
     }
+}
+
+// ---- Chunked index launches: IndexRowsParams, TopkSelectRowsParams, IndexerParams ----
+
+const INDEX_ROWS_FIELDS: [&str; 11] = ["cu_seqlens_q", "cu_seqlens_k", "seqlens_k", "batch", "seq_q", "seq_k", "total_q", "total_k", "first_row", "rows", "causal"];
+
+fn rust_index_rows() -> Layout {
+    use sparse_attn::params::IndexRowsParams;
+    let mut l = vec![("sizeof".to_string(), size_of::<IndexRowsParams>()), ("alignof".to_string(), align_of::<IndexRowsParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( l.push((stringify!($f).to_string(), offset_of!(IndexRowsParams, $f))); )* };
+    }
+    fields!(cu_seqlens_q, cu_seqlens_k, seqlens_k, batch, seq_q, seq_k, total_q, total_k, first_row, rows, causal);
+    l
+}
+
+/// IndexRowsParams's fields nested at `base`, named as C's offsetof takes them.
+fn nested_rows(base: usize) -> Layout {
+    expected_index_rows().into_iter().skip(2).map(|(name, offset)| (format!("rows.{name}"), base + offset)).collect()
+}
+
+/// IndexRowsParams by the C rules: three addresses, eight 4-byte fields: 56 bytes.
+fn expected_index_rows() -> Layout {
+    let mut l = vec![("sizeof".to_string(), 56), ("alignof".to_string(), 8)];
+    for (k, name) in INDEX_ROWS_FIELDS.iter().enumerate() {
+        l.push((name.to_string(), if k < 3 { 8 * k } else { 24 + 4 * (k - 3) }));
+    }
+    l
+}
+
+fn check_against_c(ty: &str, rust: &Layout) {
+    match c_layout_of(&c_program_for(ty, rust)) {
+        Some(c) => assert_eq!(rust, &c, "src/params.rs and kernels/params.h disagree on {ty}"),
+        None => eprintln!("gcc not found: compared {ty} against the recorded C layout only"),
+    }
+}
+
+#[test]
+fn index_rows_params_matches_the_c_struct() {
+    let rust = rust_index_rows();
+    assert_eq!(rust, expected_index_rows());
+    check_against_c("IndexRowsParams", &rust);
+}
+
+#[test]
+fn topk_select_rows_params_matches_the_c_struct() {
+    use sparse_attn::params::TopkSelectRowsParams;
+    let mut rust = vec![("sizeof".to_string(), size_of::<TopkSelectRowsParams>()), ("alignof".to_string(), align_of::<TopkSelectRowsParams>())];
+    rust.push(("scores".to_string(), offset_of!(TopkSelectRowsParams, scores)));
+    rust.push(("indices".to_string(), offset_of!(TopkSelectRowsParams, indices)));
+    rust.extend(nested_rows(offset_of!(TopkSelectRowsParams, rows)));
+    rust.push(("heads".to_string(), offset_of!(TopkSelectRowsParams, heads)));
+    rust.push(("k".to_string(), offset_of!(TopkSelectRowsParams, k)));
+    rust.push(("group".to_string(), offset_of!(TopkSelectRowsParams, group)));
+    rust.push(("pad0".to_string(), offset_of!(TopkSelectRowsParams, pad0)));
+    // Two addresses, the 56-byte rows, four 4-byte fields: 88 bytes.
+    let mut expected = vec![("sizeof".to_string(), 88), ("alignof".to_string(), 8), ("scores".to_string(), 0), ("indices".to_string(), 8)];
+    expected.extend(nested_rows(16));
+    expected.extend([("heads".to_string(), 72), ("k".to_string(), 76), ("group".to_string(), 80), ("pad0".to_string(), 84)]);
+    assert_eq!(rust, expected);
+    check_against_c("TopkSelectRowsParams", &rust);
+}
+
+#[test]
+fn indexer_params_matches_the_c_struct() {
+    use sparse_attn::params::IndexerParams;
+    let mut rust = vec![("sizeof".to_string(), size_of::<IndexerParams>()), ("alignof".to_string(), align_of::<IndexerParams>())];
+    macro_rules! fields {
+        ($($f:ident),*) => { $( rust.push((stringify!($f).to_string(), offset_of!(IndexerParams, $f))); )* };
+    }
+    fields!(q, k, w, scores, block_table);
+    rust.extend(nested_rows(offset_of!(IndexerParams, rows)));
+    fields!(groups, heads, w_same_dtype, max_pages, page_shift, num_pages);
+    // Five addresses, the 56-byte rows, six 4-byte fields: 120 bytes.
+    let mut expected = vec![("sizeof".to_string(), 120), ("alignof".to_string(), 8)];
+    for (k, name) in ["q", "k", "w", "scores", "block_table"].iter().enumerate() {
+        expected.push((name.to_string(), 8 * k));
+    }
+    expected.extend(nested_rows(40));
+    for (k, name) in ["groups", "heads", "w_same_dtype", "max_pages", "page_shift", "num_pages"].iter().enumerate() {
+        expected.push((name.to_string(), 96 + 4 * k));
+    }
+    assert_eq!(rust, expected);
+    check_against_c("IndexerParams", &rust);
 }
 
 fn rust_vs_estimate() -> Layout {

@@ -39,3 +39,31 @@ pub fn topk_select<T: Score + DeviceRepr, S: DevicePtr<T>, O: DevicePtrMut<i32>>
     drop(guards);
     launched
 }
+
+/// [`topk_select`] for the chunk of query rows `rows` (flat rows of `[batch, seq_q]`), each
+/// index head over `group` score heads (their f32 sum ranks the keys; `group` 1 is plain
+/// selection): `scores [rows, heads, seq_k]` holds only the chunk, and the
+/// chunk's rows of the whole `indices [batch, seq_q, heads, k]` are written, each with its
+/// own causal limit ([`crate::plan::topk_select::plan_rows`]). Selecting every chunk equals
+/// one [`topk_select`] of the whole tensor.
+#[allow(clippy::too_many_arguments)]
+pub fn topk_select_rows<T: Score + DeviceRepr, S: DevicePtr<T>, O: DevicePtrMut<i32>>(
+    stream: &Arc<CudaStream>,
+    dims: &SelectDims,
+    rows: std::ops::Range<usize>,
+    group: usize,
+    k: usize,
+    causal: bool,
+    scores: &S,
+    indices: &mut O,
+) -> Result<()> {
+    let mut guards = Vec::new();
+    let scores = read(stream, "scores", scores, &mut guards)?;
+    let indices = write(stream, "indices", indices, &mut guards)?;
+    let plan = crate::plan::topk_select::plan_rows(dims, rows, group, k, causal, T::DTYPE, scores, indices)?;
+    // SAFETY: as in topk_select: live buffers of this context, lengths checked by the plan,
+    // guards held until the launch is enqueued.
+    let launched = unsafe { super::launch::launch(stream.cu_stream(), &plan) };
+    drop(guards);
+    launched
+}

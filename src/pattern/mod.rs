@@ -16,6 +16,7 @@ pub mod block_sparse;
 pub mod block_topk;
 pub mod dense;
 pub mod estimate_varlen;
+pub mod indexer;
 pub mod topk;
 pub mod topk_select;
 pub mod vertical_slash;

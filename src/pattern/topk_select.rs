@@ -145,3 +145,47 @@ pub fn select_topk_host<T: Score>(scores: &[T], dims: &SelectDims, k: usize, cau
     }
     Ok(indices)
 }
+
+/// The score row that index head `h` of a grouped selection ranks (see
+/// [`crate::plan::topk_select::plan_rows`]): key `j`'s f32 sum of `group` consecutive score
+/// heads, added in ascending order as the kernel adds them (flushing subnormals to zero, as
+/// its fast-math add does); a group of one is the scores themselves.
+pub fn group_sum<T: Score>(heads: &[&[T]]) -> Vec<f32> {
+    let ftz = |x: f32| if x.is_subnormal() { 0f32.copysign(x) } else { x };
+    let Some((first, rest)) = heads.split_first() else { return Vec::new() };
+    let mut acc: Vec<f32> = first.iter().map(|&s| widen(s)).collect();
+    for head in rest {
+        for (a, &s) in acc.iter_mut().zip(head.iter()) {
+            *a = ftz(ftz(*a) + ftz(widen(s)));
+        }
+    }
+    acc
+}
+
+/// A score's exact f32 value (bf16 widened), recovered from its rank key, which is one to one
+/// on every value but NaN (key 0; any NaN sums to a NaN).
+fn widen<T: Score>(s: T) -> f32 {
+    match s.order_key() {
+        0 => f32::NAN,
+        key if key & 0x8000_0000 != 0 => f32::from_bits(key & 0x7fff_ffff),
+        key => f32::from_bits(!key),
+    }
+}
+
+/// The grouped selection on the host: `indices [batch, seq_q, heads, k]` from `scores
+/// [batch, seq_q, heads * group, seq_k]`, index head `h` ranking keys by [`group_sum`] of
+/// score heads `h * group ..= h * group + group - 1` (one index set per GQA group from
+/// per-query-head scores), then by the rule of [`select_topk_host`].
+pub fn select_topk_grouped_host<T: Score>(scores: &[T], dims: &SelectDims, group: usize, k: usize, causal: bool) -> Result<Vec<i32>> {
+    let rows = dims.validate(k)?;
+    if group == 0 {
+        return Err(Error::ZeroDimension { dim: "group" });
+    }
+    crate::shape::check_len("scores", scores.len(), &[rows, group, dims.seq_k])?;
+    let mut sums = Vec::with_capacity(rows * dims.seq_k);
+    for row in scores.chunks_exact(group * dims.seq_k) {
+        let heads: Vec<&[T]> = row.chunks_exact(dims.seq_k).collect();
+        sums.extend(group_sum(&heads));
+    }
+    select_topk_host(&sums, dims, k, causal)
+}

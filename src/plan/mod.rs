@@ -7,8 +7,9 @@
 //! - [`prefill`]: dense, block-sparse, vertical-slash (and A-shape as block-sparse);
 //! - [`topk_attention`]: per-query top-k token attention;
 //! - [`vs_convert`]: vertical-slash index conversion;
-//! - [`topk_select`]: token top-k selection from a score tensor;
 //! - [`vs_estimate`]: vertical-slash estimation (MInference) from Q and K;
+//! - [`topk_select`]: token top-k selection from a score tensor (whole, or a chunk of rows);
+//! - [`indexer`]: DeepSeek's lightning-indexer scores and their top-k, chunk by chunk;
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
 //!   parallelism);
 //! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
@@ -20,6 +21,7 @@ mod buffers;
 pub mod decode;
 pub mod decode_host;
 pub mod decode_splits;
+pub mod indexer;
 pub mod merge;
 pub mod prefill;
 mod tensors;

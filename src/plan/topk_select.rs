@@ -6,7 +6,7 @@ use super::buffers::DeviceBuffer;
 use super::LaunchPlan;
 use crate::checked::to_i32;
 use crate::error::{Error, Result};
-use crate::params::{TopkSelectParams, TOPK_SELECT_THREADS};
+use crate::params::{IndexRowsParams, TopkSelectParams, TopkSelectRowsParams, TOPK_SELECT_THREADS};
 use crate::pattern::topk_select::{ScoreDtype, SelectDims};
 
 /// The `kernels/<MODULE>.cu` file stem.
@@ -63,4 +63,78 @@ pub fn params(dims: &SelectDims, k: usize, causal: bool, dtype: ScoreDtype, scor
         k: to_i32("k", k)?,
         causal: i32::from(causal),
     })
+}
+
+/// The `extern "C"` name of the chunked-rows kernel for `dtype` scores:
+/// `topk_select_rows_f32`, `topk_select_rows_bf16`.
+pub fn rows_kernel(dtype: ScoreDtype) -> String {
+    format!("topk_select_rows_{}", dtype.name())
+}
+
+/// Plans the selection for the chunk of query rows `rows` (flat rows of `[batch, seq_q]`,
+/// so a chunk may span sequences) of a selection of `dims`: `scores [rows.len(), heads *
+/// group, seq_k]` holds only the chunk's scores, and the chunk's rows of the whole `indices
+/// [batch, seq_q, heads, k]` are written, each with the causal limit of its own query
+/// position. Index head `h` ranks keys by the f32 sum of score heads `h * group .. (h + 1) *
+/// group` (ascending; `group` 1 is [`plan`]'s selection): with per-query-head scores and
+/// `group` = heads_q / heads_kv, one index set per kv head, ranked by the group's mean
+/// ([`select_topk_grouped_host`](crate::pattern::topk_select::select_topk_grouped_host) is
+/// the host rule). Selecting every chunk gives exactly the whole tensor's selection, so an
+/// engine can compute and select scores chunk by chunk with a workspace of `rows * heads *
+/// group * seq_k`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_rows(
+    dims: &SelectDims,
+    rows: std::ops::Range<usize>,
+    group: usize,
+    k: usize,
+    causal: bool,
+    dtype: ScoreDtype,
+    scores: DeviceBuffer,
+    indices: DeviceBuffer,
+) -> Result<LaunchPlan> {
+    if group == 0 {
+        return Err(Error::ZeroDimension { dim: "group" });
+    }
+    let total = dims.validate(k)? / dims.heads;
+    if rows.end > total {
+        return Err(Error::InvalidParameter { name: "rows", reason: format!("rows {rows:?} pass the {total} query rows of batch * seq_q") });
+    }
+    if rows.is_empty() {
+        return Err(Error::ZeroDimension { dim: "rows" });
+    }
+    let (first_row, rows) = (rows.start, rows.len());
+    let chunk = crate::checked::product("scores", &[rows, dims.heads, group, dims.seq_k])?;
+    let scores = match dtype {
+        ScoreDtype::F32 => scores.index_addr("scores", chunk)?,
+        ScoreDtype::BF16 => {
+            if scores.len < chunk {
+                return Err(Error::BufferTooSmall { tensor: "scores", needed: chunk, len: scores.len });
+            }
+            if scores.addr == 0 || !scores.addr.is_multiple_of(2) {
+                return Err(Error::InvalidParameter { name: "scores", reason: format!("device address {:#x} is null or not 2-byte aligned", scores.addr) });
+            }
+            scores.addr
+        }
+    };
+    let p = TopkSelectRowsParams {
+        scores,
+        indices: indices.index_addr("indices", total * dims.heads * k)?,
+        rows: IndexRowsParams {
+            batch: to_i32("batch", dims.batch)?,
+            seq_q: to_i32("seq_q", dims.seq_q)?,
+            seq_k: to_i32("seq_k", dims.seq_k)?,
+            total_q: to_i32("total_q", total)?,
+            first_row: to_i32("first_row", first_row)?,
+            rows: to_i32("rows", rows)?,
+            causal: i32::from(causal),
+            ..Default::default()
+        },
+        heads: to_i32("heads", dims.heads)?,
+        k: to_i32("k", k)?,
+        group: to_i32("group", group)?,
+        pad0: 0,
+    };
+    let ctas = u32::try_from(rows * dims.heads).unwrap_or(u32::MAX);
+    LaunchPlan::new(MODULE, rows_kernel(dtype), [ctas, 1, 1], [THREADS, 1, 1], 0, &p)
 }
