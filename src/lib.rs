@@ -40,7 +40,10 @@ pub mod sim;
 pub mod sim_decode;
 #[cfg(feature = "sim")]
 pub mod sim_vs_estimate;
+#[cfg(feature = "sim")]
 pub mod sim_indexer;
+#[cfg(feature = "sim")]
+pub mod sim_pipeline;
 pub mod source;
 
 pub use error::{Error, Result};

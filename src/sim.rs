@@ -140,14 +140,7 @@ impl SimBackend {
         tensors: HostTensors<'_, T>,
         source: &Source<D>,
     ) -> Result<SimAttention<T>> {
-        let bufs = AttnBuffers {
-            q: self.upload(tensors.q)?,
-            k: self.upload(tensors.k)?,
-            v: self.upload(tensors.v)?,
-            out: self.alloc::<T>(shape.q_len())?,
-            lse: Some(self.alloc::<f32>(shape.lse_len())?),
-            layouts: AttnLayouts::contiguous(shape),
-        };
+        let bufs = self.upload_attn(shape, None, tensors)?;
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention(shape, T::DTYPE, &opts, &bufs, &source)?;
@@ -167,24 +160,8 @@ impl SimBackend {
         tensors: HostTensors<'_, T>,
         source: &Source<D>,
     ) -> Result<SimAttention<T>> {
-        let packed = |rows: usize, heads: usize| crate::shape::Bshd::contiguous(rows, heads, shape.head_dim());
-        let (total_q, total_k) = (varlen.total_q(), varlen.total_k());
-        let (q_layout, kv_layout) = (packed(total_q, shape.heads_q()), packed(total_k, shape.heads_kv()));
-        let bufs = AttnBuffers {
-            q: self.upload(tensors.q)?,
-            k: self.upload(tensors.k)?,
-            v: self.upload(tensors.v)?,
-            out: self.alloc::<T>(total_q * shape.heads_q() * shape.head_dim())?,
-            lse: Some(self.alloc::<f32>(shape.heads_q() * total_q)?),
-            layouts: AttnLayouts { q: q_layout, k: kv_layout, v: kv_layout, out: q_layout },
-        };
-        let lens = VarlenBuffers {
-            cu_seqlens_q: self.upload(varlen.cu_seqlens_q())?,
-            cu_seqlens_k: self.upload(varlen.cu_seqlens_k())?,
-            total_q,
-            total_k,
-            host: Some(varlen),
-        };
+        let bufs = self.upload_attn(shape, Some(varlen), tensors)?;
+        let lens = self.upload_varlen(varlen)?;
         let opts = AttnOptions { return_lse: true, ..*opts };
         let source = source.as_ref().try_map(|_, data| self.upload(data.as_ref()))?;
         let plan = crate::plan::attention_varlen(shape, &lens, T::DTYPE, &opts, &bufs, &source)?;
@@ -231,6 +208,41 @@ impl SimBackend {
         self.run_attention(&plan, &bufs)
     }
 
+    /// Uploads q, k and v and allocates a zeroed output and LSE: contiguous BSHD for
+    /// `shape`, or packed `[total, heads, head_dim]` rows by `varlen` (LSE `[heads_q,
+    /// total_q]`).
+    pub(crate) fn upload_attn<T: ptx_sim::Element + Default>(&self, shape: &AttnShape, varlen: Option<&Varlen>, tensors: HostTensors<'_, T>) -> Result<AttnBuffers> {
+        let (layouts, out_len, lse_len) = match varlen {
+            None => (AttnLayouts::contiguous(shape), shape.q_len(), shape.lse_len()),
+            Some(v) => {
+                let packed = |rows: usize, heads: usize| crate::shape::Bshd::contiguous(rows, heads, shape.head_dim());
+                let (q, kv) = (packed(v.total_q(), shape.heads_q()), packed(v.total_k(), shape.heads_kv()));
+                let rows = crate::checked::product("out", &[v.total_q(), shape.heads_q()])?;
+                (AttnLayouts { q, k: kv, v: kv, out: q }, crate::checked::product("out", &[rows, shape.head_dim()])?, rows)
+            }
+        };
+        Ok(AttnBuffers {
+            q: self.upload(tensors.q)?,
+            k: self.upload(tensors.k)?,
+            v: self.upload(tensors.v)?,
+            out: self.alloc::<T>(out_len)?,
+            lse: Some(self.alloc::<f32>(lse_len)?),
+            layouts,
+        })
+    }
+
+    /// Uploads a varlen batch's boundaries as the device's cu_seqlens, with the host copy
+    /// for the planners' checks.
+    pub(crate) fn upload_varlen<'v>(&self, varlen: &'v Varlen) -> Result<VarlenBuffers<'v>> {
+        Ok(VarlenBuffers {
+            cu_seqlens_q: self.upload(varlen.cu_seqlens_q())?,
+            cu_seqlens_k: self.upload(varlen.cu_seqlens_k())?,
+            total_q: varlen.total_q(),
+            total_k: varlen.total_k(),
+            host: Some(varlen),
+        })
+    }
+
     /// Launches an attention plan and downloads its output and LSE.
     fn run_attention<T: ptx_sim::Element>(&self, plan: &LaunchPlan, bufs: &AttnBuffers) -> Result<SimAttention<T>> {
         let counters = self.launch(plan, &LaunchOptions::default())?;
@@ -249,13 +261,7 @@ impl SimBackend {
     /// and read on the simulated device): `crate::cuda::vs_convert_varlen`'s counterpart,
     /// equal to [`crate::pattern::vs_convert::convert_varlen`].
     pub fn vs_convert_varlen(&self, vs: &VerticalSlash, shape: &AttnShape, varlen: &Varlen) -> Result<VsIndex> {
-        let lens = VarlenBuffers {
-            cu_seqlens_q: self.upload(varlen.cu_seqlens_q())?,
-            cu_seqlens_k: self.upload(varlen.cu_seqlens_k())?,
-            total_q: varlen.total_q(),
-            total_k: varlen.total_k(),
-            host: Some(varlen),
-        };
+        let lens = self.upload_varlen(varlen)?;
         let lens = crate::plan::vs_convert::SeqLens::Varlen(&lens);
         self.run_vs_convert(vs, shape, |vertical, slash, out| crate::plan::vs_convert::plan_varlen(shape, lens, vertical, slash, out))
     }

@@ -7,7 +7,6 @@ use ptx_sim::{Counters, LaunchOptions};
 use crate::error::Result;
 use crate::pattern::VsEstimateConfig;
 use crate::plan::vs_estimate::{workspace_len, VsEstimateBuffers, VsEstimateDims};
-use crate::plan::VarlenBuffers;
 use crate::shape::{AttnDtype, AttnShape, Bshd, Varlen};
 use crate::sim::SimBackend;
 
@@ -76,16 +75,7 @@ impl SimBackend {
     ) -> Result<SimVsEstimate> {
         let dims = VsEstimateDims::new(shape, config)?;
         let d = shape.head_dim();
-        let lens = match varlen {
-            Some(v) => Some(VarlenBuffers {
-                cu_seqlens_q: self.upload(v.cu_seqlens_q())?,
-                cu_seqlens_k: self.upload(v.cu_seqlens_k())?,
-                total_q: v.total_q(),
-                total_k: v.total_k(),
-                host: Some(v),
-            }),
-            None => None,
-        };
+        let lens = varlen.map(|v| self.upload_varlen(v)).transpose()?;
         let (q_layout, k_layout) = match varlen {
             Some(v) => (Bshd::contiguous(v.total_q(), shape.heads_q(), d), Bshd::contiguous(v.total_k(), shape.heads_kv(), d)),
             None => (shape.q_layout(), shape.kv_layout()),

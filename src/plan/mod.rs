@@ -10,6 +10,8 @@
 //! - [`vs_estimate`]: vertical-slash estimation (MInference) from Q and K;
 //! - [`topk_select`]: token top-k selection from a score tensor (whole, or a chunk of rows);
 //! - [`indexer`]: DeepSeek's lightning-indexer scores and their top-k, chunk by chunk;
+//! - [`minference`]: MInference end to end (estimate, convert, vertical-slash attention) as
+//!   one [`pipeline::PipelinePlan`] over one caller [`workspace`];
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
 //!   parallelism);
 //! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
@@ -23,14 +25,17 @@ pub mod decode_host;
 pub mod decode_splits;
 pub mod indexer;
 pub mod merge;
+pub mod minference;
 pub mod prefill;
 mod tensors;
 pub mod topk_attention;
 pub mod topk_select;
 pub mod vs_estimate;
 pub mod paged;
+pub mod pipeline;
 pub mod varlen;
 pub mod vs_convert;
+pub mod workspace;
 
 pub use buffers::{AttnBuffers, AttnLayouts, DeviceBuffer};
 pub use paged::{attention_paged, PagedHost, PagedKvBuffers};
