@@ -38,6 +38,8 @@ pub mod shape;
 pub mod sim;
 #[cfg(feature = "sim")]
 pub mod sim_decode;
+#[cfg(feature = "sim")]
+pub mod sim_block_select;
 pub mod source;
 
 pub use error::{Error, Result};

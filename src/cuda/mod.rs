@@ -3,6 +3,7 @@
 //! [`crate::plan`] (the same plan the simulator runs).
 
 mod attention;
+mod block_select;
 mod decode;
 mod device;
 mod driver_probe;
@@ -14,6 +15,7 @@ mod topk_select;
 mod vs_convert;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
+pub use block_select::{block_scores, block_select, BlockScoreTensors};
 pub use decode::{decode, DecodeTensors};
 pub use device::{gpu_context, GpuUnavailable};
 pub use merge::{merge_state_in_place, merge_states};
