@@ -219,6 +219,140 @@ __device__ __forceinline__ void score(const BlockScoreParams& p) {
     }
 }
 
+// XAttention's antidiagonal scoring. Reshaped query row i is Q rows i*S+S-1, ..., i*S
+// (reversed, zero past the sequence) concatenated; reshaped key column j is K rows j*S, ...,
+// j*S+S-1 concatenated, so their dot product sums the S x S tile (i, j) along its
+// antidiagonal. Logits scale * dot / S, causal when j*S <= i*S + seq_k - seq_q, softmax per
+// reshaped row over its visible columns, and the block score is the sum of the
+// probabilities of the block's reshaped rows and columns (averaged over the query heads of a
+// selection head). One CTA per (row block, selection head, sequence): thread t owns key
+// blocks t, t + kThreads, ..., so every block sum is one thread's, in a fixed order, and
+// the score row accumulates in place; each reshaped row is scored twice (max and
+// denominator, then probabilities) rather than stored.
+template <typename T>
+__device__ __forceinline__ void xattn_score(const XattnScoreParams& p) {
+    extern __shared__ float rq[];
+    __shared__ float s_m[kWarps], s_s[kWarps];
+    const int m = (int)blockIdx.x, hs = (int)blockIdx.y, b = (int)blockIdx.z;
+    const int tid = (int)threadIdx.x;
+    const int S = p.stride;
+    if (p.batch <= 0 || p.sel_heads <= 0 || p.heads_q <= 0 || p.heads_kv <= 0 || p.head_dim <= 0 || S <= 0 ||
+        SA_INDEX_BLOCK_M % S != 0 || SA_INDEX_BLOCK_N % S != 0 || p.heads_q % p.sel_heads != 0 ||
+        p.heads_q % p.heads_kv != 0 || b >= p.batch || hs >= p.sel_heads || m >= p.row_blocks || p.key_blocks <= 0) {
+        return;
+    }
+    const int D = p.head_dim;
+    const int group = p.heads_q / p.sel_heads;
+    const Rows qr = sequence_rows(p.cu_seqlens_q, p.total_q, p.seq_q, b);
+    const Rows kr = sequence_rows(p.cu_seqlens_k, p.total_k, p.seq_k, b);
+    const RowPlan plan = row_plan(m, qr.len, kr.len, p.causal != 0);
+    const int cand = plan.live ? min(plan.candidates, p.key_blocks) : 0;
+    float* out = reinterpret_cast<float*>(p.scores) + (((int64_t)b * p.sel_heads + hs) * p.row_blocks + m) * p.key_blocks;
+    for (int n = tid; n < p.key_blocks; n += kThreads) {
+        out[n] = 0.0f;
+    }
+    const int cols_per_block = SA_INDEX_BLOCK_N / S;
+    const int key_cols = (kr.len + S - 1) / S;
+    const int q_rows = (qr.len + S - 1) / S;
+    const int i0 = m * (SA_INDEX_BLOCK_M / S);
+    const int i1 = min(i0 + SA_INDEX_BLOCK_M / S, q_rows);
+    const T* q_base = reinterpret_cast<const T*>(p.q) + (p.cu_seqlens_q != 0 ? 0 : (int64_t)b * p.q_batch_stride) + qr.start * p.q_seq_stride;
+    const T* k_base = reinterpret_cast<const T*>(p.k) + (p.cu_seqlens_k != 0 ? 0 : (int64_t)b * p.k_batch_stride) + kr.start * p.k_seq_stride;
+    const float logit_scale = p.scale / (float)S;
+    for (int g = 0; g < group && cand > 0; ++g) {
+        const int hq = hs * group + g;
+        const T* qh = q_base + (int64_t)hq * p.q_head_stride;
+        const T* kh = k_base + (int64_t)(hq / (p.heads_q / p.heads_kv)) * p.k_head_stride;
+        for (int i = i0; i < i1; ++i) {
+            __syncthreads();  // the previous row's readers of rq are done
+            for (int x = tid; x < S * D; x += kThreads) {
+                const int row = i * S + S - 1 - x / D;
+                rq[x] = row < qr.len ? to_f32(qh[(int64_t)row * p.q_seq_stride + x % D]) : 0.0f;
+            }
+            __syncthreads();
+            // Visible columns [0, visible).
+            int visible = key_cols;
+            if (p.causal != 0) {
+                const int64_t last = ((int64_t)i * S + kr.len - qr.len);
+                const int64_t lim = last < 0 ? 0 : last / S + 1;
+                visible = (int)(lim < visible ? lim : visible);
+            }
+            // Pass 1: the row's max and softmax denominator, per thread then merged in a
+            // fixed pattern.
+            float mx = -INFINITY, sum = 0.0f;
+            for (int pass = 0; pass < 2; ++pass) {
+                for (int n = tid; n < cand; n += kThreads) {
+                    float block_sum = 0.0f;
+                    for (int c = 0; c < cols_per_block; ++c) {
+                        const int j = n * cols_per_block + c;
+                        if (j >= visible) {
+                            break;
+                        }
+                        float dot = 0.0f;
+                        for (int r = 0; r < S; ++r) {
+                            const int key = j * S + r;
+                            if (key >= kr.len) {
+                                break;
+                            }
+                            const T* kv = kh + (int64_t)key * p.k_seq_stride;
+                            const float* qv = rq + r * D;
+                            for (int d = 0; d < D; ++d) {
+                                dot = fmaf(qv[d], to_f32(kv[d]), dot);
+                            }
+                        }
+                        const float l = dot * logit_scale;
+                        if (pass == 0) {
+                            if (l > mx) {
+                                sum = sum * __expf(mx - l) + 1.0f;
+                                mx = l;
+                            } else if (l == l && mx != -INFINITY) {
+                                sum += __expf(l - mx);
+                            }
+                        } else if (sum > 0.0f) {
+                            block_sum += __expf(l - mx) / sum;
+                        }
+                    }
+                    if (pass == 1) {
+                        out[n] += block_sum;
+                    }
+                }
+                if (pass == 0) {
+                    // Merge (max, sum) pairs: symmetric, so every lane of a butterfly gets
+                    // the same bits; then the warps in order.
+                    for (int offset = 16; offset > 0; offset >>= 1) {
+                        const float om = __shfl_xor_sync(0xffffffffu, mx, offset);
+                        const float os = __shfl_xor_sync(0xffffffffu, sum, offset);
+                        const float nm = fmaxf(mx, om);
+                        const float a = mx == -INFINITY ? 0.0f : sum * __expf(mx - nm);
+                        const float c = om == -INFINITY ? 0.0f : os * __expf(om - nm);
+                        mx = nm;
+                        sum = a + c;
+                    }
+                    if (tid % 32 == 0) {
+                        s_m[tid / 32] = mx;
+                        s_s[tid / 32] = sum;
+                    }
+                    __syncthreads();
+                    mx = -INFINITY;
+                    sum = 0.0f;
+                    for (int w = 0; w < kWarps; ++w) {
+                        const float om = s_m[w], os = s_s[w];
+                        const float nm = fmaxf(mx, om);
+                        const float a = mx == -INFINITY ? 0.0f : sum * __expf(mx - nm);
+                        const float c = om == -INFINITY ? 0.0f : os * __expf(om - nm);
+                        mx = nm;
+                        sum = a + c;
+                    }
+                    __syncthreads();  // s_m / s_s are rewritten by the next row
+                }
+            }
+        }
+    }
+    for (int n = tid; n < p.key_blocks; n += kThreads) {
+        out[n] = n < cand ? out[n] / (float)group : -INFINITY;
+    }
+}
+
 // Unsigned order of a score's bits = score order, every NaN lowest (topk_select.cu's key).
 __device__ __forceinline__ uint32_t order_key(float x) {
     const uint32_t bits = __float_as_uint(x);
@@ -427,4 +561,14 @@ block_score(const __grid_constant__ BlockScoreParams p) {
 extern "C" __global__ void __launch_bounds__(SA_BLOCK_SELECT_THREADS)
 block_select_blocks(const __grid_constant__ BlockSelectParams p) {
     block_select::select(p);
+}
+
+extern "C" __global__ void __launch_bounds__(SA_BLOCK_SELECT_THREADS)
+xattn_score_f16(const __grid_constant__ XattnScoreParams p) {
+    block_select::xattn_score<half>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(SA_BLOCK_SELECT_THREADS)
+xattn_score_bf16(const __grid_constant__ XattnScoreParams p) {
+    block_select::xattn_score<__nv_bfloat16>(p);
 }

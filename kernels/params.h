@@ -398,3 +398,37 @@ typedef struct BlockSelectParams {
     int32_t mass_scores;        // 0: scores are logits (softmax weights); 1: they are masses
     float threshold;            // (0, 1], budget mode
 } BlockSelectParams;
+
+// xattn_score_<f16|bf16>: XAttention's block scores [batch, sel_heads, row_blocks,
+// key_blocks] (float): per reshaped query row (stride rows of Q, reversed), the softmax of
+// scale / stride * its dot products with the reshaped key columns (stride rows of K),
+// summed over the block's rows and columns and averaged over the heads_q / sel_heads
+// query heads; -inf outside the (causal) candidates. Grid = (row_blocks, sel_heads,
+// batch); dynamic shared memory = stride * head_dim floats.
+typedef struct XattnScoreParams {
+    uint64_t q;                 // const dtype, [batch, seq_q, heads_q, head_dim] or packed
+    uint64_t k;                 // const dtype, [batch, seq_k, heads_kv, head_dim] or packed
+    uint64_t scores;            // float [batch, sel_heads, row_blocks, key_blocks]
+    uint64_t cu_seqlens_q;      // 0, or const int32_t [batch + 1]
+    uint64_t cu_seqlens_k;
+    int64_t q_batch_stride;
+    int64_t q_seq_stride;
+    int64_t q_head_stride;
+    int64_t k_batch_stride;
+    int64_t k_seq_stride;
+    int64_t k_head_stride;
+    int32_t batch;
+    int32_t seq_q;              // longest
+    int32_t seq_k;
+    int32_t total_q;
+    int32_t total_k;
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t sel_heads;
+    int32_t head_dim;
+    int32_t row_blocks;
+    int32_t key_blocks;
+    int32_t stride;             // divides SA_INDEX_BLOCK_M and SA_INDEX_BLOCK_N
+    int32_t causal;
+    float scale;                // the softmax scale; logits are scale / stride * dot
+} XattnScoreParams;

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 pub(crate) fn product(tensor: &'static str, dims: &[usize]) -> Result<usize> {
     let mut acc = 1usize;
     for &d in dims {
-        acc = acc.checked_mul(d).ok_or(Error::DimensionTooLarge { dim: tensor, value: d, max: usize::MAX / acc })?;
+        // Lazily: after a zero factor acc is 0, and the bound would divide by it.
+        acc = acc.checked_mul(d).ok_or_else(|| Error::DimensionTooLarge { dim: tensor, value: d, max: usize::MAX / acc })?;
     }
     Ok(acc)
 }

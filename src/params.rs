@@ -576,3 +576,59 @@ pub struct BlockSelectParams {
     /// Budget mode's mass threshold, (0, 1].
     pub threshold: f32,
 }
+
+/// Parameters of `xattn_score_<f16|bf16>` (kernels/block_select.cu).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct XattnScoreParams {
+    /// Q, `[batch, seq_q, heads_q, head_dim]` or packed.
+    pub q: u64,
+    /// K, `[batch, seq_k, heads_kv, head_dim]` or packed.
+    pub k: u64,
+    /// f32 `[batch, sel_heads, row_blocks, key_blocks]`, written.
+    pub scores: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_q: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_k: u64,
+    /// Element strides of Q (batch unused when packed).
+    pub q_batch_stride: i64,
+    /// Q's row stride.
+    pub q_seq_stride: i64,
+    /// Q's head stride.
+    pub q_head_stride: i64,
+    /// Element strides of K.
+    pub k_batch_stride: i64,
+    /// K's row stride.
+    pub k_seq_stride: i64,
+    /// K's head stride.
+    pub k_head_stride: i64,
+    /// Sequences.
+    pub batch: i32,
+    /// Longest query length.
+    pub seq_q: i32,
+    /// Longest key length.
+    pub seq_k: i32,
+    /// Packed query rows.
+    pub total_q: i32,
+    /// Packed key rows.
+    pub total_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key heads.
+    pub heads_kv: i32,
+    /// Selection heads.
+    pub sel_heads: i32,
+    /// Head dimension.
+    pub head_dim: i32,
+    /// Row blocks (grid x).
+    pub row_blocks: i32,
+    /// Key blocks.
+    pub key_blocks: i32,
+    /// Rows per reshaped row / column, dividing 64.
+    pub stride: i32,
+    /// 0 or 1.
+    pub causal: i32,
+    /// The softmax scale (logits are `scale / stride * dot`).
+    pub scale: f32,
+}

@@ -36,7 +36,8 @@ pub struct SimBlockEstimate {
     pub blocks: BlockSparse,
     /// The device's scores `[batch, H, row_blocks, key_blocks]`.
     pub scores: Vec<f32>,
-    /// The four launches' work (pool Q, pool K, score, select; simulator counts).
+    /// The launches' work (simulator counts): pool Q, pool K, score, select; for
+    /// XAttention scoring its one launch, then select (the middle two zero).
     pub counters: [Counters; 4],
 }
 

@@ -20,7 +20,7 @@ use sparse_attn::pattern::block_select::{
     BlockSelectConfig, GateHost, ScoreDims, ScoreKind,
 };
 use sparse_attn::pattern::{estimate_block_topk, BlockSparse, BlockTopkConfig};
-use sparse_attn::plan::block_select::{plan_scores, plan_select, workspace_len, GateDims, ScoreBuffers, ScoreProblem};
+use sparse_attn::plan::block_select::{plan_scores, plan_select, workspace_len, GateDims, ScoreBuffers, ScoreProblem, Scoring};
 use sparse_attn::plan::DeviceBuffer;
 use sparse_attn::reference::{RefInputs, VarlenInputs};
 use sparse_attn::sim::{HostTensors, SimBackend};
@@ -40,7 +40,8 @@ fn problem_for(shape: AttnShape, per_kv_group: bool, causal: bool, gate: Option<
         Some(g) => 1.0 / (g.hidden as f32).sqrt(),
         None => 1.0 / (shape.head_dim() as f32).sqrt(),
     };
-    ScoreProblem { shape, dtype: DType::BF16, per_kv_group, causal, scale, gate }
+    let scoring = gate.map_or(Scoring::Pooled, Scoring::Gate);
+    ScoreProblem { shape, dtype: DType::BF16, per_kv_group, causal, scale, scoring }
 }
 
 fn inputs<'a>(q: &'a [bf16], k: &'a [bf16]) -> SimBlockInputs<'a, bf16> {
@@ -379,7 +380,7 @@ fn bad_arguments_are_refused_by_name() {
     named(plan_scores(&prob, &bufs(4 * 64 * 32, 2 * 192 * 32, ws - 1)), "workspace");
     named(plan_scores(&prob, &ScoreBuffers { q: buf(shape.q_len() - 1), ..bufs(4 * 64 * 32, 2 * 192 * 32, ws) }), "q");
     named(plan_scores(&prob, &ScoreBuffers { wq: None, ..bufs(4 * 64 * 32, 2 * 192 * 32, ws) }), "gate.wq");
-    let with = |g: GateDims| ScoreProblem { gate: Some(g), ..prob }.layout().map(|_| ());
+    let with = |g: GateDims| ScoreProblem { scoring: Scoring::Gate(g), ..prob }.layout().map(|_| ());
     named(with(GateDims { k_heads: 3, ..gate }), "gate.wk");
     named(with(GateDims { hidden: 0, ..gate }), "gate.hidden");
     named(with(GateDims { hidden: 33, ..gate }), "gate.hidden");
@@ -390,8 +391,68 @@ fn bad_arguments_are_refused_by_name() {
         named(problem_for(wide, true, true, None).layout().map(|_| ()), "head_dim");
     }
     named(ScoreProblem { scale: 0.0, ..prob }.layout().map(|_| ()), "scale");
+    for stride in [0, 3, 128] {
+        named(ScoreProblem { scoring: Scoring::Xattn { stride }, ..prob }.layout().map(|_| ()), "stride");
+    }
+    let xattn = ScoreProblem { scoring: Scoring::Xattn { stride: 8 }, ..prob };
+    named(plan_scores(&xattn, &bufs(4 * 64 * 32, 2 * 192 * 32, ws)), "gate");
     // Host references refuse the same budgets.
     let scores = vec![0.0; 16];
     named(select_blocks_host(&scores, &dims, None, &cfg(BlockBudget::TopK(0))), "top_k");
     named(select_blocks_host(&scores, &dims, None, &cfg(BlockBudget::Threshold(2.0))), "threshold");
+}
+
+/// XAttention scoring (strides 8 and 4; contiguous GQA and a varlen batch): device masses
+/// equal the host's, and the threshold selection on them (forced sink and diagonal, as
+/// XAttention keeps them) equals the host's on rows without near-ties.
+#[test]
+fn xattn_scores_and_selection_equal_host() {
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(31);
+    let config = |causal| BlockSelectConfig { budget: BlockBudget::Threshold(0.9), kind: ScoreKind::Mass, causal, force_sink: true, force_diagonal: true };
+    let check_scores = |label: &str, got: &[f32], want: &[f64]| {
+        for (i, (&d, &h)) in got.iter().zip(want).enumerate() {
+            if h.is_finite() {
+                assert!((d as f64 - h).abs() <= 1e-4 * h.abs().max(1.0), "{label}: score {i}: {d} vs {h}");
+            } else {
+                assert_eq!(d, f32::NEG_INFINITY, "{label}: score {i}");
+            }
+        }
+    };
+    let mut exact = 0;
+    for (n, (shape, stride, per_kv_group, causal)) in [
+        (AttnShape::new(2, 200, 200, 4, 1, 64).unwrap(), 8, true, true),
+        (AttnShape::new(1, 130, 300, 2, 2, 32).unwrap(), 4, false, true),
+        (AttnShape::new(1, 77, 150, 2, 1, 64).unwrap(), 8, false, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let q: Vec<bf16> = rng.tensor(shape.q_len());
+        let k: Vec<bf16> = rng.tensor(shape.kv_len());
+        let ref_in = RefInputs::new(shape, &q, &k, &k).unwrap();
+        let prob = ScoreProblem { scoring: Scoring::Xattn { stride }, ..problem_for(shape, per_kv_group, causal, None) };
+        let est = sim.block_estimate(&prob, &config(causal), &inputs(&q, &k), &LaunchOptions::default()).unwrap();
+        let scoring = BlockScoring::Xattn { stride };
+        let scores = block_scores_host(&ref_in, scoring, per_kv_group, causal, prob.scale as f64).unwrap();
+        let label = format!("xattn case {n}");
+        check_scores(&label, &est.scores, &scores);
+        let host = estimate_blocks(&ref_in, scoring, per_kv_group, &config(causal), prob.scale as f64).unwrap();
+        exact += compare(&label, &est.blocks, &host, &scores, &config(causal));
+    }
+    // Varlen.
+    let (lq, lk) = ([100usize, 0, 70], [100usize, 9, 200]);
+    let cu = |l: &[usize]| std::iter::once(0).chain(l.iter().scan(0, |a, &x| { *a += x; Some(*a as i32) })).collect::<Vec<i32>>();
+    let varlen = Varlen::new(cu(&lq), cu(&lk)).unwrap();
+    let shape = AttnShape::new(3, 100, 200, 2, 1, 64).unwrap();
+    let q: Vec<bf16> = rng.tensor(varlen.total_q() * 2 * 64);
+    let k: Vec<bf16> = rng.tensor(varlen.total_k() * 64);
+    let vin = VarlenInputs::new(shape, varlen.clone(), &q, &k, &k).unwrap();
+    let prob = ScoreProblem { scoring: Scoring::Xattn { stride: 8 }, ..problem_for(shape, true, true, None) };
+    let est = sim.block_estimate(&prob, &config(true), &SimBlockInputs { varlen: Some(&varlen), ..inputs(&q, &k) }, &LaunchOptions::default()).unwrap();
+    let scores = block_scores_host_varlen(&vin, BlockScoring::Xattn { stride: 8 }, true, true, prob.scale as f64).unwrap();
+    check_scores("xattn varlen", &est.scores, &scores);
+    let host = select_blocks_host(&scores, &prob.score_dims(), Some(&varlen_seqlens(&vin)), &config(true)).unwrap();
+    exact += compare("xattn varlen", &est.blocks, &host, &scores, &config(true));
+    assert!(exact > 5, "{exact} rows compared exactly");
 }

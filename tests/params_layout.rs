@@ -631,4 +631,11 @@ fn block_select_params_match_the_c_structs() {
     );
     assert_eq!(select.1.len(), 21, "every field is listed");
     check_block_struct("BlockSelectParams", select, 104, 5);
+    let xattn = rust_layout!(
+        XattnScoreParams, q, k, scores, cu_seqlens_q, cu_seqlens_k, q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride,
+        k_seq_stride, k_head_stride, batch, seq_q, seq_k, total_q, total_k, heads_q, heads_kv, sel_heads, head_dim, row_blocks, key_blocks,
+        stride, causal, scale
+    );
+    assert_eq!(xattn.1.len(), 25, "every field is listed");
+    check_block_struct("XattnScoreParams", xattn, 144, 11);
 }

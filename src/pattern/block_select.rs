@@ -263,6 +263,12 @@ pub enum BlockScoring<'a> {
     Pooled,
     /// SeerAttention's gate.
     Gate(&'a GateHost),
+    /// XAttention's antidiagonal scores with this stride (dividing 64); see [`xattn_row`].
+    /// Select them with [`ScoreKind::Mass`].
+    Xattn {
+        /// Rows of Q and K per reshaped row / column.
+        stride: usize,
+    },
 }
 
 /// Pools `block` rows of head `h` of batch entry `b` of x `[batch, seq, heads, d]`: the
@@ -345,8 +351,10 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
     let s = inputs.shape;
     check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
     check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
-    if let BlockScoring::Gate(g) = scoring {
-        check_gate(&s, g)?;
+    match scoring {
+        BlockScoring::Gate(g) => check_gate(&s, g)?,
+        BlockScoring::Xattn { stride } => return xattn_scores_host(inputs, stride, per_kv_group, causal, scale),
+        BlockScoring::Pooled => {}
     }
     let (mb, nb, d) = (s.seq_q().div_ceil(BLOCK_M), s.seq_k().div_ceil(BLOCK_N), s.head_dim());
     let heads = if per_kv_group { s.heads_kv() } else { s.heads_q() };
@@ -358,7 +366,7 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
         let q_feat = |h: usize, m: usize| -> Vec<f64> {
             let p = pool(&inputs.q, s.seq_q(), s.heads_q(), d, b, h, BLOCK_M, m, false);
             match scoring {
-                BlockScoring::Pooled => p,
+                BlockScoring::Pooled | BlockScoring::Xattn { .. } => p,
                 BlockScoring::Gate(g) => {
                     let x = g.wq.as_ref().map_or(p.clone(), |w| project(&p, w, h, g.hidden));
                     g.rope_theta.map_or(x.clone(), |t| rope(&x, (m * BLOCK_M) as f64 + offset, t))
@@ -366,7 +374,7 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
             }
         };
         let k_heads = match scoring {
-            BlockScoring::Pooled => s.heads_kv(),
+            BlockScoring::Pooled | BlockScoring::Xattn { .. } => s.heads_kv(),
             BlockScoring::Gate(g) => g.k_heads,
         };
         let k_feat: Vec<Vec<Vec<f64>>> = (0..k_heads)
@@ -374,7 +382,7 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
                 let src = kh / (k_heads / s.heads_kv());
                 (0..nb)
                     .map(|n| match scoring {
-                        BlockScoring::Pooled => pool(&inputs.k, s.seq_k(), s.heads_kv(), d, b, src, BLOCK_N, n, false),
+                        BlockScoring::Pooled | BlockScoring::Xattn { .. } => pool(&inputs.k, s.seq_k(), s.heads_kv(), d, b, src, BLOCK_N, n, false),
                         BlockScoring::Gate(g) => {
                             let p = pool(&inputs.k, s.seq_k(), s.heads_kv(), d, b, src, BLOCK_N, n, true);
                             let x = project(&p, &g.wk, kh, g.hidden);
@@ -395,6 +403,78 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
                         let dot: f64 = q[m].iter().zip(&k_feat[kh][n]).map(|(a, b)| a * b).sum();
                         sum += scale * dot;
                     }
+                    scores[((b * heads + hs) * mb + m) * nb + n] = sum / group as f64;
+                }
+            }
+        }
+    }
+    Ok(scores)
+}
+
+/// XAttention's probability mass of each (row block, key block) for query head `h` of batch
+/// entry `b`, following `xattn_estimate` of mit-han-lab/x-attention (`xattn/src/Xattention.py`,
+/// its non-Triton "inverse" path with `kdb = 1`, `norm = 1`): reshaped query row `i` is Q rows
+/// `i*S + S-1, ..., i*S` concatenated (zero past the sequence), reshaped key column `j` is K
+/// rows `j*S, ..., j*S + S-1`, so their dot product sums the `S x S` tile along its
+/// antidiagonal; logits `scale / S * dot`, visible when `j*S <= i*S + seq_k - seq_q` (causal)
+/// and `j*S < seq_k`; a softmax per reshaped row; a block's mass sums its rows' and columns'
+/// probabilities. Returns `[row_blocks * key_blocks]`.
+pub fn xattn_row(inputs: &RefInputs, stride: usize, causal: bool, scale: f64, b: usize, h: usize) -> Vec<f64> {
+    let s = inputs.shape;
+    let (sq, sk, d, st) = (s.seq_q(), s.seq_k(), s.head_dim(), stride);
+    let (mb, nb) = (sq.div_ceil(BLOCK_M), sk.div_ceil(BLOCK_N));
+    let kh = s.kv_head(h);
+    let q = |r: usize, e: usize| if r < sq { inputs.q[((b * sq + r) * s.heads_q() + h) * d + e] } else { 0.0 };
+    let k = |r: usize, e: usize| inputs.k[((b * sk + r) * s.heads_kv() + kh) * d + e];
+    let (rows, cols) = (sq.div_ceil(st), sk.div_ceil(st));
+    let mut mass = vec![0.0; mb * nb];
+    for i in 0..rows {
+        let visible = if causal {
+            let last = (i * st) as i64 + sk as i64 - sq as i64;
+            if last < 0 { 0 } else { (last as usize / st + 1).min(cols) }
+        } else {
+            cols
+        };
+        let logits: Vec<f64> = (0..visible)
+            .map(|j| {
+                let mut dot = 0.0;
+                for r in 0..st {
+                    let key = j * st + r;
+                    if key < sk {
+                        dot += (0..d).map(|e| q(i * st + st - 1 - r, e) * k(key, e)).sum::<f64>();
+                    }
+                }
+                scale / st as f64 * dot
+            })
+            .collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        let m = i * st / BLOCK_M;
+        for (j, l) in logits.iter().enumerate() {
+            mass[m * nb + j * st / BLOCK_N] += (l - max).exp() / total;
+        }
+    }
+    mass
+}
+
+/// [`xattn_row`] for every head, as a score tensor (means over a group's query heads with
+/// `per_kv_group`; `-inf` outside the candidates).
+fn xattn_scores_host(inputs: &RefInputs, stride: usize, per_kv_group: bool, causal: bool, scale: f64) -> Result<Vec<f64>> {
+    let s = inputs.shape;
+    if stride == 0 || BLOCK_M % stride != 0 || BLOCK_N % stride != 0 {
+        return Err(Error::InvalidParameter { name: "stride", reason: format!("is {stride}, must divide {BLOCK_N}") });
+    }
+    let heads = if per_kv_group { s.heads_kv() } else { s.heads_q() };
+    let group = s.heads_q() / heads;
+    let (mb, nb) = (s.seq_q().div_ceil(BLOCK_M), s.seq_k().div_ceil(BLOCK_N));
+    let mut scores = vec![f64::NEG_INFINITY; s.batch() * heads * mb * nb];
+    for b in 0..s.batch() {
+        for hs in 0..heads {
+            let per_head: Vec<Vec<f64>> = (0..group).map(|g| xattn_row(inputs, stride, causal, scale, b, hs * group + g)).collect();
+            for m in 0..mb {
+                let Some((cand, _)) = row_candidates(s.seq_q(), s.seq_k(), m, causal) else { continue };
+                for n in 0..cand.min(nb) {
+                    let sum: f64 = per_head.iter().map(|x| x[m * nb + n]).sum();
                     scores[((b * heads + hs) * mb + m) * nb + n] = sum / group as f64;
                 }
             }

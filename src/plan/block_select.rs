@@ -14,7 +14,7 @@ use super::LaunchPlan;
 use crate::checked::{product, to_i32, to_u32};
 use crate::error::{Error, Result};
 use crate::params::{
-    BlockPoolParams, BlockScoreParams, BlockSelectParams, BLOCK_POOL_MAX_IN, BLOCK_POOL_MAX_OUT, BLOCK_POOL_THREADS,
+    BlockPoolParams, BlockScoreParams, BlockSelectParams, XattnScoreParams, BLOCK_POOL_MAX_IN, BLOCK_POOL_MAX_OUT, BLOCK_POOL_THREADS,
     BLOCK_SELECT_MAX_KEY_BLOCKS, BLOCK_SELECT_THREADS,
 };
 use crate::pattern::block_select::{gate_dims_ok, BlockBudget, BlockSelectConfig, ScoreDims, ScoreKind};
@@ -44,6 +44,21 @@ pub struct GateDims {
     pub rope_theta: Option<f32>,
 }
 
+/// How the device scores blocks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scoring {
+    /// `scale * mean_q . mean_k` (one pooling launch each for Q and K, then `block_score`).
+    Pooled,
+    /// SeerAttention's gate (its weights in [`ScoreBuffers`]).
+    Gate(GateDims),
+    /// XAttention's antidiagonal probability sums with this stride (dividing 64; XAttention
+    /// uses 8); one `xattn_score_<dtype>` launch. Select with `ScoreKind::Mass`.
+    Xattn {
+        /// Rows of Q and K per reshaped row / column.
+        stride: usize,
+    },
+}
+
 /// What the scoring launches compute.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreProblem {
@@ -57,10 +72,11 @@ pub struct ScoreProblem {
     /// Key blocks past the causal diagonal score -inf.
     pub causal: bool,
     /// Multiplies every dot product: the softmax scale for pooled scores, SeerAttention's
-    /// `hidden^-0.5` for its gate. Finite and > 0.
+    /// `hidden^-0.5` for its gate, the softmax scale for XAttention (which divides it by
+    /// the stride). Finite and > 0.
     pub scale: f32,
-    /// SeerAttention's gate, or `None` for plain pooled scores.
-    pub gate: Option<GateDims>,
+    /// Pooled, gate or XAttention scores.
+    pub scoring: Scoring,
 }
 
 /// Where the scoring launches keep their tensors in the workspace (f32 element ranges).
@@ -82,11 +98,20 @@ impl ScoreProblem {
         ScoreDims { batch: s.batch(), heads, seq_q: s.seq_q(), seq_k: s.seq_k() }
     }
 
-    /// Feature width and key feature heads.
+    /// The gate, if the scoring is one.
+    fn gate(&self) -> Option<GateDims> {
+        match self.scoring {
+            Scoring::Gate(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Feature width and key feature heads (none for XAttention).
     fn features(&self) -> (usize, usize) {
-        match self.gate {
-            Some(g) => (g.hidden, g.k_heads),
-            None => (self.shape.head_dim(), self.shape.heads_kv()),
+        match self.scoring {
+            Scoring::Gate(g) => (g.hidden, g.k_heads),
+            Scoring::Pooled => (self.shape.head_dim(), self.shape.heads_kv()),
+            Scoring::Xattn { .. } => (0, 0),
         }
     }
 
@@ -96,14 +121,25 @@ impl ScoreProblem {
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(Error::InvalidSoftmaxScale { value: self.scale, reason: "it must be finite and > 0".into() });
         }
-        match self.gate {
-            Some(g) => gate_dims_ok(s, g.has_wq, g.k_heads, g.hidden, g.rope_theta.is_some())?,
-            None if s.head_dim() > BLOCK_POOL_MAX_OUT => {
+        match self.scoring {
+            Scoring::Gate(g) => gate_dims_ok(s, g.has_wq, g.k_heads, g.hidden, g.rope_theta.is_some())?,
+            Scoring::Xattn { stride } => {
+                if stride == 0 || !BLOCK_M.is_multiple_of(stride) || !BLOCK_N.is_multiple_of(stride) {
+                    return Err(Error::InvalidParameter { name: "stride", reason: format!("is {stride}, must divide {BLOCK_N}") });
+                }
+                if stride * s.head_dim() * 4 > MAX_SCORE_SHARED {
+                    return Err(Error::InvalidParameter {
+                        name: "stride",
+                        reason: format!("{stride} x head_dim {} floats of reshaped query exceed 48 KiB", s.head_dim()),
+                    });
+                }
+            }
+            Scoring::Pooled if s.head_dim() > BLOCK_POOL_MAX_OUT => {
                 return Err(Error::InvalidParameter { name: "head_dim", reason: format!("is {}, block scoring takes at most {BLOCK_POOL_MAX_OUT}", s.head_dim()) });
             }
-            None => {}
+            Scoring::Pooled => {}
         }
-        if let Some(GateDims { rope_theta: Some(t), .. }) = self.gate {
+        if let Some(GateDims { rope_theta: Some(t), .. }) = self.gate() {
             if !(t.is_finite() && t > 1.0) {
                 return Err(Error::InvalidParameter { name: "gate.rope_theta", reason: format!("is {t}, must be finite and > 1") });
             }
@@ -197,10 +233,10 @@ fn varlen_params(batch: usize, varlen: Option<&VarlenBuffers>) -> Result<(u64, u
     }
 }
 
-/// Plans the three scoring launches (pool Q, pool K, score), after validating the problem,
-/// every buffer's length and alignment, and the gate weights' presence and lengths (named
-/// `gate.wq`, `gate.wk`).
-pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<[LaunchPlan; 3]> {
+/// Plans the scoring launches (pooled and gate: pool Q, pool K, score; XAttention: one),
+/// after validating the problem, every buffer's length and alignment, and the gate weights'
+/// presence and lengths (named `gate.wq`, `gate.wk`). Run them in order on one stream.
+pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<Vec<LaunchPlan>> {
     let layout = problem.layout()?;
     let s = &problem.shape;
     let dims = problem.score_dims();
@@ -216,7 +252,42 @@ pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<[L
     let k_need = reach("k", &bufs.k_layout, k_rows_batch, k_seq, s.heads_kv(), d)?;
     let q = half_addr(bufs.q, "q", q_need)?;
     let k = half_addr(bufs.k, "k", k_need)?;
-    let (wq, wk) = match problem.gate {
+    if let Scoring::Xattn { stride } = problem.scoring {
+        if bufs.wq.is_some() || bufs.wk.is_some() {
+            return Err(Error::InvalidParameter { name: "gate", reason: "weights were given but the scoring is XAttention".into() });
+        }
+        let p = XattnScoreParams {
+            q,
+            k,
+            scores: ws,
+            cu_seqlens_q: cu_q,
+            cu_seqlens_k: cu_k,
+            q_batch_stride: bufs.q_layout.batch as i64,
+            q_seq_stride: bufs.q_layout.seq as i64,
+            q_head_stride: bufs.q_layout.head as i64,
+            k_batch_stride: bufs.k_layout.batch as i64,
+            k_seq_stride: bufs.k_layout.seq as i64,
+            k_head_stride: bufs.k_layout.head as i64,
+            batch: to_i32("batch", s.batch())?,
+            seq_q: to_i32("seq_q", s.seq_q())?,
+            seq_k: to_i32("seq_k", s.seq_k())?,
+            total_q,
+            total_k,
+            heads_q: to_i32("heads_q", s.heads_q())?,
+            heads_kv: to_i32("heads_kv", s.heads_kv())?,
+            sel_heads: to_i32("heads", dims.heads)?,
+            head_dim: to_i32("head_dim", d)?,
+            row_blocks: to_i32("row_blocks", mb)?,
+            key_blocks: to_i32("key_blocks", nb)?,
+            stride: to_i32("stride", stride)?,
+            causal: i32::from(problem.causal),
+            scale: problem.scale,
+        };
+        let grid = [to_u32("row_blocks", mb)?, to_u32("heads", dims.heads)?, to_u32("batch", s.batch())?];
+        let kernel = format!("xattn_score_{}", problem.dtype.name());
+        return Ok(vec![LaunchPlan::new(MODULE, kernel, grid, [BLOCK_SELECT_THREADS, 1, 1], to_u32("shared memory", stride * d * 4)?, &p)?]);
+    }
+    let (wq, wk) = match problem.gate() {
         None => {
             if bufs.wq.is_some() || bufs.wk.is_some() {
                 return Err(Error::InvalidParameter { name: "gate", reason: "weights were given but the problem has no gate".into() });
@@ -234,7 +305,7 @@ pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<[L
             (wq, half_addr(wk, "gate.wk", product("gate.wk", &[g.k_heads, 3 * d, g.hidden])?)?)
         }
     };
-    let (rope, log2_theta) = match problem.gate.and_then(|g| g.rope_theta) {
+    let (rope, log2_theta) = match problem.gate().and_then(|g| g.rope_theta) {
         Some(t) => (1, t.log2()),
         None => (0, 0.0),
     };
@@ -266,7 +337,7 @@ pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<[L
         rope_log2_theta: log2_theta,
         reserved: 0,
     };
-    let gate = problem.gate.is_some();
+    let gate = problem.gate().is_some();
     let pool_k = BlockPoolParams {
         x: k,
         cu_seqlens: cu_k,
@@ -313,7 +384,7 @@ pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<[L
     let batch = to_u32("batch", s.batch())?;
     let threads = [BLOCK_POOL_THREADS, 1, 1];
     let group = s.heads_q() / dims.heads;
-    Ok([
+    Ok(vec![
         LaunchPlan::new(MODULE, kernel.clone(), [to_u32("row_blocks", mb)?, to_u32("heads_q", s.heads_q())?, batch], threads, 0, &pool_q)?,
         LaunchPlan::new(MODULE, kernel, [to_u32("key_blocks", nb)?, to_u32("gate.wk", k_heads)?, batch], threads, 0, &pool_k)?,
         LaunchPlan::new(
