@@ -201,7 +201,7 @@ impl ScoreDims {
     }
     /// Always false for valid dims (clippy's pairing of `len`).
     pub fn is_empty(&self) -> bool {
-        self.len().map_or(true, |n| n == 0)
+        !matches!(self.len(), Ok(n) if n > 0)
     }
 }
 
@@ -271,9 +271,18 @@ pub enum BlockScoring<'a> {
     },
 }
 
-/// Pools `block` rows of head `h` of batch entry `b` of x `[batch, seq, heads, d]`: the
-/// mean, or max, min, mean concatenated.
-fn pool(x: &[f64], seq: usize, heads: usize, d: usize, b: usize, h: usize, block: usize, blk: usize, max_min: bool) -> Vec<f64> {
+/// A contiguous `[batch, seq, heads, d]` host tensor.
+struct Bshd4<'a> {
+    x: &'a [f64],
+    seq: usize,
+    heads: usize,
+    d: usize,
+}
+
+/// Pools rows `blk * block ..` of head `h` of batch entry `b`: the mean, or max, min, mean
+/// concatenated.
+fn pool(t: &Bshd4<'_>, b: usize, h: usize, block: usize, blk: usize, max_min: bool) -> Vec<f64> {
+    let Bshd4 { x, seq, heads, d } = *t;
     let rows = blk * block..((blk + 1) * block).min(seq);
     let n = rows.len() as f64;
     let width = if max_min { 3 } else { 1 };
@@ -330,7 +339,7 @@ pub fn check_gate(shape: &AttnShape, gate: &GateHost) -> Result<()> {
 /// The gate's size rules, shared with the device planner.
 pub(crate) fn gate_dims_ok(shape: &AttnShape, has_wq: bool, k_heads: usize, hidden: usize, rope: bool) -> Result<()> {
     let bad = |name: &'static str, reason: String| Err(Error::InvalidParameter { name, reason });
-    if hidden == 0 || hidden > crate::params::BLOCK_POOL_MAX_OUT || (rope && hidden % 2 != 0) {
+    if hidden == 0 || hidden > crate::params::BLOCK_POOL_MAX_OUT || (rope && !hidden.is_multiple_of(2)) {
         return bad("gate.hidden", format!("is {hidden}, must be in 1..={} (even with RoPE)", crate::params::BLOCK_POOL_MAX_OUT));
     }
     if 3 * shape.head_dim() > crate::params::BLOCK_POOL_MAX_IN {
@@ -361,10 +370,12 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
     let group = s.heads_q() / heads;
     let mut scores = vec![f64::NEG_INFINITY; s.batch() * heads * mb * nb];
     let offset = s.seq_k() as f64 - s.seq_q() as f64;
+    let q_t = Bshd4 { x: &inputs.q, seq: s.seq_q(), heads: s.heads_q(), d };
+    let k_t = Bshd4 { x: &inputs.k, seq: s.seq_k(), heads: s.heads_kv(), d };
     for b in 0..s.batch() {
         // Query features per q head and row block; key features per feature head.
         let q_feat = |h: usize, m: usize| -> Vec<f64> {
-            let p = pool(&inputs.q, s.seq_q(), s.heads_q(), d, b, h, BLOCK_M, m, false);
+            let p = pool(&q_t, b, h, BLOCK_M, m, false);
             match scoring {
                 BlockScoring::Pooled | BlockScoring::Xattn { .. } => p,
                 BlockScoring::Gate(g) => {
@@ -382,9 +393,9 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
                 let src = kh / (k_heads / s.heads_kv());
                 (0..nb)
                     .map(|n| match scoring {
-                        BlockScoring::Pooled | BlockScoring::Xattn { .. } => pool(&inputs.k, s.seq_k(), s.heads_kv(), d, b, src, BLOCK_N, n, false),
+                        BlockScoring::Pooled | BlockScoring::Xattn { .. } => pool(&k_t, b, src, BLOCK_N, n, false),
                         BlockScoring::Gate(g) => {
-                            let p = pool(&inputs.k, s.seq_k(), s.heads_kv(), d, b, src, BLOCK_N, n, true);
+                            let p = pool(&k_t, b, src, BLOCK_N, n, true);
                             let x = project(&p, &g.wk, kh, g.hidden);
                             g.rope_theta.map_or(x.clone(), |t| rope(&x, (n * BLOCK_N) as f64, t))
                         }
@@ -461,7 +472,7 @@ pub fn xattn_row(inputs: &RefInputs, stride: usize, causal: bool, scale: f64, b:
 /// `per_kv_group`; `-inf` outside the candidates).
 fn xattn_scores_host(inputs: &RefInputs, stride: usize, per_kv_group: bool, causal: bool, scale: f64) -> Result<Vec<f64>> {
     let s = inputs.shape;
-    if stride == 0 || BLOCK_M % stride != 0 || BLOCK_N % stride != 0 {
+    if stride == 0 || !BLOCK_M.is_multiple_of(stride) || !BLOCK_N.is_multiple_of(stride) {
         return Err(Error::InvalidParameter { name: "stride", reason: format!("is {stride}, must divide {BLOCK_N}") });
     }
     let heads = if per_kv_group { s.heads_kv() } else { s.heads_q() };
