@@ -111,6 +111,22 @@ fn compare(label: &str, device: &BlockSparse, host: &BlockSparse, scores: &[f64]
             assert_eq!(dr.len(), hr.len(), "{label}: row {r} count");
             let (a, b) = (kept_score(row, dr), kept_score(row, hr));
             assert!((a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0), "{label}: row {r}: kept score {a} vs host {b}");
+        } else if let BlockBudget::Threshold(p) = config.budget {
+            // Near the target the device's f32 sums may take one block more or fewer, but its
+            // set's weight still reaches the target within 1e-4 of the row's total.
+            let max = row.iter().copied().filter(|s| s.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+            let w = |n: &i32| {
+                let s = row[*n as usize];
+                match config.kind {
+                    ScoreKind::Logits if s.is_finite() => (s - max).exp(),
+                    ScoreKind::Logits => 0.0,
+                    ScoreKind::Mass => s.max(0.0),
+                }
+            };
+            let total: f64 = (0..nb as i32).map(|n| w(&n)).filter(|x| x.is_finite()).sum();
+            let got: f64 = dr.iter().map(w).sum();
+            assert!(got >= p * total - 1e-4 * total, "{label}: row {r}: kept weight {got} of {total}, threshold {p}");
+            assert!(dr.len() <= hr.len() + 1, "{label}: row {r}: {} blocks, host {}", dr.len(), hr.len());
         }
     }
     exact
@@ -305,6 +321,11 @@ fn deterministic_and_racecheck_clean() {
     let plain = problem_for(shape, false, false, None);
     let top = BlockSelectConfig { budget: BlockBudget::TopK(2), ..config };
     sim.block_estimate(&plain, &top, &inputs(&q, &k), &race).unwrap();
+    let xattn = ScoreProblem { scoring: Scoring::Xattn { stride: 8 }, ..plain };
+    let mass = BlockSelectConfig { kind: ScoreKind::Mass, ..config };
+    let a = sim.block_estimate(&xattn, &mass, &inputs(&q, &k), &race).unwrap();
+    let b = sim.block_estimate(&xattn, &mass, &inputs(&q, &k), &LaunchOptions { threads: 1, ..Default::default() }).unwrap();
+    assert_eq!((a.blocks, a.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>()), (b.blocks, b.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>()));
 }
 
 /// NaN and inf in Q and K: the selection is still valid (ids ascending, in range, counts
@@ -455,4 +476,48 @@ fn xattn_scores_and_selection_equal_host() {
     let host = select_blocks_host(&scores, &prob.score_dims(), Some(&varlen_seqlens(&vin)), &config(true)).unwrap();
     exact += compare("xattn varlen", &est.blocks, &host, &scores, &config(true));
     assert!(exact > 5, "{exact} rows compared exactly");
+}
+
+/// The longest row the selection takes (16384 key blocks, seq_k 1M: 128 KiB of sort keys,
+/// above the 48 KiB default) in both modes, with ties, against the host.
+#[test]
+fn longest_selection_row() {
+    let Some(sim) = backend() else { return };
+    let mut rng = Rng::new(47);
+    let dims = ScoreDims { batch: 1, heads: 1, seq_q: 1, seq_k: 1 << 20 };
+    let scores: Vec<f32> = (0..dims.len().unwrap()).map(|_| rng.below(1000) as f32 / 64.0).collect();
+    let wide: Vec<f64> = scores.iter().map(|&x| x as f64).collect();
+    for (budget, kind) in [(BlockBudget::TopK(2048), ScoreKind::Logits), (BlockBudget::Threshold(0.5), ScoreKind::Mass)] {
+        let config = BlockSelectConfig { budget, kind, causal: true, force_sink: true, force_diagonal: true };
+        let got = sim.block_select(&dims, &config, &scores, None, &LaunchOptions::default()).unwrap();
+        assert_eq!(got, select_blocks_host(&wide, &dims, None, &config).unwrap(), "{budget:?}");
+    }
+}
+
+/// The host threshold rule keeps a smallest non-empty set (with the forced blocks) whose
+/// weight reaches the target: brute force over every subset of short rows.
+#[test]
+fn host_threshold_rule_is_minimal() {
+    let mut rng = Rng::new(53);
+    for trial in 0..300 {
+        let n = rng.range(1, 9);
+        let row: Vec<f64> = (0..n).map(|_| rng.normal() * 2.0).collect();
+        let p = [0.2, 0.5, 0.8, 0.95, 1.0][trial % 5];
+        let kind = if trial % 2 == 0 { ScoreKind::Logits } else { ScoreKind::Mass };
+        let diagonal = Some(n - 1);
+        let config = BlockSelectConfig { budget: BlockBudget::Threshold(p), kind, causal: true, force_sink: trial % 3 == 0, force_diagonal: trial % 4 == 0 };
+        let kept = sparse_attn::pattern::block_select::select_row(&row, n, diagonal, &config);
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = row.iter().map(|&s| if kind == ScoreKind::Mass { s.max(0.0) } else { (s - max).exp() }).collect();
+        let total: f64 = w.iter().sum();
+        let forced = |i: usize| (config.force_sink && i == 0) || (config.force_diagonal && i == n - 1);
+        let best = (0u32..1 << n)
+            // At least one block: a row whose weights are all 0 still keeps its best.
+            .filter(|&set| set != 0 && (0..n).all(|i| !forced(i) || set & (1 << i) != 0))
+            .filter(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| w[i]).sum::<f64>() >= p * total * (1.0 - 1e-12))
+            .map(|set| set.count_ones() as usize)
+            .min()
+            .unwrap();
+        assert_eq!(kept.len(), best, "row {row:?} p {p} {kind:?} kept {kept:?}");
+    }
 }

@@ -15,8 +15,9 @@
 //!    that are candidates, then the best other candidates (a larger score first, NaN below
 //!    every number, equal scores to the lower block id) up to the budget:
 //!    - [`BlockBudget::TopK`]: `top_k` blocks in all (forced ones all kept even if more);
-//!    - [`BlockBudget::Threshold`]: the fewest blocks, taken in that order, whose weight
-//!      reaches `threshold` times the candidates' total weight (forced ones count). The weight
+//!    - [`BlockBudget::Threshold`]: the fewest blocks (at least one), taken in that order,
+//!      whose weight reaches `threshold` times the candidates' total weight (forced ones
+//!      count; taking the heaviest first makes the set a smallest one). The weight
 //!      of a score is its softmax over the row's candidates for [`ScoreKind::Logits`] (NaN
 //!      weighs 0; with a `+inf` score, the `+inf` ones weigh 1 and the rest 0), or the score
 //!      itself for [`ScoreKind::Mass`] (negative and NaN weigh 0). When rounding keeps the
