@@ -95,8 +95,9 @@ impl SimBackend {
         Ok((blocks, counters))
     }
 
-    /// Scores, then selects with `config` (its `causal` must match `problem.causal`'s use),
-    /// the scores staying on the device. `opts` applies to every launch (racecheck).
+    /// Scores, then selects with `config` (its `causal` must be `problem.causal`), the scores
+    /// staying on the device: what [`crate::cuda::block_estimate`] launches. `opts` applies
+    /// to every launch (racecheck).
     pub fn block_estimate<T: AttnDtype + ptx_sim::Element>(
         &self,
         problem: &ScoreProblem,
@@ -104,6 +105,7 @@ impl SimBackend {
         inputs: &SimBlockInputs<'_, T>,
         opts: &LaunchOptions,
     ) -> Result<SimBlockEstimate> {
+        crate::plan::block_select::check_same_mask(problem, config)?;
         self.block_run(problem, Some(config), inputs, opts)
     }
 

@@ -319,10 +319,11 @@ fn deterministic_and_racecheck_clean() {
     assert_eq!(a.blocks, b.blocks);
     assert_eq!(a.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     let plain = problem_for(shape, false, false, None);
-    let top = BlockSelectConfig { budget: BlockBudget::TopK(2), ..config };
+    let top = BlockSelectConfig { budget: BlockBudget::TopK(2), causal: false, ..config };
+    named(sim.block_estimate(&plain, &config, &inputs(&q, &k), &race), "causal");
     sim.block_estimate(&plain, &top, &inputs(&q, &k), &race).unwrap();
     let xattn = ScoreProblem { scoring: Scoring::Xattn { stride: 8 }, ..plain };
-    let mass = BlockSelectConfig { kind: ScoreKind::Mass, ..config };
+    let mass = BlockSelectConfig { kind: ScoreKind::Mass, causal: false, ..config };
     let a = sim.block_estimate(&xattn, &mass, &inputs(&q, &k), &race).unwrap();
     let b = sim.block_estimate(&xattn, &mass, &inputs(&q, &k), &LaunchOptions { threads: 1, ..Default::default() }).unwrap();
     assert_eq!((a.blocks, a.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>()), (b.blocks, b.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>()));

@@ -88,3 +88,42 @@ pub fn block_select<B: DevicePtr<i32>>(
     drop(guards);
     launched
 }
+
+/// [`block_scores`] then [`block_select`] on one stream, the scores staying in `workspace`
+/// (f32, [`crate::plan::block_select::workspace_len`] elements): Q and K to the
+/// block-sparse index tensors `block_count [batch, H, row_blocks]` and `block_index [batch,
+/// H, row_blocks, config.max_blocks(key_blocks)]`, H from `problem.per_kv_group`. The
+/// selection reads the scoring's per-sequence lengths (`tensors.varlen`); select XAttention
+/// scores with `ScoreKind::Mass`. `config.causal` must be `problem.causal`.
+pub fn block_estimate<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
+    stream: &Arc<CudaStream>,
+    problem: &ScoreProblem,
+    config: &BlockSelectConfig,
+    tensors: &BlockScoreTensors<'_, T, B>,
+    workspace: &mut dyn DevicePtrMut<f32>,
+    block_count: &mut dyn DevicePtrMut<i32>,
+    block_index: &mut dyn DevicePtrMut<i32>,
+) -> Result<()> {
+    crate::plan::block_select::check_same_mask(problem, config)?;
+    let mut guards = Vec::new();
+    let q = read(stream, "q", tensors.q, &mut guards)?;
+    let k = read(stream, "k", tensors.k, &mut guards)?;
+    let wq = tensors.wq.map(|w| read(stream, "gate.wq", w, &mut guards)).transpose()?;
+    let wk = tensors.wk.map(|w| read(stream, "gate.wk", w, &mut guards)).transpose()?;
+    let varlen = tensors.varlen.as_ref().map(|v| v.buffers(stream, &mut guards)).transpose()?;
+    let workspace = write(stream, "workspace", workspace, &mut guards)?;
+    let count = write(stream, "block_count", block_count, &mut guards)?;
+    let index = write(stream, "block_index", block_index, &mut guards)?;
+    let problem = ScoreProblem { dtype: T::DTYPE, ..*problem };
+    let bufs = ScoreBuffers { q, k, q_layout: tensors.q_layout, k_layout: tensors.k_layout, varlen: varlen.as_ref(), wq, wk, workspace };
+    let mut plans = plan_scores(&problem, &bufs)?;
+    let scores = crate::plan::DeviceBuffer { addr: workspace.addr, len: problem.layout()?.scores.len() };
+    plans.push(plan_select(&problem.score_dims(), config, scores, varlen.as_ref(), count, index)?);
+    for plan in &plans {
+        // SAFETY: as in block_scores; the selection reads the scores the scoring launches
+        // wrote earlier on the same stream.
+        unsafe { super::launch::launch(stream.cu_stream(), plan) }?;
+    }
+    drop(guards);
+    Ok(())
+}

@@ -15,7 +15,7 @@ mod topk_select;
 mod vs_convert;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
-pub use block_select::{block_scores, block_select, BlockScoreTensors};
+pub use block_select::{block_estimate, block_scores, block_select, BlockScoreTensors};
 pub use decode::{decode, DecodeTensors};
 pub use device::{gpu_context, GpuUnavailable};
 pub use merge::{merge_state_in_place, merge_states};

@@ -457,3 +457,15 @@ pub fn plan_select(
     let grid = [to_u32("row_blocks", mb)?, to_u32("heads", dims.heads)?, to_u32("batch", dims.batch)?];
     LaunchPlan::new(MODULE, "block_select_blocks".into(), grid, [BLOCK_SELECT_THREADS, 1, 1], to_u32("shared memory", shared)?, &p)
 }
+
+/// Errors unless the selection's `causal` is the scoring's: causal scores leave the blocks
+/// past the diagonal at -inf, which a non-causal selection could still pick.
+pub fn check_same_mask(problem: &ScoreProblem, config: &BlockSelectConfig) -> Result<()> {
+    if problem.causal != config.causal {
+        return Err(Error::InvalidParameter {
+            name: "causal",
+            reason: format!("the scoring has causal = {} but the selection {}", problem.causal, config.causal),
+        });
+    }
+    Ok(())
+}
