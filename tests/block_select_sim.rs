@@ -19,7 +19,7 @@ use sparse_attn::pattern::block_select::{
     block_scores_host, block_scores_host_varlen, estimate_blocks, select_blocks_host, varlen_seqlens, BlockBudget, BlockScoring,
     BlockSelectConfig, GateHost, ScoreDims, ScoreKind,
 };
-use sparse_attn::pattern::{estimate_block_topk, BlockSparse, BlockTopkConfig};
+use sparse_attn::pattern::{estimate_block_topk, estimate_block_topk_varlen, BlockSparse, BlockTopkConfig};
 use sparse_attn::plan::block_select::{plan_scores, plan_select, workspace_len, GateDims, ScoreBuffers, ScoreProblem, Scoring};
 use sparse_attn::plan::DeviceBuffer;
 use sparse_attn::reference::{RefInputs, VarlenInputs};
@@ -202,6 +202,11 @@ fn varlen_selection_equals_host() {
         let host = select_blocks_host(&scores, &prob.score_dims(), Some(&varlen_seqlens(&vin)), &config).unwrap();
         let exact = compare(&format!("varlen {budget:?}"), &est.blocks, &host, &scores, &config);
         assert!(exact > 0);
+        if let BlockBudget::TopK(top_k) = budget {
+            let cfg = BlockTopkConfig { top_k, causal: true, force_sink: true, force_diagonal: false, per_kv_group };
+            let old = estimate_block_topk_varlen(&vin, &cfg, prob.scale as f64).unwrap();
+            compare("varlen against estimate_block_topk_varlen", &est.blocks, &old, &scores, &config);
+        }
         // Sequence 1 has no queries: its rows are empty.
         assert!(rows(&est.blocks)[prob.score_dims().heads * 4..][..prob.score_dims().heads * 4].iter().all(Vec::is_empty));
     }
