@@ -7,7 +7,9 @@
 //!    - [`BlockScoring::Pooled`]: `scale * mean_q . mean_k` over the row block's queries and
 //!      the key block's keys (what [`super::block_topk::estimate_block_topk`] ranks);
 //!    - [`BlockScoring::Gate`]: SeerAttention's `AttnGate` with its default gate
-//!      `Qavg_Kmaxminavg` (see [`GateHost`]).
+//!      `Qavg_Kmaxminavg` (see [`GateHost`]);
+//!    - [`BlockScoring::Xattn`]: XAttention's antidiagonal probability sums (see
+//!      [`xattn_row`]), masses rather than logits.
 //!
 //!    Key blocks that are not candidates (past the causal diagonal, or past the sequence)
 //!    score `-inf`.
@@ -431,8 +433,19 @@ pub fn block_scores_host(inputs: &RefInputs, scoring: BlockScoring<'_>, per_kv_g
 /// antidiagonal; logits `scale / S * dot`, visible when `j*S <= i*S + seq_k - seq_q` (causal)
 /// and `j*S < seq_k`; a softmax per reshaped row; a block's mass sums its rows' and columns'
 /// probabilities. Returns `[row_blocks * key_blocks]`.
-pub fn xattn_row(inputs: &RefInputs, stride: usize, causal: bool, scale: f64, b: usize, h: usize) -> Vec<f64> {
+///
+/// Errors: a stride that does not divide 64, `b` or `h` out of range, q / k lengths that do
+/// not match the shape.
+pub fn xattn_row(inputs: &RefInputs, stride: usize, causal: bool, scale: f64, b: usize, h: usize) -> Result<Vec<f64>> {
     let s = inputs.shape;
+    if stride == 0 || !BLOCK_M.is_multiple_of(stride) || !BLOCK_N.is_multiple_of(stride) {
+        return Err(Error::InvalidParameter { name: "stride", reason: format!("is {stride}, must divide {BLOCK_N}") });
+    }
+    if b >= s.batch() || h >= s.heads_q() {
+        return Err(Error::InvalidParameter { name: "head", reason: format!("(batch {b}, head {h}) is outside the shape") });
+    }
+    check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
+    check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     let (sq, sk, d, st) = (s.seq_q(), s.seq_k(), s.head_dim(), stride);
     let (mb, nb) = (sq.div_ceil(BLOCK_M), sk.div_ceil(BLOCK_N));
     let kh = s.kv_head(h);
@@ -466,23 +479,20 @@ pub fn xattn_row(inputs: &RefInputs, stride: usize, causal: bool, scale: f64, b:
             mass[m * nb + j * st / BLOCK_N] += (l - max).exp() / total;
         }
     }
-    mass
+    Ok(mass)
 }
 
 /// [`xattn_row`] for every head, as a score tensor (means over a group's query heads with
 /// `per_kv_group`; `-inf` outside the candidates).
 fn xattn_scores_host(inputs: &RefInputs, stride: usize, per_kv_group: bool, causal: bool, scale: f64) -> Result<Vec<f64>> {
     let s = inputs.shape;
-    if stride == 0 || !BLOCK_M.is_multiple_of(stride) || !BLOCK_N.is_multiple_of(stride) {
-        return Err(Error::InvalidParameter { name: "stride", reason: format!("is {stride}, must divide {BLOCK_N}") });
-    }
     let heads = if per_kv_group { s.heads_kv() } else { s.heads_q() };
     let group = s.heads_q() / heads;
     let (mb, nb) = (s.seq_q().div_ceil(BLOCK_M), s.seq_k().div_ceil(BLOCK_N));
     let mut scores = vec![f64::NEG_INFINITY; s.batch() * heads * mb * nb];
     for b in 0..s.batch() {
         for hs in 0..heads {
-            let per_head: Vec<Vec<f64>> = (0..group).map(|g| xattn_row(inputs, stride, causal, scale, b, hs * group + g)).collect();
+            let per_head = (0..group).map(|g| xattn_row(inputs, stride, causal, scale, b, hs * group + g)).collect::<Result<Vec<_>>>()?;
             for m in 0..mb {
                 let Some((cand, _)) = row_candidates(s.seq_q(), s.seq_k(), m, causal) else { continue };
                 for n in 0..cand.min(nb) {
@@ -522,8 +532,9 @@ pub fn block_scores_host_varlen(inputs: &VarlenInputs, scoring: BlockScoring<'_>
         let (q0, k0) = (vl.cu_seqlens_q()[b] as usize, vl.cu_seqlens_k()[b] as usize);
         let rows = |x: &[f64], from: usize, len: usize, h: usize| x[from * h * d..(from + len) * h * d].to_vec();
         let shape = AttnShape::new(1, lq, lk, s.heads_q(), s.heads_kv(), d)?;
-        let v = rows(&inputs.v, k0, lk, s.heads_kv());
-        let seq = RefInputs::from_f64(shape, rows(&inputs.q, q0, lq, s.heads_q()), rows(&inputs.k, k0, lk, s.heads_kv()), v)?;
+        // Scores never read V (whose length is not checked here): K stands in.
+        let k = rows(&inputs.k, k0, lk, s.heads_kv());
+        let seq = RefInputs::from_f64(shape, rows(&inputs.q, q0, lq, s.heads_q()), k.clone(), k)?;
         let own = block_scores_host(&seq, scoring, per_kv_group, causal, scale)?;
         let (omb, onb) = (lq.div_ceil(BLOCK_M), lk.div_ceil(BLOCK_N));
         for h in 0..heads {
