@@ -309,9 +309,10 @@ typedef struct TopkSelectParams {
 // widest feature row block_pool writes (a gate's hidden size, or head_dim unprojected).
 #define SA_BLOCK_POOL_MAX_IN 768
 #define SA_BLOCK_POOL_MAX_OUT 256
-// The most key blocks a selection row may have (seq_k up to 1M at SA_INDEX_BLOCK_N = 64):
-// the sort keys of one row live in shared memory.
-#define SA_BLOCK_SELECT_MAX_KEY_BLOCKS 16384
+// The most key blocks a selection row may have (seq_k up to 512K at SA_INDEX_BLOCK_N = 64):
+// the sort keys of one row live in shared memory, 64 KiB of them at this size, within the
+// 99 KiB an sm_86 / sm_89 block may opt in to.
+#define SA_BLOCK_SELECT_MAX_KEY_BLOCKS 8192
 
 // block_pool_<f16|bf16>: pools blocks of `block` rows of x (Q or K) into f32 feature rows
 // out [batch, out_heads, blocks, out_dim]. Grid = (blocks, out_heads, batch).

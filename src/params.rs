@@ -428,7 +428,7 @@ pub const BLOCK_POOL_MAX_IN: usize = 768;
 /// The widest feature row `block_pool_<dtype>` writes (`SA_BLOCK_POOL_MAX_OUT`).
 pub const BLOCK_POOL_MAX_OUT: usize = 256;
 /// The most key blocks one selection row may have (`SA_BLOCK_SELECT_MAX_KEY_BLOCKS`).
-pub const BLOCK_SELECT_MAX_KEY_BLOCKS: usize = 16384;
+pub const BLOCK_SELECT_MAX_KEY_BLOCKS: usize = 8192;
 
 /// Parameters of `block_pool_<f16|bf16>` (kernels/block_select.cu). Built by
 /// [`crate::plan::block_select`].

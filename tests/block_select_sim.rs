@@ -484,13 +484,16 @@ fn xattn_scores_and_selection_equal_host() {
     assert!(exact > 5, "{exact} rows compared exactly");
 }
 
-/// The longest row the selection takes (16384 key blocks, seq_k 1M: 128 KiB of sort keys,
+/// The longest row the selection takes (8192 key blocks, seq_k 512K: 64 KiB of sort keys,
 /// above the 48 KiB default) in both modes, with ties, against the host.
 #[test]
 fn longest_selection_row() {
     let Some(sim) = backend() else { return };
     let mut rng = Rng::new(47);
-    let dims = ScoreDims { batch: 1, heads: 1, seq_q: 1, seq_k: 1 << 20 };
+    let dims = ScoreDims { batch: 1, heads: 1, seq_q: 1, seq_k: 1 << 19 };
+    let config = BlockSelectConfig { budget: BlockBudget::TopK(8), kind: ScoreKind::Logits, causal: true, force_sink: false, force_diagonal: false };
+    let too_long = ScoreDims { seq_k: (1 << 19) + 1, ..dims };
+    named(sim.block_select(&too_long, &config, &vec![0.0; too_long.len().unwrap()], None, &LaunchOptions::default()), "seq_k");
     let scores: Vec<f32> = (0..dims.len().unwrap()).map(|_| rng.below(1000) as f32 / 64.0).collect();
     let wide: Vec<f64> = scores.iter().map(|&x| x as f64).collect();
     for (budget, kind) in [(BlockBudget::TopK(2048), ScoreKind::Logits), (BlockBudget::Threshold(0.5), ScoreKind::Mass)] {

@@ -1,6 +1,6 @@
 //! Block selection on a real GPU through cudarc (`cuda::block_estimate`, `cuda::block_select`):
 //! pooled, gate and XAttention scoring against the host estimator on rows without
-//! near-ties, bit-identical reruns, and the longest selection row (128 KiB of shared memory,
+//! near-ties, bit-identical reruns, and the longest selection row (64 KiB of shared memory,
 //! the opt-in path). Skips with the reason when no GPU is usable; tests/block_select_sim.rs
 //! runs the same kernels on the simulator.
 
@@ -96,7 +96,7 @@ fn gpu_longest_selection_row() {
     let Some(ctx) = common::gpu_or_skip() else { return };
     let stream = ctx.default_stream();
     let mut rng = Rng::new(67);
-    let dims = ScoreDims { batch: 1, heads: 2, seq_q: 100, seq_k: 1 << 20 };
+    let dims = ScoreDims { batch: 1, heads: 2, seq_q: 100, seq_k: 1 << 19 };
     let scores: Vec<f32> = (0..dims.len().unwrap()).map(|_| rng.below(1000) as f32 / 64.0).collect();
     let wide: Vec<f64> = scores.iter().map(|&x| x as f64).collect();
     let scores_d = stream.clone_htod(&scores).unwrap();

@@ -24,8 +24,9 @@ use crate::shape::{AttnShape, Bshd, DType};
 /// The `kernels/<MODULE>.cu` file stem.
 pub const MODULE: &str = "block_select";
 
-/// The largest dynamic shared memory a selection launch may ask for (sm_80's opt-in limit).
-const MAX_SELECT_SHARED: usize = 163 * 1024;
+/// The largest dynamic shared memory a selection launch may ask for (the opt-in limit of
+/// sm_86 and sm_89, the smallest of the supported GPUs).
+const MAX_SELECT_SHARED: usize = 99 * 1024;
 /// What `block_score` may keep of a group's query features (48 KiB, no opt-in).
 const MAX_SCORE_SHARED: usize = 48 * 1024;
 
@@ -402,7 +403,7 @@ pub fn plan_scores(problem: &ScoreProblem, bufs: &ScoreBuffers<'_>) -> Result<Ve
 /// the dims' longest lengths; per-sequence lengths from `varlen`) into `block_count [batch,
 /// heads, row_blocks]` and `block_index [batch, heads, row_blocks, config.max_blocks(key_blocks)]`
 /// (i32), after validating the dims, the budget (`top_k` in `1..=key_blocks`, `threshold`
-/// in `(0, 1]`), key blocks up to 16384 and every buffer's length.
+/// in `(0, 1]`), key blocks up to 8192 (seq_k 512K) and every buffer's length.
 pub fn plan_select(
     dims: &ScoreDims,
     config: &BlockSelectConfig,
