@@ -432,3 +432,137 @@ typedef struct IndexerParams {
     int32_t page_shift;     // log2(page_size)
     int32_t num_pages;
 } IndexerParams;
+
+// ---- Block selection on the device (kernels/block_select.cu) ----
+// Threads per CTA of block_pool_<dtype> (one CTA per pooled block and output head) and of
+// block_score / block_select_blocks (one CTA per row block of a selection head).
+#define SA_BLOCK_POOL_THREADS 128
+#define SA_BLOCK_SELECT_THREADS 256
+// The widest pooled input (3 x head_dim 256: SeerAttention's max, min, mean of K) and the
+// widest feature row block_pool writes (a gate's hidden size, or head_dim unprojected).
+#define SA_BLOCK_POOL_MAX_IN 768
+#define SA_BLOCK_POOL_MAX_OUT 256
+// The most key blocks a selection row may have (seq_k up to 512K at SA_INDEX_BLOCK_N = 64):
+// the sort keys of one row live in shared memory, 64 KiB of them at this size, within the
+// 99 KiB an sm_86 / sm_89 block may opt in to.
+#define SA_BLOCK_SELECT_MAX_KEY_BLOCKS 8192
+
+// block_pool_<f16|bf16>: pools blocks of `block` rows of x (Q or K) into f32 feature rows
+// out [batch, out_heads, blocks, out_dim]. Grid = (blocks, out_heads, batch).
+typedef struct BlockPoolParams {
+    uint64_t x;                 // const dtype, [batch, seq, heads, head_dim] or packed [total, heads, head_dim]
+    uint64_t cu_seqlens;        // 0, or const int32_t [batch + 1]: x is packed
+    uint64_t cu_seqlens_other;  // 0, or the other tensor's (K for Q) boundaries, for RoPE positions
+    uint64_t weight;            // 0, or const dtype [out_heads, in_dim, out_dim] (a gate projection)
+    uint64_t out;               // float [batch, out_heads, blocks, out_dim]
+    int64_t batch_stride;       // elements; unused when packed
+    int64_t seq_stride;
+    int64_t head_stride;
+    int32_t batch;
+    int32_t seq;                // rows per sequence (the longest, when packed)
+    int32_t total;              // packed rows (bound for cu_seqlens)
+    int32_t seq_other;          // the other tensor's seq (longest)
+    int32_t total_other;
+    int32_t heads;              // heads of x
+    int32_t out_heads;          // a multiple of heads: output head h reads x head h / (out_heads / heads)
+    int32_t head_dim;
+    int32_t blocks;             // ceil(seq / block) = gridDim.x
+    int32_t block;              // rows per block: SA_INDEX_BLOCK_M (Q) or SA_INDEX_BLOCK_N (K)
+    int32_t pool_max_min;       // 0: mean (in_dim = head_dim); 1: max, min, mean (in_dim = 3 * head_dim)
+    int32_t out_dim;            // with a weight: its output size; without: in_dim
+    int32_t rope;               // 0 or 1: rotate-half RoPE at the block's first position
+    int32_t rope_from_end;      // 1 for Q: positions shifted by (own other length - own length)
+    float rope_log2_theta;      // log2 of the RoPE base
+    int32_t reserved;
+} BlockPoolParams;
+
+// block_score: scores [batch, sel_heads, row_blocks, key_blocks] (float) = scale * q . k of
+// the feature rows, averaged over the q_heads / sel_heads query heads of a selection head;
+// -inf outside the (causal) candidates. Grid = (row_blocks, sel_heads, batch); dynamic
+// shared memory = (q_heads / sel_heads) * dim floats.
+typedef struct BlockScoreParams {
+    uint64_t q_features;        // const float [batch, q_heads, row_blocks, dim]
+    uint64_t k_features;        // const float [batch, k_heads, key_blocks, dim]
+    uint64_t scores;            // float [batch, sel_heads, row_blocks, key_blocks]
+    uint64_t cu_seqlens_q;      // 0, or const int32_t [batch + 1]
+    uint64_t cu_seqlens_k;      // 0, or const int32_t [batch + 1]
+    int32_t batch;
+    int32_t seq_q;              // longest
+    int32_t seq_k;
+    int32_t total_q;
+    int32_t total_k;
+    int32_t q_heads;            // query feature heads (heads_q)
+    int32_t k_heads;            // key feature heads, dividing q_heads
+    int32_t sel_heads;          // dividing q_heads
+    int32_t row_blocks;
+    int32_t key_blocks;
+    int32_t dim;
+    int32_t causal;
+    float scale;
+    int32_t reserved;
+} BlockScoreParams;
+
+// block_select_blocks: one row of scores [batch, heads, row_blocks, key_blocks] per CTA to
+// block_count [batch, heads, row_blocks] and block_index [..., max_blocks] (ids ascending,
+// -1 padding). top_k > 0: the top_k best candidates (forced ones included, all forced ones
+// kept); top_k == 0: the fewest, best first, whose weight reaches threshold * the row's
+// total (weights: softmax of the candidates, or the scores themselves with mass_scores).
+// Grid = (row_blocks, heads, batch); dynamic shared memory = sort_len * 8 + (sort_len / 32
+// + 1) * 4 bytes.
+typedef struct BlockSelectParams {
+    uint64_t scores;            // const float [batch, heads, row_blocks, key_blocks]
+    uint64_t cu_seqlens_q;      // 0, or const int32_t [batch + 1]
+    uint64_t cu_seqlens_k;
+    uint64_t block_count;       // int32_t [batch, heads, row_blocks]
+    uint64_t block_index;       // int32_t [batch, heads, row_blocks, max_blocks]
+    int32_t batch;
+    int32_t heads;
+    int32_t seq_q;              // longest
+    int32_t seq_k;
+    int32_t total_q;
+    int32_t total_k;
+    int32_t row_blocks;
+    int32_t key_blocks;
+    int32_t sort_len;           // power of two >= key_blocks
+    int32_t max_blocks;
+    int32_t top_k;              // 0: budget mode
+    int32_t causal;
+    int32_t force_sink;
+    int32_t force_diagonal;
+    int32_t mass_scores;        // 0: scores are logits (softmax weights); 1: they are masses
+    float threshold;            // (0, 1], budget mode
+} BlockSelectParams;
+
+// xattn_score_<f16|bf16>: XAttention's block scores [batch, sel_heads, row_blocks,
+// key_blocks] (float): per reshaped query row (stride rows of Q, reversed), the softmax of
+// scale / stride * its dot products with the reshaped key columns (stride rows of K),
+// summed over the block's rows and columns and averaged over the heads_q / sel_heads
+// query heads; -inf outside the (causal) candidates. Grid = (row_blocks, sel_heads,
+// batch); dynamic shared memory = stride * head_dim floats.
+typedef struct XattnScoreParams {
+    uint64_t q;                 // const dtype, [batch, seq_q, heads_q, head_dim] or packed
+    uint64_t k;                 // const dtype, [batch, seq_k, heads_kv, head_dim] or packed
+    uint64_t scores;            // float [batch, sel_heads, row_blocks, key_blocks]
+    uint64_t cu_seqlens_q;      // 0, or const int32_t [batch + 1]
+    uint64_t cu_seqlens_k;
+    int64_t q_batch_stride;
+    int64_t q_seq_stride;
+    int64_t q_head_stride;
+    int64_t k_batch_stride;
+    int64_t k_seq_stride;
+    int64_t k_head_stride;
+    int32_t batch;
+    int32_t seq_q;              // longest
+    int32_t seq_k;
+    int32_t total_q;
+    int32_t total_k;
+    int32_t heads_q;
+    int32_t heads_kv;
+    int32_t sel_heads;
+    int32_t head_dim;
+    int32_t row_blocks;
+    int32_t key_blocks;
+    int32_t stride;             // divides SA_INDEX_BLOCK_M and SA_INDEX_BLOCK_N
+    int32_t causal;
+    float scale;                // the softmax scale; logits are scale / stride * dot
+} XattnScoreParams;

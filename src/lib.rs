@@ -44,6 +44,8 @@ pub mod sim_vs_estimate;
 pub mod sim_indexer;
 #[cfg(feature = "sim")]
 pub mod sim_pipeline;
+#[cfg(feature = "sim")]
+pub mod sim_block_select;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -588,3 +588,217 @@ pub struct IndexerParams {
     /// Pages in the key cache.
     pub num_pages: i32,
 }
+
+/// Threads per CTA of `block_pool_<dtype>` (`SA_BLOCK_POOL_THREADS`).
+pub const BLOCK_POOL_THREADS: u32 = 128;
+/// Threads per CTA of `block_score` and `block_select_blocks` (`SA_BLOCK_SELECT_THREADS`).
+pub const BLOCK_SELECT_THREADS: u32 = 256;
+/// The widest pooled input of `block_pool_<dtype>`: 3 x head_dim 256 (`SA_BLOCK_POOL_MAX_IN`).
+pub const BLOCK_POOL_MAX_IN: usize = 768;
+/// The widest feature row `block_pool_<dtype>` writes (`SA_BLOCK_POOL_MAX_OUT`).
+pub const BLOCK_POOL_MAX_OUT: usize = 256;
+/// The most key blocks one selection row may have (`SA_BLOCK_SELECT_MAX_KEY_BLOCKS`).
+pub const BLOCK_SELECT_MAX_KEY_BLOCKS: usize = 8192;
+
+/// Parameters of `block_pool_<f16|bf16>` (kernels/block_select.cu). Built by
+/// [`crate::plan::block_select`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockPoolParams {
+    /// Q or K, `[batch, seq, heads, head_dim]` or packed `[total, heads, head_dim]`.
+    pub x: u64,
+    /// 0, or i32 `[batch + 1]`: x is packed.
+    pub cu_seqlens: u64,
+    /// 0, or the other tensor's boundaries (K's for Q), for the RoPE positions.
+    pub cu_seqlens_other: u64,
+    /// 0, or a gate projection `[out_heads, in_dim, out_dim]` of x's dtype.
+    pub weight: u64,
+    /// f32 `[batch, out_heads, blocks, out_dim]`.
+    pub out: u64,
+    /// Element strides of x (batch unused when packed).
+    pub batch_stride: i64,
+    /// Elements from one row to the next.
+    pub seq_stride: i64,
+    /// Elements from one head to the next.
+    pub head_stride: i64,
+    /// Sequences.
+    pub batch: i32,
+    /// Rows per sequence (the longest when packed).
+    pub seq: i32,
+    /// Packed rows.
+    pub total: i32,
+    /// The other tensor's longest sequence.
+    pub seq_other: i32,
+    /// The other tensor's packed rows.
+    pub total_other: i32,
+    /// Heads of x.
+    pub heads: i32,
+    /// Output heads, a multiple of `heads`.
+    pub out_heads: i32,
+    /// Head dimension of x.
+    pub head_dim: i32,
+    /// Pooled blocks per sequence (grid x).
+    pub blocks: i32,
+    /// Rows per block.
+    pub block: i32,
+    /// 0: mean; 1: max, min, mean concatenated.
+    pub pool_max_min: i32,
+    /// Feature width written.
+    pub out_dim: i32,
+    /// 0 or 1: RoPE at the block's first position.
+    pub rope: i32,
+    /// 1 for Q: positions aligned to the end of the keys.
+    pub rope_from_end: i32,
+    /// log2 of the RoPE base.
+    pub rope_log2_theta: f32,
+    /// Padding (0).
+    pub reserved: i32,
+}
+
+/// Parameters of `block_score` (kernels/block_select.cu).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockScoreParams {
+    /// f32 `[batch, q_heads, row_blocks, dim]`.
+    pub q_features: u64,
+    /// f32 `[batch, k_heads, key_blocks, dim]`.
+    pub k_features: u64,
+    /// f32 `[batch, sel_heads, row_blocks, key_blocks]`, written.
+    pub scores: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_q: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_k: u64,
+    /// Sequences.
+    pub batch: i32,
+    /// Longest query length.
+    pub seq_q: i32,
+    /// Longest key length.
+    pub seq_k: i32,
+    /// Packed query rows.
+    pub total_q: i32,
+    /// Packed key rows.
+    pub total_k: i32,
+    /// Query feature heads.
+    pub q_heads: i32,
+    /// Key feature heads.
+    pub k_heads: i32,
+    /// Selection heads.
+    pub sel_heads: i32,
+    /// Row blocks (grid x).
+    pub row_blocks: i32,
+    /// Key blocks.
+    pub key_blocks: i32,
+    /// Feature width.
+    pub dim: i32,
+    /// 0 or 1.
+    pub causal: i32,
+    /// Score scale.
+    pub scale: f32,
+    /// Padding (0).
+    pub reserved: i32,
+}
+
+/// Parameters of `block_select_blocks` (kernels/block_select.cu).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockSelectParams {
+    /// f32 `[batch, heads, row_blocks, key_blocks]`.
+    pub scores: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_q: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_k: u64,
+    /// i32 `[batch, heads, row_blocks]`, written.
+    pub block_count: u64,
+    /// i32 `[batch, heads, row_blocks, max_blocks]`, written.
+    pub block_index: u64,
+    /// Sequences.
+    pub batch: i32,
+    /// Selection heads.
+    pub heads: i32,
+    /// Longest query length.
+    pub seq_q: i32,
+    /// Longest key length.
+    pub seq_k: i32,
+    /// Packed query rows.
+    pub total_q: i32,
+    /// Packed key rows.
+    pub total_k: i32,
+    /// Row blocks (grid x).
+    pub row_blocks: i32,
+    /// Key blocks per score row.
+    pub key_blocks: i32,
+    /// Power of two at least `key_blocks`.
+    pub sort_len: i32,
+    /// Slots per index row.
+    pub max_blocks: i32,
+    /// Blocks kept per row; 0 for budget mode.
+    pub top_k: i32,
+    /// 0 or 1.
+    pub causal: i32,
+    /// 0 or 1.
+    pub force_sink: i32,
+    /// 0 or 1.
+    pub force_diagonal: i32,
+    /// 0: scores are logits; 1: masses.
+    pub mass_scores: i32,
+    /// Budget mode's mass threshold, (0, 1].
+    pub threshold: f32,
+}
+
+/// Parameters of `xattn_score_<f16|bf16>` (kernels/block_select.cu).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct XattnScoreParams {
+    /// Q, `[batch, seq_q, heads_q, head_dim]` or packed.
+    pub q: u64,
+    /// K, `[batch, seq_k, heads_kv, head_dim]` or packed.
+    pub k: u64,
+    /// f32 `[batch, sel_heads, row_blocks, key_blocks]`, written.
+    pub scores: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_q: u64,
+    /// 0, or i32 `[batch + 1]`.
+    pub cu_seqlens_k: u64,
+    /// Element strides of Q (batch unused when packed).
+    pub q_batch_stride: i64,
+    /// Q's row stride.
+    pub q_seq_stride: i64,
+    /// Q's head stride.
+    pub q_head_stride: i64,
+    /// Element strides of K.
+    pub k_batch_stride: i64,
+    /// K's row stride.
+    pub k_seq_stride: i64,
+    /// K's head stride.
+    pub k_head_stride: i64,
+    /// Sequences.
+    pub batch: i32,
+    /// Longest query length.
+    pub seq_q: i32,
+    /// Longest key length.
+    pub seq_k: i32,
+    /// Packed query rows.
+    pub total_q: i32,
+    /// Packed key rows.
+    pub total_k: i32,
+    /// Query heads.
+    pub heads_q: i32,
+    /// Key heads.
+    pub heads_kv: i32,
+    /// Selection heads.
+    pub sel_heads: i32,
+    /// Head dimension.
+    pub head_dim: i32,
+    /// Row blocks (grid x).
+    pub row_blocks: i32,
+    /// Key blocks.
+    pub key_blocks: i32,
+    /// Rows per reshaped row / column, dividing 64.
+    pub stride: i32,
+    /// 0 or 1.
+    pub causal: i32,
+    /// The softmax scale (logits are `scale / stride * dot`).
+    pub scale: f32,
+}

@@ -360,6 +360,11 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("SA_DECODE_MAX_Q_LEN", DECODE_MAX_Q_LEN as u64),
         ("SA_MERGE_THREADS", MERGE_THREADS as u64),
         ("SA_TOPK_SELECT_THREADS", TOPK_SELECT_THREADS as u64),
+        ("SA_BLOCK_POOL_THREADS", BLOCK_POOL_THREADS as u64),
+        ("SA_BLOCK_SELECT_THREADS", BLOCK_SELECT_THREADS as u64),
+        ("SA_BLOCK_POOL_MAX_IN", BLOCK_POOL_MAX_IN as u64),
+        ("SA_BLOCK_POOL_MAX_OUT", BLOCK_POOL_MAX_OUT as u64),
+        ("SA_BLOCK_SELECT_MAX_KEY_BLOCKS", BLOCK_SELECT_MAX_KEY_BLOCKS as u64),
         ("SA_VS_ESTIMATE_THREADS", VS_ESTIMATE_THREADS as u64),
         ("SA_VS_ESTIMATE_SELECT_THREADS", VS_ESTIMATE_SELECT_THREADS as u64),
         ("SA_VS_ESTIMATE_TILE", VS_ESTIMATE_TILE as u64),
@@ -700,4 +705,62 @@ fn vs_estimate_params_matches_the_c_struct() {
         Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on VsEstimateParams"),
         None => eprintln!("gcc not found: compared VsEstimateParams against the recorded C layout only"),
     }
+}
+
+// ---- Block selection (kernels/block_select.cu) ----
+
+/// A struct's layout from its field list: `wide` 8-byte fields, then 4-byte ones, no
+/// padding (every one of these structs is laid out that way).
+fn packed_layout(size: usize, names: &[&str], wide: usize) -> Layout {
+    let mut l = vec![("sizeof".to_string(), size), ("alignof".to_string(), 8)];
+    for (k, name) in names.iter().enumerate() {
+        l.push((name.to_string(), if k < wide { 8 * k } else { 8 * wide + 4 * (k - wide) }));
+    }
+    l
+}
+
+macro_rules! rust_layout {
+    ($ty:ident, $($f:ident),*) => {{
+        use sparse_attn::params::$ty;
+        let mut l = vec![("sizeof".to_string(), size_of::<$ty>()), ("alignof".to_string(), align_of::<$ty>())];
+        $( l.push((stringify!($f).to_string(), offset_of!($ty, $f))); )*
+        (l, vec![$(stringify!($f)),*])
+    }};
+}
+
+fn check_block_struct(ty: &str, (rust, names): (Layout, Vec<&str>), size: usize, wide: usize) {
+    assert_eq!(rust, packed_layout(size, &names, wide), "{ty}: no padding, as listed");
+    match c_layout_of(&c_program_for(ty, &rust)) {
+        Some(c) => assert_eq!(rust, c, "src/params.rs and kernels/params.h disagree on {ty}"),
+        None => eprintln!("gcc not found: compared {ty} against the recorded C layout only"),
+    }
+}
+
+#[test]
+fn block_select_params_match_the_c_structs() {
+    let pool = rust_layout!(
+        BlockPoolParams, x, cu_seqlens, cu_seqlens_other, weight, out, batch_stride, seq_stride, head_stride, batch, seq, total, seq_other,
+        total_other, heads, out_heads, head_dim, blocks, block, pool_max_min, out_dim, rope, rope_from_end, rope_log2_theta, reserved
+    );
+    assert_eq!(pool.1.len(), 24, "every field is listed");
+    check_block_struct("BlockPoolParams", pool, 128, 8);
+    let score = rust_layout!(
+        BlockScoreParams, q_features, k_features, scores, cu_seqlens_q, cu_seqlens_k, batch, seq_q, seq_k, total_q, total_k, q_heads,
+        k_heads, sel_heads, row_blocks, key_blocks, dim, causal, scale, reserved
+    );
+    assert_eq!(score.1.len(), 19, "every field is listed");
+    check_block_struct("BlockScoreParams", score, 96, 5);
+    let select = rust_layout!(
+        BlockSelectParams, scores, cu_seqlens_q, cu_seqlens_k, block_count, block_index, batch, heads, seq_q, seq_k, total_q, total_k,
+        row_blocks, key_blocks, sort_len, max_blocks, top_k, causal, force_sink, force_diagonal, mass_scores, threshold
+    );
+    assert_eq!(select.1.len(), 21, "every field is listed");
+    check_block_struct("BlockSelectParams", select, 104, 5);
+    let xattn = rust_layout!(
+        XattnScoreParams, q, k, scores, cu_seqlens_q, cu_seqlens_k, q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride,
+        k_seq_stride, k_head_stride, batch, seq_q, seq_k, total_q, total_k, heads_q, heads_kv, sel_heads, head_dim, row_blocks, key_blocks,
+        stride, causal, scale
+    );
+    assert_eq!(xattn.1.len(), 25, "every field is listed");
+    check_block_struct("XattnScoreParams", xattn, 144, 11);
 }

@@ -3,6 +3,7 @@
 //! [`crate::plan`] (the same plan the simulator runs).
 
 mod attention;
+mod block_select;
 mod decode;
 mod device;
 mod driver_probe;
@@ -17,6 +18,7 @@ mod vs_convert;
 mod vs_estimate;
 
 pub use attention::{attention, attention_dense, attention_paged, attention_raw, attention_varlen, upload, PagedTensors, VarlenTensors};
+pub use block_select::{block_estimate, block_scores, block_select, BlockScoreTensors};
 pub use decode::{decode, DecodeTensors};
 pub use device::{gpu_context, GpuUnavailable};
 pub use indexer::{indexer_topk, IndexerLayoutTensors, IndexerTensors};

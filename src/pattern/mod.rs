@@ -12,6 +12,7 @@ pub const BLOCK_M: usize = crate::params::INDEX_BLOCK_M;
 pub const BLOCK_N: usize = crate::params::INDEX_BLOCK_N;
 
 pub mod a_shape;
+pub mod block_select;
 pub mod block_sparse;
 pub mod block_topk;
 pub mod dense;

@@ -19,6 +19,7 @@
 //!
 //! [`attention`] is the one entry point for every attention source.
 
+pub mod block_select;
 mod buffers;
 pub mod decode;
 pub mod decode_host;
