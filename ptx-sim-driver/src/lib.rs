@@ -22,7 +22,7 @@
 
 // Each module uses only those before it: abi, errors (leaves); unsupported, fault; state
 // (the driver's tables and the entry wrapper); sched (deferred work); the entry points of
-// context, memory, stream, module; select (the Rust API).
+// context, memory, stream, module; select and choice (the Rust API).
 pub mod abi;
 mod errors;
 mod unsupported;
@@ -34,5 +34,9 @@ mod memory;
 mod stream;
 mod module;
 mod select;
+mod choice;
+#[cfg(test)]
+mod tests;
 
+pub use choice::{select, DeviceChoice, Selected};
 pub use select::{fault_report, install, install_from, is_installed, library_dir, library_path, SelectError};

@@ -23,6 +23,12 @@ impl std::fmt::Display for SelectError {
 
 impl std::error::Error for SelectError {}
 
+impl SelectError {
+    pub(crate) fn new(reason: String) -> Self {
+        SelectError(reason)
+    }
+}
+
 const RTLD_NOW: c_int = 2;
 const RTLD_NOLOAD: c_int = 4;
 const RTLD_GLOBAL: c_int = 0x100;
@@ -79,12 +85,12 @@ fn last_dl_error() -> String {
     }
 }
 
-/// A handle to the libcuda this process already loaded, if any.
+/// A handle to the simulated libcuda if this process loaded it.
 fn loaded_driver() -> Option<*mut c_void> {
     [c"libcuda.so", c"libcuda.so.1"].iter().find_map(|name| {
         // SAFETY: a NUL-terminated name; RTLD_NOLOAD loads nothing and runs no initialiser.
         let h = unsafe { dlopen(name.as_ptr(), RTLD_NOW | RTLD_NOLOAD) };
-        (!h.is_null()).then_some(h)
+        (!h.is_null() && is_simulated(h)).then_some(h)
     })
 }
 
@@ -106,10 +112,13 @@ pub fn install_from(path: &Path) -> Result<PathBuf, SelectError> {
     if let Some((_, p)) = installed.as_ref() {
         return Ok(p.clone());
     }
-    if let Some(h) = loaded_driver() {
-        if !is_simulated(h) {
-            return Err(SelectError("a CUDA driver library is already loaded in this process: select the simulated one before the first CUDA call".into()));
-        }
+    // cudarc asks for `libcuda.so` first: if another driver answers to that name, cudarc
+    // may already be bound to it. (A real `libcuda.so.1` that a probe loaded does not
+    // matter: the name cudarc asks for first is this library's soname.)
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD loads nothing.
+    let taken = unsafe { dlopen(c"libcuda.so".as_ptr(), RTLD_NOW | RTLD_NOLOAD) };
+    if !taken.is_null() && !is_simulated(taken) {
+        return Err(SelectError("a CUDA driver library is already loaded in this process: select the simulated one before the first CUDA call".into()));
     }
     let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| SelectError(format!("{} holds a NUL byte", path.display())))?;
     // SAFETY: a NUL-terminated path. The library's initialisers are Rust statics only; the
@@ -127,7 +136,7 @@ pub fn install_from(path: &Path) -> Result<PathBuf, SelectError> {
 
 /// Whether the CUDA driver this process loaded is the simulated one.
 pub fn is_installed() -> bool {
-    loaded_driver().is_some_and(is_simulated)
+    loaded_driver().is_some()
 }
 
 /// Fills `dir` with `libcuda.so.1` and `libcuda.so` links to the library at `lib`, for a
@@ -151,7 +160,7 @@ pub fn library_dir(lib: &Path, dir: &Path) -> Result<PathBuf, SelectError> {
 /// PTX line and address of a memcheck fault), or `None` when there was none or the
 /// simulated driver is not loaded.
 pub fn fault_report() -> Option<String> {
-    let h = loaded_driver().filter(|&h| is_simulated(h))?;
+    let h = loaded_driver()?;
     // SAFETY: a live handle of the simulated library and a NUL-terminated name.
     let f = unsafe { dlsym(h, c"ptxSimDriverFaultReport".as_ptr()) };
     // SAFETY: the symbol is `ptxSimDriverFaultReport` of fault.rs, of this signature.
