@@ -91,7 +91,9 @@ fn real_devices() -> Result<i32, SelectError> {
         return Err(SelectError::new("libcuda.so.1 lacks cuInit or cuDeviceGetCount".into()));
     }
     // SAFETY: the driver's entry points of these C signatures.
-    let (init, count): (unsafe extern "C" fn(u32) -> u32, unsafe extern "C" fn(*mut i32) -> u32) = unsafe { (std::mem::transmute(init), std::mem::transmute(count)) };
+    type Init = unsafe extern "C" fn(u32) -> u32;
+    type Count = unsafe extern "C" fn(*mut i32) -> u32;
+    let (init, count) = unsafe { (std::mem::transmute::<*mut c_void, Init>(init), std::mem::transmute::<*mut c_void, Count>(count)) };
     let mut n = 0i32;
     // SAFETY: flags 0 and a valid out-pointer.
     let status = unsafe { init(0) };

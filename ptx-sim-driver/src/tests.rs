@@ -130,8 +130,8 @@ fn launches_check_shared_memory_and_a_fault_is_sticky_for_its_context_only() {
     let mut func = null_mut();
     // SAFETY: a NUL-terminated PTX string and valid out-pointers.
     unsafe {
-        assert_eq!(cuModuleLoadData(&mut module, b"\x7fELF\x02\x01\x01\0".as_ptr() as *const c_void), status::NO_BINARY_FOR_GPU);
-        assert_eq!(cuModuleLoadData(&mut module, b"not ptx\0".as_ptr() as *const c_void), status::INVALID_PTX);
+        assert_eq!(cuModuleLoadData(&mut module, c"\x7fELF\x02\x01\x01".as_ptr() as *const c_void), status::NO_BINARY_FOR_GPU);
+        assert_eq!(cuModuleLoadData(&mut module, c"not ptx".as_ptr() as *const c_void), status::INVALID_PTX);
         ok(cuModuleLoadData(&mut module, FILL_PTX.as_ptr() as *const c_void));
         assert_eq!(cuModuleGetFunction(&mut func, module, c"nope".as_ptr()), status::NOT_FOUND);
         ok(cuModuleGetFunction(&mut func, module, c"fill".as_ptr()));

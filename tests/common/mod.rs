@@ -104,6 +104,11 @@ pub fn random_vertical_slash(
         .expect("valid random descriptor")
 }
 
+/// Whether `ctx` runs on the simulated driver (a smaller test matrix is enough there).
+pub fn on_simulated_driver(ctx: &cudarc::driver::CudaContext) -> bool {
+    ctx.name().is_ok_and(|n| n == "ptx-sim (simulated)")
+}
+
 /// The first device's context for the GPU tests, or `None` after printing why they skip.
 ///
 /// `SPARSE_ATTN_DEVICE` chooses the driver (read here, by the tests, never by the library):
