@@ -186,7 +186,10 @@ fn tear_down(d: &mut Driver, ctx: usize) {
     d.events.retain(|_, e| e.ctx != ctx);
     d.modules.retain(|_, m| m.ctx != ctx);
     d.functions.retain(|_, f| f.ctx != ctx);
-    let owned: Vec<u64> = d.allocations.iter().filter(|(_, a)| a.ctx == ctx).map(|(&p, _)| p).collect();
+    // An allocation with a stream-ordered free pending is left to that free: it may sit
+    // on another context's stream (allocations come from the device's pool, and cudarc
+    // frees a buffer on whatever context is current), where it still runs.
+    let owned: Vec<u64> = d.allocations.iter().filter(|(_, a)| a.ctx == ctx && !a.freeing).map(|(&p, _)| p).collect();
     for p in owned {
         if let Some(a) = d.allocations.remove(&p) {
             d.allocated_bytes -= a.len;

@@ -169,3 +169,19 @@ fn launches_check_shared_memory_and_a_fault_is_sticky_for_its_context_only() {
     ok(cuModuleUnload(module));
     ok(cuCtxDestroy_v2(ctx));
 }
+
+#[test]
+fn a_stream_ordered_free_on_another_context_survives_the_owner_being_destroyed() {
+    // cudarc frees a buffer on the null stream of whatever context is current: here the
+    // buffer of `owner` is freed on `current`'s legacy stream, then `owner` is destroyed
+    // before that stream runs.
+    let current = context();
+    let owner = context();
+    let p = alloc(64);
+    ok(cuCtxSetCurrent(current));
+    ok(cuMemFreeAsync(p, null_mut()));
+    ok(cuCtxDestroy_v2(owner));
+    ok(cuCtxSetCurrent(current));
+    ok(cuCtxSynchronize());
+    ok(cuCtxDestroy_v2(current));
+}
