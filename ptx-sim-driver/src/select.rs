@@ -42,12 +42,17 @@ extern "C" {
 /// The file name cargo gives the cdylib (hashed copies in `deps/` start with the stem).
 const STEM: &str = "libptx_sim_driver";
 
-/// The newest build of the driver library next to the running executable: a test binary
-/// lives in `target/<profile>/deps`, where cargo also puts the library of a dependency,
-/// and a workspace build puts it in `target/<profile>`.
+/// The newest build of the driver library next to the running executable (its folder,
+/// the folder above, and that folder's `deps`), where cargo puts it when the executable's
+/// package depends on ptx-sim-driver or the workspace builds it.
 pub fn library_path() -> Result<PathBuf, SelectError> {
     let exe = std::env::current_exe().map_err(|e| SelectError(format!("cannot locate the running executable: {e}")))?;
-    let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
+    // Tests run from target/<profile>/deps, examples from target/<profile>/examples; the
+    // library of a dependency is in deps, that of a workspace build in <profile>.
+    let mut dirs: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(Path::to_path_buf).collect();
+    if let Some(profile) = exe.parent().and_then(Path::parent) {
+        dirs.push(profile.join("deps"));
+    }
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     for dir in &dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
