@@ -169,6 +169,9 @@ fn dense_case(shape: AttnShape, seed: u64) {
     for (i, (&l, &e)) in got_lse.iter().zip(&want.lse).enumerate() {
         assert!((l as f64 - e).abs() <= attention_cases::LSE_TOLERANCE, "{shape:?}: lse[{i}] = {l}, want {e}");
     }
+    // The simulator's work counters come through the driver (no GPU time exists here).
+    let work = ptx_sim_driver::counters(false).expect("the simulated driver is loaded");
+    assert!(work.mma > 0 && work.global_store_bytes > 0, "{work:?}");
 }
 
 #[test]

@@ -15,18 +15,22 @@
 //! from [`fault_report`]. Entry points the simulator does not model return
 //! `CUDA_ERROR_NOT_SUPPORTED` and say so on stderr once; event timing is one of them.
 //!
+//! The simulator's work counters of the launches that ran ([`counters`]) and racecheck
+//! ([`set_racecheck`]) are there too, since a simulator has no GPU time to report.
+//!
 //! The rlib side chooses the library in a process: [`install`] before the first cudarc
 //! call (tests), or [`library_dir`] for a child process's `LD_LIBRARY_PATH`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-// Each module uses only those before it: abi, errors (leaves); unsupported, fault; state
+// Each module uses only those before it: abi, errors (leaves); unsupported, fault, work; state
 // (the driver's tables and the entry wrapper); sched (deferred work); the entry points of
 // context, memory, stream, module; select and choice (the Rust API).
 pub mod abi;
 mod errors;
 mod unsupported;
 mod fault;
+mod work;
 mod state;
 mod sched;
 mod context;
@@ -39,4 +43,4 @@ mod choice;
 mod tests;
 
 pub use choice::{select, DeviceChoice, Selected};
-pub use select::{fault_report, install, install_from, is_installed, library_dir, library_path, SelectError};
+pub use select::{counters, fault_report, set_racecheck, install, install_from, is_installed, library_dir, library_path, SelectError};

@@ -121,9 +121,12 @@ impl Driver {
             }
             Op::Launch(l) => {
                 let args: Vec<&[u8]> = l.args.iter().map(Vec::as_slice).collect();
-                let opts = ptx_sim::LaunchOptions::default();
+                let opts = crate::work::launch_options();
                 match self.sim.launch(&l.module, &l.kernel, &l.config, &args, &opts) {
-                    Ok(_) => Ok(()),
+                    Ok(counters) => {
+                        crate::work::record(&counters);
+                        Ok(())
+                    }
                     Err(e) => Err(fault::report_kernel(&l.kernel, &e)),
                 }
             }

@@ -165,9 +165,7 @@ pub fn library_dir(lib: &Path, dir: &Path) -> Result<PathBuf, SelectError> {
 /// PTX line and address of a memcheck fault), or `None` when there was none or the
 /// simulated driver is not loaded.
 pub fn fault_report() -> Option<String> {
-    let h = loaded_driver()?;
-    // SAFETY: a live handle of the simulated library and a NUL-terminated name.
-    let f = unsafe { dlsym(h, c"ptxSimDriverFaultReport".as_ptr()) };
+    let f = driver_symbol(c"ptxSimDriverFaultReport")?;
     // SAFETY: the symbol is `ptxSimDriverFaultReport` of fault.rs, of this signature.
     let report: unsafe extern "C" fn(*mut c_char, usize) -> usize = unsafe { std::mem::transmute(f) };
     // SAFETY: a null buffer of length 0 only asks for the length.
@@ -180,4 +178,35 @@ pub fn fault_report() -> Option<String> {
     unsafe { report(buf.as_mut_ptr() as *mut c_char, buf.len()) };
     buf.truncate(len);
     Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The symbol `name` of the loaded simulated driver.
+fn driver_symbol(name: &CStr) -> Option<*mut c_void> {
+    let h = loaded_driver()?;
+    // SAFETY: a live handle and a NUL-terminated name.
+    let f = unsafe { dlsym(h, name.as_ptr()) };
+    (!f.is_null()).then_some(f)
+}
+
+/// The simulator's work counters summed over the launches the simulated driver ran in
+/// this process (deferred launches count once a synchronisation ran them); `reset`
+/// restarts the total. `None` when the simulated driver is not loaded.
+pub fn counters(reset: bool) -> Option<ptx_sim::Counters> {
+    let f = driver_symbol(c"ptxSimDriverCounters")?;
+    // SAFETY: `ptxSimDriverCounters` of work.rs has this signature.
+    let f = unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut u64, usize, i32) -> usize>(f) };
+    let mut a = [0u64; crate::work::FIELDS];
+    // SAFETY: `a` holds FIELDS u64.
+    unsafe { f(a.as_mut_ptr(), a.len(), reset as i32) };
+    Some(crate::work::from_array(&a))
+}
+
+/// Turns racecheck on or off for the simulated driver's later launches; false when the
+/// simulated driver is not loaded.
+pub fn set_racecheck(on: bool) -> bool {
+    let Some(f) = driver_symbol(c"ptxSimDriverSetRacecheck") else { return false };
+    // SAFETY: `ptxSimDriverSetRacecheck` of work.rs has this signature.
+    let f = unsafe { std::mem::transmute::<*mut c_void, extern "C" fn(i32)>(f) };
+    f(on as i32);
+    true
 }

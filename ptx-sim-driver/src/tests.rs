@@ -185,3 +185,14 @@ fn a_stream_ordered_free_on_another_context_survives_the_owner_being_destroyed()
     ok(cuCtxSynchronize());
     ok(cuCtxDestroy_v2(current));
 }
+
+#[test]
+fn counters_round_trip_through_the_c_layout() {
+    let mut c = ptx_sim::Counters::default();
+    let fields = crate::work::to_array(&c).len();
+    c.mma = 7;
+    c.cp_async = 9;
+    assert_eq!(crate::work::from_array(&crate::work::to_array(&c)), c);
+    // SAFETY: a null buffer only asks for the field count.
+    assert_eq!(unsafe { crate::work::ptxSimDriverCounters(null_mut(), 0, 0) }, fields);
+}
