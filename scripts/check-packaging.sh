@@ -21,7 +21,7 @@ echo "== publish dry run"
 CARGO_TARGET_DIR="$PWD/target/publish" cargo publish --locked --workspace --dry-run --allow-dirty
 
 msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
-for manifest in ptx-sim/Cargo.toml; do
+for manifest in ptx-sim/Cargo.toml ptx-sim-driver/Cargo.toml; do
   grep -q "^rust-version = \"$msrv\"" "$manifest" || { echo "error: $manifest does not declare rust-version $msrv"; exit 1; }
 done
 echo "== MSRV $msrv"

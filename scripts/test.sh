@@ -11,6 +11,9 @@ bash scripts/install-cuda-toolchain.sh nvcc >/dev/null
 # With the toolchain installed, a crate without kernels is a failure, not a skip.
 export SPARSE_ATTN_REQUIRE_KERNELS=1
 cargo test --workspace --features sparse-attn/sim "$@" -- --show-output
+# The GPU tests again, through cudarc on the simulated CUDA driver (ptx-sim-driver): the
+# same binaries, so no rebuild; tests/gpu_attention.rs thins its matrix there (~25 s).
+SPARSE_ATTN_DEVICE=sim cargo test --features sparse-attn/sim --test 'gpu_*' "$@" -- --show-output
 cargo bench --workspace --no-run
 # The perf report against FlashAttention-2 on the simulator (seq 2048, head_dim 128), with
 # the test profile's build (optimised, already compiled by the tests above).

@@ -37,7 +37,13 @@ fn run<T: AttnDtype + DeviceRepr + ValidAsZeroBits>(stream: &Arc<CudaStream>, ca
 
 fn run_matrix(filter: impl Fn(&Case) -> bool) {
     let Some(stream) = stream_or_skip() else { return };
-    let cases: Vec<Case> = matrix(1).into_iter().chain(wide_group_topk_cases()).filter(|c| filter(c)).collect();
+    // On the simulated driver (SPARSE_ATTN_DEVICE=sim) every pattern, dtype, head_dim,
+    // causal flag and GQA ratio still runs, at one shape: 63 queries against 200 keys
+    // (partial tiles, several key tiles, bottom-right causal). tests/attention_sim.rs
+    // runs the whole matrix through the simulator already.
+    let simulated = common::on_simulated_driver(stream.context());
+    let thin = |c: &Case| !simulated || (c.shape.seq_q(), c.shape.seq_k()) == (63, 200);
+    let cases: Vec<Case> = matrix(1).into_iter().filter(thin).chain(wide_group_topk_cases()).filter(|c| filter(c)).collect();
     assert!(!cases.is_empty());
     for case in &cases {
         match case.dtype {
@@ -51,7 +57,7 @@ fn run_matrix(filter: impl Fn(&Case) -> bool) {
             }
         }
     }
-    println!("{} cases passed on the GPU", cases.len());
+    println!("{} cases passed on {}", cases.len(), if simulated { "the simulated driver" } else { "the GPU" });
 }
 
 #[test]

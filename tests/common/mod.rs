@@ -104,9 +104,25 @@ pub fn random_vertical_slash(
         .expect("valid random descriptor")
 }
 
-/// The first GPU's context, or `None` after printing why a GPU test skips (the usual case
-/// where no GPU is present).
+/// Whether `ctx` runs on the simulated driver (a smaller test matrix is enough there).
+pub fn on_simulated_driver(ctx: &cudarc::driver::CudaContext) -> bool {
+    ctx.name().is_ok_and(|n| n == "ptx-sim (simulated)")
+}
+
+/// The first device's context for the GPU tests, or `None` after printing why they skip.
+///
+/// `SPARSE_ATTN_DEVICE` chooses the driver (read here, by the tests, never by the library):
+/// `cuda` a real GPU or a failure, `sim` the simulated driver (ptx-sim-driver), `auto` a
+/// real GPU when one is usable and the simulator otherwise. Unset, a real GPU is used when
+/// there is one and the tests skip otherwise.
 pub fn gpu_or_skip() -> Option<std::sync::Arc<cudarc::driver::CudaContext>> {
+    let choice = std::env::var("SPARSE_ATTN_DEVICE").ok().filter(|v| !v.is_empty());
+    if let Some(choice) = choice {
+        let parsed: ptx_sim_driver::DeviceChoice = choice.parse().unwrap_or_else(|e| panic!("SPARSE_ATTN_DEVICE: {e}"));
+        let selected = ptx_sim_driver::select(parsed).unwrap_or_else(|e| panic!("SPARSE_ATTN_DEVICE={choice}: {e}"));
+        println!("device: {selected}");
+        return Some(cudarc::driver::CudaContext::new(0).unwrap_or_else(|e| panic!("SPARSE_ATTN_DEVICE={choice}: no context: {e}")));
+    }
     match sparse_attn::cuda::gpu_context(0) {
         Ok(ctx) => Some(ctx),
         Err(reason) => {
