@@ -1,7 +1,9 @@
-//! The end-to-end methods on the PTX simulator: [`SimBackend::minference_attention`] runs
-//! the launches of [`crate::plan::minference::plan`] (estimate, convert, attend) in order,
-//! reading only what the previous launches left in the simulated device's memory, exactly
-//! as `crate::cuda::minference_attention` enqueues them on a stream.
+//! The end-to-end methods on the PTX simulator: [`SimBackend::minference_attention`] and
+//! [`SimBackend::seer_attention`] run the launches of [`crate::plan::minference::plan`]
+//! (estimate, convert, attend) and [`crate::plan::seer::plan`] (score, select, attend) in
+//! order, each reading only what the previous launches left in the simulated device's
+//! memory, exactly as `crate::cuda::minference_attention` and `seer_attention` enqueue them
+//! on a stream.
 
 use ptx_sim::{Counters, LaunchOptions};
 
@@ -9,6 +11,7 @@ use crate::error::Result;
 use crate::pattern::VsEstimateConfig;
 use crate::plan::minference::{workspace_len, MinferenceBuffers};
 use crate::plan::pipeline::PipelinePlan;
+use crate::plan::seer::{SeerBuffers, SeerConfig};
 use crate::plan::{AttnBuffers, DeviceBuffer};
 use crate::shape::{AttnDtype, AttnOptions, AttnShape, Varlen};
 use crate::sim::{HostTensors, SimBackend};
@@ -32,6 +35,15 @@ impl<T> SimPipeline<T> {
     pub fn index_warp_instructions(&self) -> u64 {
         self.steps.iter().filter(|(name, _)| *name != "attention").map(|(_, c)| c.warp_instructions).sum()
     }
+}
+
+/// Host gate weights for [`SimBackend::seer_attention`] (see `crate::cuda::GateWeights`).
+#[derive(Debug, Clone, Copy)]
+pub struct SimGate<'a, T> {
+    /// `wq [heads_q, head_dim, hidden]`, or `None` for the single-linear gate.
+    pub wq: Option<&'a [T]>,
+    /// `wk [k_heads, 3 * head_dim, hidden]`.
+    pub wk: &'a [T],
 }
 
 /// The workspace a simulated step starts with: every word `0xffff_ffff` (an f32 NaN, an i32
@@ -76,6 +88,32 @@ impl SimBackend {
         let opts = AttnOptions { return_lse: true, ..*opts };
         let bufs = MinferenceBuffers { attn, varlen: Some(&lens), workspace };
         let plan = crate::plan::minference::plan(shape, T::DTYPE, &opts, config, &bufs)?;
+        self.run_pipeline(&plan, &attn)
+    }
+
+    /// Block-sparse attention with its blocks chosen on the device by `config`, on host
+    /// tensors (contiguous BSHD, or packed by `varlen`): the counterpart of
+    /// [`crate::cuda::seer_attention`] and `seer_attention_varlen`. Always returns the LSE.
+    pub fn seer_attention<T: AttnDtype + ptx_sim::Element>(
+        &self,
+        shape: &AttnShape,
+        varlen: Option<&Varlen>,
+        opts: &AttnOptions,
+        config: &SeerConfig,
+        tensors: HostTensors<'_, T>,
+        gate: Option<SimGate<'_, T>>,
+    ) -> Result<SimPipeline<T>> {
+        let attn = self.upload_attn(shape, varlen, tensors)?;
+        let lens = varlen.map(|v| self.upload_varlen(v)).transpose()?;
+        let opts = AttnOptions { return_lse: true, ..*opts };
+        let (mut wq, mut wk) = (None, None);
+        if let Some(g) = gate {
+            wq = g.wq.map(|w| self.upload(w)).transpose()?;
+            wk = Some(self.upload(g.wk)?);
+        }
+        let workspace = dirty_workspace(self, crate::plan::seer::workspace_len(shape, T::DTYPE, &opts, config)?)?;
+        let bufs = SeerBuffers { attn, varlen: lens.as_ref(), wq, wk, workspace };
+        let plan = crate::plan::seer::plan(shape, T::DTYPE, &opts, config, &bufs)?;
         self.run_pipeline(&plan, &attn)
     }
 

@@ -140,3 +140,17 @@ pub(crate) unsafe fn launch(stream: sys::CUstream, plan: &LaunchPlan) -> Result<
     unsafe { result::launch_kernel(function, (gx, gy, gz), (bx, by, bz), plan.shared_mem_bytes(), stream, &mut args) }
         .map_err(Error::from)
 }
+
+/// Enqueues every step of `plan` in order on `stream`, stopping at the first error.
+///
+/// # Safety
+/// Every address in the plan must belong to a live allocation of `stream`'s context that
+/// holds what the plan's kernels address (as the planners check for buffers read through
+/// `super::tensors`), until the launches have run.
+pub(crate) unsafe fn launch_pipeline(stream: &std::sync::Arc<cudarc::driver::CudaStream>, plan: &crate::plan::pipeline::PipelinePlan) -> Result<()> {
+    for step in &plan.steps {
+        // SAFETY: the caller's contract covers every step.
+        unsafe { launch(stream.cu_stream(), &step.plan) }?;
+    }
+    Ok(())
+}

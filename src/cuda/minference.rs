@@ -12,7 +12,6 @@ use super::tensors::{attn_buffers, write, AttnTensors};
 use crate::error::Result;
 use crate::pattern::VsEstimateConfig;
 use crate::plan::minference::MinferenceBuffers;
-use crate::plan::pipeline::PipelinePlan;
 use crate::shape::{AttnDtype, AttnOptions, AttnShape};
 
 /// Enqueues MInference's vertical-slash attention on `stream`: estimates each head's
@@ -69,21 +68,7 @@ fn enqueue<T: AttnDtype + DeviceRepr, W: DevicePtrMut<f32>, B: DevicePtr<i32>>(
     // SAFETY: the plan's addresses come from live buffers of this stream's context, read
     // above, and the planner checked every length the kernels address; the guards hold
     // cudarc's event ordering until every launch is enqueued.
-    let launched = unsafe { launch_pipeline(stream, &plan) };
+    let launched = unsafe { super::launch::launch_pipeline(stream, &plan) };
     drop(guards);
     launched
-}
-
-/// Enqueues every step of `plan` in order on `stream`, stopping at the first error.
-///
-/// # Safety
-/// Every address in the plan must belong to a live allocation of `stream`'s context that
-/// holds what the plan's kernels address (as the planners check for buffers read through
-/// [`super::tensors`]), until the launches have run.
-pub(super) unsafe fn launch_pipeline(stream: &Arc<CudaStream>, plan: &PipelinePlan) -> Result<()> {
-    for step in &plan.steps {
-        // SAFETY: the caller's contract covers every step.
-        unsafe { super::launch::launch(stream.cu_stream(), &step.plan) }?;
-    }
-    Ok(())
 }

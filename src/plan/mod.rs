@@ -12,6 +12,8 @@
 //! - [`indexer`]: DeepSeek's lightning-indexer scores and their top-k, chunk by chunk;
 //! - [`minference`]: MInference end to end (estimate, convert, vertical-slash attention) as
 //!   one [`pipeline::PipelinePlan`] over one caller [`workspace`];
+//! - [`seer`]: block-sparse attention end to end (block scoring: pooled, SeerAttention's
+//!   gate or XAttention; selection; attention), likewise;
 //! - [`merge`]: merging partial attention states by their LSE (split-KV decode, context
 //!   parallelism);
 //! - [`decode`]: split-KV decode (with [`decode_splits`], its split heuristic, and
@@ -28,6 +30,7 @@ pub mod indexer;
 pub mod merge;
 pub mod minference;
 pub mod prefill;
+pub mod seer;
 mod tensors;
 pub mod topk_attention;
 pub mod topk_select;
