@@ -21,3 +21,7 @@ cargo run --profile test --features sim --example perf_report
 # Split-KV decode's work counters (batch 1, 32K keys, 32/4 heads); fails when it misses
 # 1/16 of the prefill kernel's mma or 85% wave efficiency.
 cargo run --profile test --features sim --example decode_report
+# MInference, SeerAttention and DSA end to end through the public cudarc API, on the
+# simulated CUDA driver: index built on the device, then the sparse attention; fails when an
+# output leaves bf16's tolerance against the host path (a few seconds).
+SPARSE_ATTN_DEVICE=sim cargo run --profile test --example sparse_methods
