@@ -21,6 +21,9 @@ cargo run --profile test --features sim --example perf_report
 # Split-KV decode's work counters (batch 1, 32K keys, 32/4 heads); fails when it misses
 # 1/16 of the prefill kernel's mma or 85% wave efficiency.
 cargo run --profile test --features sim --example decode_report
+# Vertical-slash estimation + conversion against the dense kernel at seq 32K (simulator
+# counts; the dense side a fitted model, checked at a third size); fails above 5% (~30 s).
+cargo run --profile test --features sim --example estimate_report
 # MInference, SeerAttention and DSA end to end through the public cudarc API, on the
 # simulated CUDA driver: index built on the device, then the sparse attention; fails when an
 # output leaves bf16's tolerance against the host path (a few seconds).
