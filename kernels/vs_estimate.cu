@@ -22,13 +22,15 @@
 #include "params.h"
 #include "common/instantiate.cuh"
 #include "common/mma.cuh"
+#include "common/radix_select.cuh"
 
 namespace vs_estimate {
 
 constexpr int kThreads = SA_VS_ESTIMATE_THREADS;
 constexpr int kTile = SA_VS_ESTIMATE_TILE;
 constexpr int kSelectThreads = SA_VS_ESTIMATE_SELECT_THREADS;
-constexpr int kSelectWarps = kSelectThreads / 32;
+// The selection runs the shared radix select (common/radix_select.cuh) with its CTA size.
+static_assert(kSelectThreads == SA_TOPK_SELECT_THREADS, "vs_estimate_select is one radix-select CTA");
 // The scores kernel walks head_dim in slices of 32 (two mma k-steps), so that one pair of
 // 64-row slices is all the shared memory it needs at any head_dim.
 constexpr int kSlice = 32;
@@ -302,31 +304,12 @@ __device__ __forceinline__ uint32_t order_key(float x, bool forced) {
     return (bits & 0x80000000u) != 0u ? ~bits : (bits | 0x80000000u);
 }
 
-// Exclusive prefix sum in thread order over the CTA; `total` gets the whole sum. Every
-// thread calls it; the second barrier lets the next call reuse `warp_totals`.
-__device__ __forceinline__ int block_exclusive_scan(int v, int& total, int* warp_totals) {
-    const int lane = (int)threadIdx.x % 32, warp = (int)threadIdx.x / 32;
-    int inclusive = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int up = __shfl_up_sync(0xffffffffu, inclusive, o);
-        inclusive += lane >= o ? up : 0;
-    }
-    if (lane == 31) {
-        warp_totals[warp] = inclusive;
-    }
-    __syncthreads();
-    int before = 0;
-    total = 0;
-#pragma unroll
-    for (int w = 0; w < kSelectWarps; ++w) {
-        const int t = warp_totals[w];
-        before += w < warp ? t : 0;
-        total += t;
-    }
-    __syncthreads();
-    return before + inclusive - v;
-}
+// The order keys of one unit's column or distance sums, the forced ones first.
+struct SumKeys {
+    const float* sums;
+    int forced;
+    __device__ __forceinline__ uint32_t key(int64_t j) const { return order_key(sums[j], j < forced); }
+};
 
 // CTA (unit x, kind y: 0 columns, 1 distances, sequence z). Candidates are 0 .. n, n the
 // sequence's keys (0 for an empty sequence). With n <= nnz every candidate is kept and the
@@ -364,57 +347,7 @@ __device__ __forceinline__ void select_top(const VsEstimateParams& p) {
     const float* sums = reinterpret_cast<const float*>(kind == 0 ? p.vertical_scores : p.slash_scores) +
                         ((int64_t)b * p.units + u) * p.seq_k;
 
-    constexpr int kDigitBits = 8, kBuckets = 1 << kDigitBits;
-    static_assert(kBuckets == kSelectThreads, "one histogram bucket per thread");
-    __shared__ int hist[kBuckets];
-    __shared__ int warp_totals[kSelectWarps];
-    __shared__ int s_digit, s_need;
-
-    // The top nnz holds every key whose chosen digits exceed `prefix` and the `need` largest
-    // of those matching it; n > nnz, so one bucket per pass holds the need-th.
-    uint32_t prefix = 0, mask = 0;
-    int need = nnz;
-    for (int shift = 32 - kDigitBits; shift >= 0; shift -= kDigitBits) {
-        hist[tid] = 0;
-        __syncthreads();
-        for (int j = tid; j < n; j += kSelectThreads) {
-            const uint32_t key = order_key(sums[j], j < forced);
-            if ((key & mask) == prefix) {
-                atomicAdd(&hist[(key >> shift) & (kBuckets - 1)], 1);
-            }
-        }
-        __syncthreads();
-        // Thread t holds bucket kBuckets - 1 - t: the scan counts the buckets above it.
-        const int digit = kBuckets - 1 - tid;
-        const int count = hist[digit];
-        int total;
-        const int above = block_exclusive_scan(count, total, warp_totals);
-        if (above < need && need <= above + count) {
-            s_digit = digit;
-            s_need = need - above;
-        }
-        __syncthreads();
-        prefix |= (uint32_t)s_digit << shift;
-        mask |= (uint32_t)(kBuckets - 1) << shift;
-        need = s_need;
-    }
-
-    int eq_seen = 0, written = 0;
-    for (int base = 0; base < n && written < nnz; base += kSelectThreads) {
-        const int j = base + tid;
-        const uint32_t key = j < n ? order_key(sums[j], j < forced) : 0u;
-        const int eq = j < n && key == prefix ? 1 : 0;
-        int eq_total;
-        const int eq_before = block_exclusive_scan(eq, eq_total, warp_totals);
-        const int take = j < n && (key > prefix || (eq != 0 && eq_seen + eq_before < need)) ? 1 : 0;
-        int take_total;
-        const int rank = written + block_exclusive_scan(take, take_total, warp_totals);
-        if (take != 0 && rank < nnz) {
-            put(rank, j);
-        }
-        eq_seen += eq_total;
-        written += take_total;
-    }
+    topk_select::select_top_keys(SumKeys{sums, forced}, n, nnz, [&](int rank, int64_t j) { put(rank, (int)j); });
 }
 
 }  // namespace vs_estimate

@@ -1,6 +1,7 @@
-// Per-row top-k by radix select over the scores' raw bits, shared by the selection kernels
-// (kernels/topk_select.cu, which documents the algorithm and the order, and the indexer's
-// selection step). One CTA of SA_TOPK_SELECT_THREADS selects one row.
+// Per-row top-k by radix select over 32-bit order keys, shared by the selection kernels
+// (kernels/topk_select.cu, which documents the algorithm and the order, the indexer's
+// selection step, and the vertical-slash estimator's, kernels/vs_estimate.cu). One CTA of
+// SA_TOPK_SELECT_THREADS selects one row.
 #pragma once
 #include "common/c_std.h"
 
@@ -62,19 +63,12 @@ struct Bf16Scores {
     __device__ __forceinline__ uint32_t bits(int64_t j) const { return (uint32_t)row[j] << 16; }
 };
 
-// The indices of the k largest of scores [0, n) (bits(j) the f32 bits of score j), ascending,
-// written to out [k] with -1 padding. Every thread of the CTA calls it with the same
-// arguments (n >= 0, k >= 1).
-template <typename Scores>
-__device__ __forceinline__ void select_topk(const Scores& scores, int64_t n, int k, int32_t* out) {
+// The k largest of candidates [0, n) by keys.key(j) (a 32-bit order key: larger ranks first,
+// equal keys to the lower index): put(rank, j) for each, rank 0 .. k - 1 in ascending j.
+// Every thread of the CTA calls it with the same arguments (n > k >= 1).
+template <typename Keys, typename Put>
+__device__ __forceinline__ void select_top_keys(const Keys& keys, int64_t n, int k, Put put) {
     const int tid = (int)threadIdx.x;
-    // Every candidate is selected: no scores to read.
-    if (n <= k) {
-        for (int j = tid; j < k; j += kThreads) {
-            out[j] = j < n ? j : -1;
-        }
-        return;
-    }
 
     __shared__ int hist[kBuckets];
     __shared__ int warp_totals[kWarps];
@@ -90,7 +84,7 @@ __device__ __forceinline__ void select_topk(const Scores& scores, int64_t n, int
         hist[tid] = 0;
         __syncthreads();
         for (int64_t j = tid; j < n; j += kThreads) {
-            const uint32_t key = order_key(scores.bits(j));
+            const uint32_t key = keys.key(j);
             if ((key & mask) == prefix) {
                 atomicAdd(&hist[(key >> shift) & (kBuckets - 1)], 1);
             }
@@ -119,7 +113,7 @@ __device__ __forceinline__ void select_topk(const Scores& scores, int64_t n, int
     int eq_seen = 0, written = 0;
     for (int64_t base = 0; base < n && written < k; base += kThreads) {
         const int64_t j = base + tid;
-        const uint32_t key = j < n ? order_key(scores.bits(j)) : 0u;
+        const uint32_t key = j < n ? keys.key(j) : 0u;
         const int eq = j < n && key == prefix ? 1 : 0;
         int eq_total;
         const int eq_before = block_exclusive_scan(eq, eq_total, warp_totals);
@@ -127,11 +121,32 @@ __device__ __forceinline__ void select_topk(const Scores& scores, int64_t n, int
         int take_total;
         const int pos = written + block_exclusive_scan(take, take_total, warp_totals);
         if (take != 0 && pos < k) {
-            out[pos] = (int32_t)j;
+            put(pos, j);
         }
         eq_seen += eq_total;
         written += take_total;
     }
+}
+
+// The order keys of a row of scores (bits(j) the f32 bits of score j).
+template <typename Scores>
+struct ScoreKeys {
+    Scores scores;
+    __device__ __forceinline__ uint32_t key(int64_t j) const { return order_key(scores.bits(j)); }
+};
+
+// The indices of the k largest of scores [0, n), ascending, written to out [k] with -1
+// padding. Every thread of the CTA calls it with the same arguments (n >= 0, k >= 1).
+template <typename Scores>
+__device__ __forceinline__ void select_topk(const Scores& scores, int64_t n, int k, int32_t* out) {
+    // Every candidate is selected: no scores to read.
+    if (n <= k) {
+        for (int j = (int)threadIdx.x; j < k; j += kThreads) {
+            out[j] = j < n ? j : -1;
+        }
+        return;
+    }
+    select_top_keys(ScoreKeys<Scores>{scores}, n, k, [&](int pos, int64_t j) { out[pos] = (int32_t)j; });
 }
 
 }  // namespace topk_select
