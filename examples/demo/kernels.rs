@@ -1,6 +1,7 @@
-//! The demo's kernel section: runs the index-conversion kernel and every attention kernel
-//! through the public cudarc API (`sparse_attn::cuda`), on the device `SPARSE_ATTN_DEVICE`
-//! picks, and checks each against the CPU reference.
+//! The demo's kernel section: runs the index-conversion kernel, every attention kernel and
+//! split-KV decode (split kernel + merge) through the public cudarc API
+//! (`sparse_attn::cuda`), on the device `SPARSE_ATTN_DEVICE` picks, and checks each against
+//! the CPU reference.
 //!
 //! On a GPU it prints wall times measured around a synchronised launch; on the simulated
 //! CUDA driver (ptx-sim-driver) it prints the simulator's work counters instead (never a
@@ -11,11 +12,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
 use ptx_sim_driver::{DeviceChoice, Selected};
-use sparse_attn::cuda::{attention, convert_on_gpu, upload, AttnTensors};
+use sparse_attn::cuda::{attention, convert_on_gpu, decode, upload, AttnTensors, DecodeTensors};
 use sparse_attn::pattern::vs_convert::convert;
+use sparse_attn::plan::decode::{workspace_len, DecodeOptions, DecodeSource};
+use sparse_attn::plan::AttnLayouts;
 use sparse_attn::{AttnOptions, AttnShape, Error, Result, Source};
 
 use crate::data::Inputs;
@@ -43,7 +47,7 @@ pub fn select_device() -> std::result::Result<Option<Device>, Box<dyn std::error
         return Ok(None);
     }
     let setting = std::env::var("SPARSE_ATTN_DEVICE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "auto".into());
-    let choice: DeviceChoice = setting.parse()?;
+    let choice: DeviceChoice = setting.parse().map_err(|e| format!("SPARSE_ATTN_DEVICE: {e}"))?;
     let selected = ptx_sim_driver::select(choice).map_err(|e| format!("SPARSE_ATTN_DEVICE={setting}: {e}"))?;
     let ctx = CudaContext::new(0)?;
     println!("device: {selected}, \"{}\" (SPARSE_ATTN_DEVICE={setting}); kernels run through sparse_attn::cuda (cudarc)", ctx.name()?);
@@ -84,29 +88,42 @@ pub fn run_all(device: &Device, shape: &AttnShape, opts: &AttnOptions, inputs: &
             }
         }
         let run = run_kernel(device, shape, opts, inputs, &case.source)?;
-        let (err, lse_err) = errors(&run, &case.reference.out, &case.reference.lse);
-        let cost = match run.cost {
-            Cost::Seconds(s) => {
-                let dense = *dense_cost.get_or_insert(s);
-                format!("{:.3} ms ({:.2}x dense)", s * 1e3, dense / s)
-            }
-            Cost::Sim { mma, warp_instructions } => {
-                let dense = *dense_cost.get_or_insert(mma as f64);
-                format!("{mma} mma ({:.1}%), {:.1}M warp-instr", 100.0 * mma as f64 / dense, warp_instructions as f64 / 1e6)
-            }
-        };
-        println!("{:<34} {err:>11.2e} {lse_err:>11.2e} {cost:>36}", case.name);
-        if err > BF16_TOLERANCE || lse_err > LSE_TOLERANCE {
-            return Err(Error::DescriptorMismatch {
-                reason: format!("{}: kernel differs from the CPU reference (out {err:e}, LSE {lse_err:e})", case.name),
-            });
-        }
+        report(case.name, &run, &case.reference.out, &case.reference.lse, &mut dense_cost)?;
+    }
+    // Decode of the last token over the whole cache: the last row of dense attention.
+    if let Some(dense) = cases.iter().find(|c| matches!(c.source, Source::Dense)) {
+        let row = (shape.seq_q() - 1) * shape.heads_q() * shape.head_dim();
+        let out = &dense.reference.out[row..row + shape.heads_q() * shape.head_dim()];
+        let lse: Vec<f64> = (0..shape.heads_q()).map(|h| dense.reference.lse[(h + 1) * shape.seq_q() - 1]).collect();
+        let run = run_decode(device, shape, inputs)?;
+        report("decode (last token, split-KV)", &run, out, &lse, &mut dense_cost)?;
     }
     println!("\nmax |err|: largest difference between the bf16 kernel output and the f64 reference (bound {BF16_TOLERANCE});");
     println!("LSE |err| likewise for the log-sum-exp (bound {LSE_TOLERANCE}).");
     if device.on_sim {
         println!("mma: the simulator's mma.sync count of the launch (its share of dense's); warp-instr: all");
         println!("warp-instructions it executed. Simulator counts, not GPU times.");
+    }
+    Ok(())
+}
+
+/// Prints one kernel's errors and cost, and fails beyond the tolerances. The first timed or
+/// counted kernel is the dense baseline the others are compared with.
+fn report(name: &str, run: &Run, out: &[f64], lse: &[f64], dense_cost: &mut Option<f64>) -> Result<()> {
+    let (err, lse_err) = errors(run, out, lse);
+    let cost = match run.cost {
+        Cost::Seconds(s) => {
+            let dense = *dense_cost.get_or_insert(s);
+            format!("{:.3} ms ({:.2}x dense)", s * 1e3, dense / s)
+        }
+        Cost::Sim { mma, warp_instructions } => {
+            let dense = *dense_cost.get_or_insert(mma as f64);
+            format!("{mma} mma ({:.1}%), {:.1}M warp-instr", 100.0 * mma as f64 / dense, warp_instructions as f64 / 1e6)
+        }
+    };
+    println!("{name:<34} {err:>11.2e} {lse_err:>11.2e} {cost:>36}");
+    if err > BF16_TOLERANCE || lse_err > LSE_TOLERANCE {
+        return Err(Error::DescriptorMismatch { reason: format!("{name}: kernel differs from the CPU reference (out {err:e}, LSE {lse_err:e})") });
     }
     Ok(())
 }
@@ -123,8 +140,54 @@ fn errors(run: &Run, out: &[f64], lse: &[f64]) -> (f64, f64) {
     (if err.is_nan() { f64::INFINITY } else { err }, if lse_err.is_nan() { f64::INFINITY } else { lse_err })
 }
 
-/// One attention launch through `sparse_attn::cuda::attention`: timed on a GPU (the second of
-/// two launches, the first loading the module), counted once on the simulator.
+/// Runs `launch` once on the simulator, with its work counters, or twice on a GPU, timing
+/// the second (the first loads the module).
+fn measure(device: &Device, mut launch: impl FnMut() -> Result<()>) -> Result<Cost> {
+    let stream = &device.stream;
+    stream.synchronize()?;
+    if device.on_sim {
+        // Uploads run no kernel; the reset drops the counts of earlier work.
+        ptx_sim_driver::counters(true);
+        launch()?;
+        stream.synchronize()?;
+        let c = ptx_sim_driver::counters(true).unwrap_or_default();
+        return Ok(Cost::Sim { mma: c.mma, warp_instructions: c.warp_instructions });
+    }
+    let mut seconds = 0.0;
+    for _ in 0..2 {
+        stream.synchronize()?;
+        let start = Instant::now();
+        launch()?;
+        stream.synchronize()?;
+        seconds = start.elapsed().as_secs_f64();
+    }
+    Ok(Cost::Seconds(seconds))
+}
+
+/// Split-KV decode (`sparse_attn::cuda::decode`: the split kernel, then the merge) of the
+/// last query token over the whole cache, with the LSE.
+fn run_decode(device: &Device, shape: &AttnShape, inputs: &Inputs) -> Result<Run> {
+    let stream = &device.stream;
+    let seq = shape.seq_k();
+    let step = AttnShape::new(shape.batch(), 1, seq, shape.heads_q(), shape.heads_kv(), shape.head_dim())?;
+    let sm_count = stream.context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as usize;
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count };
+    let seqlens = vec![seq as i32];
+    let last = (shape.seq_q() - 1) * shape.heads_q() * shape.head_dim();
+    let q = stream.clone_htod(&inputs.q[last..])?;
+    let (k, v, seqlens_k) = (stream.clone_htod(&inputs.k)?, stream.clone_htod(&inputs.v)?, stream.clone_htod(&seqlens)?);
+    let mut out = stream.alloc_zeros::<bf16>(step.q_len())?;
+    let mut lse = stream.alloc_zeros::<f32>(step.lse_len())?;
+    let mut workspace = stream.alloc_zeros::<f32>(workspace_len(&step, None, &opts, &DecodeSource::<Vec<i32>>::Dense)?.max(1))?;
+    let cost = measure(device, || {
+        let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: Some(&mut lse), layouts: AttnLayouts::contiguous(&step) };
+        let meta = DecodeTensors { seqlens_k: &seqlens_k, host_seqlens_k: Some(&seqlens), pages: None, packed: None };
+        decode(stream, &step, &opts, tensors, meta, &mut workspace, &DecodeSource::<CudaSlice<i32>>::Dense)
+    })?;
+    Ok(Run { out: stream.clone_dtoh(&out)?, lse: stream.clone_dtoh(&lse)?, cost })
+}
+
+/// One attention launch through `sparse_attn::cuda::attention`, measured by [`measure`].
 fn run_kernel(device: &Device, shape: &AttnShape, opts: &AttnOptions, inputs: &Inputs, source: &Source<Cow<'_, [i32]>>) -> Result<Run> {
     let stream = &device.stream;
     let q = stream.clone_htod(&inputs.q)?;
@@ -135,24 +198,6 @@ fn run_kernel(device: &Device, shape: &AttnShape, opts: &AttnOptions, inputs: &I
     let opts = AttnOptions { return_lse: true, ..*opts };
     // Index tensors are uploaded before the clock starts; the timed part is the launch.
     let source = upload(stream, source)?;
-    stream.synchronize()?;
-    let cost = if device.on_sim {
-        // Uploads run no kernel; the reset drops the counts of earlier work.
-        ptx_sim_driver::counters(true);
-        attention(stream, shape, &opts, AttnTensors::contiguous(shape, &q, &k, &v, &mut out, Some(&mut lse)), &source)?;
-        stream.synchronize()?;
-        let c = ptx_sim_driver::counters(true).unwrap_or_default();
-        Cost::Sim { mma: c.mma, warp_instructions: c.warp_instructions }
-    } else {
-        let mut seconds = 0.0;
-        for _ in 0..2 {
-            stream.synchronize()?;
-            let start = Instant::now();
-            attention(stream, shape, &opts, AttnTensors::contiguous(shape, &q, &k, &v, &mut out, Some(&mut lse)), &source)?;
-            stream.synchronize()?;
-            seconds = start.elapsed().as_secs_f64();
-        }
-        Cost::Seconds(seconds)
-    };
+    let cost = measure(device, || attention(stream, shape, &opts, AttnTensors::contiguous(shape, &q, &k, &v, &mut out, Some(&mut lse)), &source))?;
     Ok(Run { out: stream.clone_dtoh(&out)?, lse: stream.clone_dtoh(&lse)?, cost })
 }
