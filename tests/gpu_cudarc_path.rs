@@ -235,3 +235,36 @@ fn kernels_above_48_kib_of_shared_memory_opt_in() {
         check(&stream.clone_dtoh(&out).unwrap(), &want, &format!("decode, head_dim {d}"));
     }
 }
+
+/// The block selection sorts a row's key blocks in shared memory, past 48 KiB beyond 4096
+/// key blocks (seq_k 256K): one non-causal row of 4097 key blocks, through cudarc, against
+/// the host rule.
+#[test]
+fn block_selection_above_48_kib_of_shared_memory_opts_in() {
+    use cudarc::driver::CudaSlice;
+    use sparse_attn::cuda::{block_select, VarlenTensors};
+    use sparse_attn::pattern::block_select::{select_row, BlockBudget, BlockSelectConfig, ScoreDims, ScoreKind};
+    use sparse_attn::plan::block_select::plan_select;
+    use sparse_attn::plan::{DeviceBuffer, DEFAULT_SHARED_MEM_BYTES};
+
+    let Some(ctx) = common::gpu_or_skip() else { return };
+    let stream = ctx.default_stream();
+    let nb = 4097;
+    let dims = ScoreDims { batch: 1, heads: 1, seq_q: 64, seq_k: nb * 64 };
+    let config = BlockSelectConfig { budget: BlockBudget::TopK(16), kind: ScoreKind::Logits, causal: false, force_sink: true, force_diagonal: false };
+    let max_blocks = config.max_blocks(nb);
+    let fake = |len| DeviceBuffer { addr: 1 << 20, len };
+    let plan = plan_select(&dims, &config, fake(nb), None, fake(1), fake(max_blocks)).unwrap();
+    println!("block selection: {nb} key blocks, {} B of dynamic shared memory", plan.shared_mem_bytes());
+    assert!(plan.shared_mem_bytes() > DEFAULT_SHARED_MEM_BYTES, "the selection no longer needs the opt-in at {nb} key blocks");
+    // Distinct scores (a permutation of 0..nb), so the top 16 have no ties.
+    let scores: Vec<f32> = (0..nb).map(|n| ((n * 7919) % nb) as f32).collect();
+    let want = select_row(&scores.iter().map(|&s| s as f64).collect::<Vec<_>>(), nb, None, &config);
+    let scores_d = stream.clone_htod(&scores).unwrap();
+    let mut count = stream.alloc_zeros::<i32>(1).unwrap();
+    let mut index = stream.alloc_zeros::<i32>(max_blocks).unwrap();
+    block_select(&stream, &dims, &config, &scores_d, None::<&VarlenTensors<'_, CudaSlice<i32>>>, &mut count, &mut index).unwrap();
+    let (count, index) = (stream.clone_dtoh(&count).unwrap(), stream.clone_dtoh(&index).unwrap());
+    assert_eq!(count[0] as usize, want.len());
+    assert_eq!(&index[..want.len()], &want[..]);
+}
