@@ -24,6 +24,10 @@ cargo run --profile test --features sim --example decode_report
 # Vertical-slash estimation + conversion against the dense kernel at seq 32K (simulator
 # counts; the dense side a fitted model, checked at a third size); fails above 5% (~30 s).
 cargo run --profile test --features sim --example estimate_report
+# The demo through the public cudarc API on the simulated CUDA driver: every attention
+# kernel, the index conversion and split-KV decode at 2K tokens against the CPU reference,
+# with the simulator's work counts (~10 s).
+SPARSE_ATTN_DEVICE=sim cargo run --profile test --features sim --example demo
 # MInference, SeerAttention and DSA end to end through the public cudarc API, on the
 # simulated CUDA driver: index built on the device, then the sparse attention; fails when an
 # output leaves bf16's tolerance against the host path (a few seconds).

@@ -3,11 +3,14 @@
 //! For each pattern it builds (or estimates) the descriptor, runs the pattern's sparse CPU
 //! reference, checks it against dense attention under the descriptor's element mask, and
 //! prints how much of the dense causal work the pattern keeps. Then it runs the CUDA
-//! kernels (index conversion, and attention for every pattern) on a GPU when one is
-//! present, otherwise on the PTX simulator, and checks them against the CPU reference.
+//! kernels (index conversion, and attention for every pattern) through the public cudarc
+//! API, `sparse_attn::cuda`, and checks them against the CPU reference: on a GPU when one
+//! is usable, otherwise on the simulated CUDA driver (ptx-sim-driver). `SPARSE_ATTN_DEVICE`
+//! = `cuda` (a GPU or an error), `sim` or `auto` (the default) picks the device.
 //!
 //! Run: `bash scripts/demo.sh` (or `cargo run --release --example demo`).
-//! Options: `--seq N` (default 4096).
+//! Options: `--seq N` (default 4096 on a GPU, 2048 on the simulator, which runs every
+//! instruction on the CPU).
 //!
 //! The inputs are synthetic: unit-variance noise plus a rotary-style positional component
 //! that makes nearby keys score higher, and a key 0 that every query likes (an attention
@@ -31,7 +34,6 @@ use sparse_attn::reference::{
 use sparse_attn::{AttnOptions, AttnShape, Error, Result, Source, SparsePattern};
 use std::borrow::Cow;
 
-
 const HEADS_Q: usize = 4;
 const HEADS_KV: usize = 1;
 const HEAD_DIM: usize = 64;
@@ -45,6 +47,10 @@ pub struct Case<'a> {
     pub converts: Option<&'a VerticalSlash>,
 }
 
+/// Default sequence lengths: a GPU runs the large problem; the simulator a small one.
+const SEQ_GPU: usize = 4096;
+const SEQ_SIM: usize = 2048;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("demo failed: {e}");
@@ -52,8 +58,11 @@ fn main() {
     }
 }
 
-fn run() -> Result<()> {
-    let seq = parse_seq();
+fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    // Before any other CUDA call: cudarc binds the driver library once per process.
+    let device = kernels::select_device()?;
+    let on_sim = device.as_ref().is_some_and(|d| d.on_sim);
+    let seq = parse_seq().unwrap_or(if on_sim { SEQ_SIM } else { SEQ_GPU });
     let shape = AttnShape::new(1, seq, seq, HEADS_Q, HEADS_KV, HEAD_DIM)?;
     let opts = AttnOptions::causal();
     let scale = opts.scale(HEAD_DIM)? as f64;
@@ -125,7 +134,8 @@ fn run() -> Result<()> {
         if exact > 1e-12 {
             return Err(Error::DescriptorMismatch {
                 reason: format!("{name}: sparse reference differs from masked dense attention by {exact:e}"),
-            });
+            }
+            .into());
         }
         cases.push(Case { name, source: pattern.source(&shape)?, reference: sparse, converts });
     }
@@ -133,7 +143,10 @@ fn run() -> Result<()> {
     println!("dense causal {BLOCK_M}x{BLOCK_N} tiles a tiled kernel visits. |sparse-masked| must be ~1e-15: the");
     println!("pattern's sparse reference equals dense attention under its element mask.\n");
 
-    kernels::run_all(&shape, &opts, &inputs, &cases)
+    match device {
+        Some(device) => Ok(kernels::run_all(&device, &shape, &opts, &inputs, &cases)?),
+        None => Ok(()),
+    }
 }
 
 fn block_tiles(pattern: &BlockSparse, shape: &AttnShape) -> Result<f64> {
@@ -160,13 +173,12 @@ fn vs_tiles(index: &VsIndex, shape: &AttnShape) -> f64 {
     kept as f64 / (dense_per_head * shape.batch() * shape.heads_q()) as f64
 }
 
-fn parse_seq() -> usize {
+fn parse_seq() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--seq") {
-        Some(i) => args.get(i + 1).and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
+    args.iter().position(|a| a == "--seq").map(|i| {
+        args.get(i + 1).and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
             eprintln!("usage: demo [--seq N]  (N >= 1)");
             std::process::exit(2)
-        }),
-        None => 4096,
-    }
+        })
+    })
 }
