@@ -40,8 +40,14 @@
 //! kept-share table (and writes the TSV, untimed) without a GPU, to check the setup on a
 //! CPU-only machine. `SPARSE_ATTN_BENCH_PROBE=1` only prints one line, `gpu: <device>` or
 //! `no GPU: <reason>`, and exits 0.
+//!
+//! `SPARSE_ATTN_DEVICE=cuda|sim|auto` picks the driver (`ptx_sim_driver::select`) before
+//! the first CUDA call. On the simulated driver nothing is timed (it has no clock): every
+//! case runs once on a small problem and its simulator work counters are printed (`sim`).
 
 mod common;
+#[path = "attention/sim.rs"]
+mod sim;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -73,6 +79,18 @@ const LOCAL_BLOCKS: usize = 16;
 const NNZ_V: usize = 1000;
 const NNZ_S: usize = 1024;
 const TOPK: usize = 2048;
+
+/// The per-head / per-row budgets of the vertical-slash and top-k cases.
+#[derive(Clone, Copy)]
+struct Budgets {
+    nnz_v: usize,
+    nnz_s: usize,
+    topk: usize,
+}
+
+impl Budgets {
+    const FULL: Budgets = Budgets { nnz_v: NNZ_V, nnz_s: NNZ_S, topk: TOPK };
+}
 
 /// Criterion's budget per case (see the module docs).
 const SAMPLES: usize = 20;
@@ -165,7 +183,8 @@ impl Case {
 }
 
 /// Builds one case's host descriptor and counts what it keeps. Untimed.
-fn build_case(spec: &'static Spec, shape: &AttnShape) -> Result<Case> {
+fn build_case(spec: &'static Spec, shape: &AttnShape, budgets: Budgets) -> Result<Case> {
+    let heads = shape.heads_q();
     let block_sparse = |d: BlockSparse| -> Result<Case> {
         let elements = common::block_sparse_elements(shape, &d)?;
         let (kept, live) = d.kept_tiles(shape, true)?; // validates
@@ -178,16 +197,16 @@ fn build_case(spec: &'static Spec, shape: &AttnShape) -> Result<Case> {
             Ok(Case { spec, pattern: Box::new(Dense), elements, tile_share: Some(1.0), converted: None })
         }
         Kind::AShape => block_sparse(AShape::new(SINK_BLOCKS, LOCAL_BLOCKS)?.to_block_sparse(shape)?),
-        Kind::BlockSparse(fraction) => block_sparse(common::random_block_sparse(shape, HEADS_Q, fraction, 0xB10C)?),
+        Kind::BlockSparse(fraction) => block_sparse(common::random_block_sparse(shape, heads, fraction, 0xB10C)?),
         Kind::VerticalSlash => {
-            let vs = common::minference_vertical_slash(shape, HEADS_Q, NNZ_V.min(shape.seq_k()), NNZ_S.min(shape.seq_k()), 0x5145)?;
+            let vs = common::minference_vertical_slash(shape, heads, budgets.nnz_v.min(shape.seq_k()), budgets.nnz_s.min(shape.seq_k()), 0x5145)?;
             let index = convert(&vs, shape)?; // validates
             let elements = common::vertical_slash_elements(shape, &index)?;
             Ok(Case { spec, pattern: Box::new(vs.clone()), elements, tile_share: None, converted: Some((index, vs)) })
         }
         Kind::Topk => {
             // Validated by `Case::source`, once: at 128K the index is 8 GiB.
-            let d = common::spread_topk(shape, TOPK, 0x70C)?;
+            let d = common::spread_topk(shape, budgets.topk, 0x70C)?;
             let elements = common::topk_elements(shape, &d);
             Ok(Case { spec, pattern: Box::new(d), elements, tile_share: None, converted: None })
         }
@@ -278,6 +297,17 @@ fn run() -> std::result::Result<(), String> {
         }
         return Ok(());
     }
+    // SPARSE_ATTN_DEVICE=cuda|sim|auto picks the driver before the first CUDA call; on the
+    // simulated one nothing is timed (see `sim`).
+    let device = std::env::var("SPARSE_ATTN_DEVICE").ok().filter(|v| !v.is_empty());
+    if let Some(choice) = device {
+        let choice: ptx_sim_driver::DeviceChoice = choice.parse().map_err(|e| format!("SPARSE_ATTN_DEVICE: {e}"))?;
+        let selected = ptx_sim_driver::select(choice).map_err(|e| e.to_string())?;
+        println!("device: {selected}");
+        if selected == ptx_sim_driver::Selected::Sim && !env_flag("SPARSE_ATTN_BENCH_PROBE") {
+            return sim::run().map_err(|e| e.to_string());
+        }
+    }
     let mut tsv = Tsv::create(std::env::var_os("SPARSE_ATTN_BENCH_TSV").map(PathBuf::from))?;
     let result = if env_flag("SPARSE_ATTN_BENCH_HOST_ONLY") {
         host_only(&shapes, &mut tsv)
@@ -315,7 +345,7 @@ fn host_only(shapes: &[AttnShape], tsv: &mut Tsv) -> Result<()> {
         print_header(shape);
         let dense = common::dense_causal_elements(shape);
         for spec in &CASES {
-            let case = build_case(spec, shape)?;
+            let case = build_case(spec, shape, Budgets::FULL)?;
             let index = index_bytes(&case.source(shape)?);
             let device_bytes = case_device_bytes(shape, &case, index);
             print_case(shape, &case, dense, device_bytes);
@@ -472,7 +502,7 @@ fn run_gpu(ctx: Arc<CudaContext>, shapes: &[AttnShape], tsv: &mut Tsv) -> Result
         let group_name = format!("prefill_seq{}_h{}kv{}_d{}_bf16_causal", shape.seq_q(), shape.heads_q(), shape.heads_kv(), shape.head_dim());
         for spec in &CASES {
             // Descriptor construction, validation and upload: all before the clock.
-            let case = build_case(spec, shape)?;
+            let case = build_case(spec, shape, Budgets::FULL)?;
             let (pattern, device_bytes) = {
                 let source = case.source(shape)?;
                 let device_bytes = case_device_bytes(shape, &case, index_bytes(&source));

@@ -7,6 +7,15 @@
 #                                             (its model column for a nominal H100, or the
 #                                             GPU SPARSE_ATTN_BENCH_MODEL_GPU names)
 #   bash scripts/gpu-bench.sh --require-gpu   as the first, but no GPU is an error (exit 1)
+#   bash scripts/gpu-bench.sh --sim           any machine: the build, then the attention bench
+#                                             on the simulated CUDA driver (SPARSE_ATTN_DEVICE=
+#                                             sim): every case launched once at seq 1024, 4 q /
+#                                             2 kv heads, budgets scaled 1/8, printing SIMULATOR
+#                                             COUNTS (warp-instructions, mma), never times. No
+#                                             GPU tests (scripts/test.sh runs them on the
+#                                             simulator), no model, no decode bench. About 5 s
+#                                             once the bench is built (after --host-only; the
+#                                             bench build alone: ~2 minutes cold on 2 cores).
 #
 # 1. Installs the pinned NVRTC 12.4 (scripts/install-cuda-toolchain.sh, as scripts/test.sh
 #    does) and builds the GPU tests (tests/gpu_*.rs) and benches/attention.rs with it and
@@ -60,8 +69,9 @@ for arg in "$@"; do
   case "$arg" in
     --host-only) mode=host-only ;;
     --require-gpu) require_gpu=1 ;;
+    --sim) mode=sim ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--host-only] [--require-gpu]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--host-only | --sim] [--require-gpu]" >&2; exit 2 ;;
   esac
 done
 
@@ -80,6 +90,26 @@ export SPARSE_ATTN_NVRTC_DIR="$nvrtc_dir"
 # With the toolchain installed, a crate without kernels is a failure, not a skip.
 export SPARSE_ATTN_REQUIRE_KERNELS=1
 echo "NVRTC: $nvrtc_dir; $(cargo --version)"
+
+if [[ "$mode" == sim ]]; then
+  # The simulator has no clock and scripts/test.sh already runs the GPU tests on it: only
+  # the bench, in its count-only mode.
+  phase "build: benches/attention.rs"
+  cargo bench -p sparse-attn --bench attention --no-run
+  phase "benches on the simulated driver (SPARSE_ATTN_DEVICE=sim): one launch per case, counts only"
+  sim_out="$(SPARSE_ATTN_DEVICE=sim cargo bench -p sparse-attn --bench attention 2>&1)" || {
+    echo "$sim_out"
+    echo "error: the attention bench failed on the simulated driver"
+    exit 1
+  }
+  echo "$sim_out"
+  echo
+  echo "== summary: SIMULATOR COUNTS on the simulated CUDA driver (ptx-sim), NOT times or GPU measurements"
+  grep -E '^(simulator run|sim: )' <<<"$sim_out" | sed 's/^sim: //' || true
+  grep -q '^done: simulator counts' <<<"$sim_out" || { echo "error: the bench did not finish its simulator run"; exit 1; }
+  phase "done (sim)"
+  exit 0
+fi
 
 gpu_tests=()
 for f in tests/gpu_*.rs; do
