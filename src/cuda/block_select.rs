@@ -11,7 +11,7 @@ use super::attention::VarlenTensors;
 use super::tensors::{read, write};
 use crate::error::Result;
 use crate::pattern::block_select::{BlockSelectConfig, ScoreDims};
-use crate::plan::block_select::{plan_scores, plan_select, ScoreBuffers, ScoreProblem};
+use crate::plan::block_select::{plan_estimate, plan_scores, plan_select, ScoreBuffers, ScoreProblem};
 use crate::shape::{AttnDtype, Bshd};
 
 /// The device tensors [`block_scores`] reads.
@@ -104,7 +104,6 @@ pub fn block_estimate<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     block_count: &mut dyn DevicePtrMut<i32>,
     block_index: &mut dyn DevicePtrMut<i32>,
 ) -> Result<()> {
-    crate::plan::block_select::check_same_mask(problem, config)?;
     let mut guards = Vec::new();
     let q = read(stream, "q", tensors.q, &mut guards)?;
     let k = read(stream, "k", tensors.k, &mut guards)?;
@@ -116,9 +115,7 @@ pub fn block_estimate<T: AttnDtype + DeviceRepr, B: DevicePtr<i32>>(
     let index = write(stream, "block_index", block_index, &mut guards)?;
     let problem = ScoreProblem { dtype: T::DTYPE, ..*problem };
     let bufs = ScoreBuffers { q, k, q_layout: tensors.q_layout, k_layout: tensors.k_layout, varlen: varlen.as_ref(), wq, wk, workspace };
-    let mut plans = plan_scores(&problem, &bufs)?;
-    let scores = crate::plan::DeviceBuffer { addr: workspace.addr, len: problem.layout()?.scores.len() };
-    plans.push(plan_select(&problem.score_dims(), config, scores, varlen.as_ref(), count, index)?);
+    let plans = plan_estimate(&problem, config, &bufs, count, index)?;
     for plan in &plans {
         // SAFETY: as in block_scores; the selection reads the scores the scoring launches
         // wrote earlier on the same stream.

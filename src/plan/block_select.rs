@@ -459,6 +459,24 @@ pub fn plan_select(
     LaunchPlan::new(MODULE, "block_select_blocks".into(), grid, [BLOCK_SELECT_THREADS, 1, 1], to_u32("shared memory", shared)?, &p)
 }
 
+/// Plans a whole estimation, scoring then selection, to run in order on one stream: the
+/// scoring launches of [`plan_scores`] into `bufs.workspace`, then [`plan_select`] over the
+/// scores they leave at its start, into `block_count` and `block_index`. The selection's mask
+/// must be the scoring's ([`check_same_mask`]).
+pub fn plan_estimate(
+    problem: &ScoreProblem,
+    config: &BlockSelectConfig,
+    bufs: &ScoreBuffers<'_>,
+    block_count: DeviceBuffer,
+    block_index: DeviceBuffer,
+) -> Result<Vec<LaunchPlan>> {
+    check_same_mask(problem, config)?;
+    let mut plans = plan_scores(problem, bufs)?;
+    let scores = DeviceBuffer { addr: bufs.workspace.addr, len: problem.layout()?.scores.len() };
+    plans.push(plan_select(&problem.score_dims(), config, scores, bufs.varlen, block_count, block_index)?);
+    Ok(plans)
+}
+
 /// Errors unless the selection's `causal` is the scoring's: causal scores leave the blocks
 /// past the diagonal at -inf, which a non-causal selection could still pick.
 pub fn check_same_mask(problem: &ScoreProblem, config: &BlockSelectConfig) -> Result<()> {

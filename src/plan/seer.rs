@@ -105,10 +105,11 @@ pub fn plan(shape: &AttnShape, dtype: DType, opts: &AttnOptions, config: &SeerCo
         wk: bufs.wk,
         workspace: scratch,
     };
-    let mut steps: Vec<PipelineStep> = super::block_select::plan_scores(&problem, &score_bufs)?.into_iter().map(|plan| PipelineStep { name: "block_scores", plan }).collect();
-    let scores = DeviceBuffer { addr: scratch.addr, len: problem.layout()?.scores.len() };
-    let select = super::block_select::plan_select(&problem.score_dims(), &config.select, scores, bufs.varlen, block_count, block_index)?;
-    steps.push(PipelineStep { name: "block_select", plan: select });
+    let estimate = super::block_select::plan_estimate(&problem, &config.select, &score_bufs, block_count, block_index)?;
+    // The last launch of the estimate is the selection; the others score.
+    let last = estimate.len() - 1;
+    let mut steps: Vec<PipelineStep> =
+        estimate.into_iter().enumerate().map(|(i, plan)| PipelineStep { name: if i == last { "block_select" } else { "block_scores" }, plan }).collect();
     let source = Source::BlockSparse(BlockSparseIndex { dims, block_count, block_index });
     let attention = match bufs.varlen {
         None => super::attention(shape, dtype, opts, attn, &source)?,
