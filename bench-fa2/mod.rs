@@ -324,7 +324,7 @@ impl Fa2Sim {
     /// output and LSE. Output and LSE start as NaN, so anything the kernel fails to write shows.
     pub fn run(&self, shape: &AttnShape, causal: bool, softmax_scale: f32, tensors: HostTensors<'_, bf16>, opts: &LaunchOptions) -> Result<Output> {
         let sim = |e: ptx_sim::SimError| e.to_string();
-        let HostTensors { q, k, v } = tensors;
+        let HostTensors { q, k, v, .. } = tensors;
         let (q_len, kv_len, lse_len) = (shape.q_len(), shape.kv_len(), shape.lse_len());
         if q.len() != q_len || k.len() != kv_len || v.len() != kv_len {
             return Err(format!("tensor lengths q {} k {} v {} do not fit {shape:?}", q.len(), k.len(), v.len()));
@@ -376,5 +376,5 @@ pub fn counters(sim: &Fa2Sim, shape: &AttnShape, causal: bool) -> Result<Counter
     let k = random_bf16(2, shape.kv_len());
     let v = random_bf16(3, shape.kv_len());
     let scale = 1.0 / (shape.head_dim() as f32).sqrt();
-    Ok(sim.run(shape, causal, scale, HostTensors { q: &q, k: &k, v: &v }, &LaunchOptions::default())?.counters)
+    Ok(sim.run(shape, causal, scale, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &LaunchOptions::default())?.counters)
 }

@@ -78,7 +78,7 @@ fn main() {
                     b.iter_custom(|iters| {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: None, layouts };
+                            let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: None, sinks: None, layouts };
                             attention(&stream, &shape, &AttnOptions::causal(), tensors, &Source::<CudaSlice<i32>>::Dense).unwrap();
                         }
                         stream.synchronize().unwrap();
@@ -87,14 +87,14 @@ fn main() {
                 });
                 for kept in [1.0, 0.1, 0.03] {
                     let source = if kept >= 1.0 { DecodeSource::Dense } else { blocks(&stream, batch, hkv, seq_k, kept) };
-                    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: false, splits: None, sm_count: sms };
+                    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: false, softcap: None, window_left: None, splits: None, sm_count: sms };
                     let mut workspace: CudaSlice<f32> = stream.alloc_zeros(workspace_len(&shape, None, &opts, &source).unwrap()).unwrap();
                     group.bench_function(format!("decode_{}_{}pct", source.name(), (kept * 100.0).round()), |b| {
                         b.iter_custom(|iters| {
                             let start = Instant::now();
                             for _ in 0..iters {
                                 let out_ref: &mut dyn DevicePtrMut<bf16> = &mut out;
-                                let tensors = AttnTensors { q: &q, k: &k, v: &v, out: out_ref, lse: None, layouts };
+                                let tensors = AttnTensors { q: &q, k: &k, v: &v, out: out_ref, lse: None, sinks: None, layouts };
                                 let meta = DecodeTensors { seqlens_k: &seqlens, host_seqlens_k: None, pages: None, packed: None };
                                 decode(&stream, &shape, &opts, tensors, meta, &mut workspace, &source).unwrap();
                             }

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (q, k, v) = (tensor(shape.q_len()), tensor(shape.kv_len()), tensor(shape.kv_len()));
     let (wq, wk) = (tensor(8 * 128 * 128), tensor(2 * 384 * 128));
-    let dense = sim.attention(&shape, &AttnOptions { causal: true, ..Default::default() }, HostTensors { q: &q, k: &k, v: &v }, &Source::<&[i32]>::Dense)?;
+    let dense = sim.attention(&shape, &AttnOptions { causal: true, ..Default::default() }, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &Source::<&[i32]>::Dense)?;
     let d = dense.counters;
     println!("shape {shape:?}; dense causal prefill: {} warp-instructions, {} global bytes", d.warp_instructions, d.global_load_bytes + d.global_store_bytes);
     let gate = GateDims { has_wq: true, k_heads: 2, hidden: 128, rope_theta: Some(1e4) };

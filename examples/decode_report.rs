@@ -52,7 +52,7 @@ fn report(sim: &SimBackend, batch: usize, seq_k: usize, heads: (usize, usize), k
     let q = tensor(batch * hq * d, 1);
     let (k, v) = (tensor(batch * seq_k * hkv * d, 2), tensor(batch * seq_k * hkv * d, 3));
     let seqlens = vec![seq_k as i32; batch];
-    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count: SMS };
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: None, sm_count: SMS };
     let source = if kept >= 1.0 { DecodeSource::Dense } else { blocks(batch, hkv, seq_k, kept) };
     let cache = DecodeCache::Contiguous { k: &k, v: &v, seqlens_k: &seqlens };
     let dec = sim.decode(&shape, &opts, &q, None, cache, &source)?;
@@ -69,8 +69,8 @@ fn report(sim: &SimBackend, batch: usize, seq_k: usize, heads: (usize, usize), k
     );
     let mut figures = Figures { wave_efficiency: wave_efficiency(ctas, SMS), mma_ratio: None };
     if with_prefill {
-        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-        let pre = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Source::<Vec<i32>>::Dense)?;
+        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
+        let pre = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &Source::<Vec<i32>>::Dense)?;
         let ratio = dec.counters.mma as f64 / pre.counters.mma.max(1) as f64;
         println!("prefill kernel on the same problem: mma {:>10}; decode / prefill = 1/{:.1}", pre.counters.mma, 1.0 / ratio);
         figures.mma_ratio = Some(ratio);

@@ -43,8 +43,8 @@ fn dense_work(seq: usize) -> (f64, f64) {
 fn dense_instructions(sim: &SimBackend, seq: usize) -> sparse_attn::Result<u64> {
     let shape = AttnShape::new(1, seq, seq, 1, 1, HEAD_DIM)?;
     let (q, k, v) = (tensor(shape.q_len(), 1), tensor(shape.kv_len(), 2), tensor(shape.kv_len(), 3));
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
-    let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Source::<Vec<i32>>::Dense)?;
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
+    let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &Source::<Vec<i32>>::Dense)?;
     Ok(out.counters.warp_instructions)
 }
 

@@ -29,6 +29,7 @@
 #include "common/mask.cuh"
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
+#include "common/score_options.cuh"
 #include "common/smem_tile.cuh"
 #include "common/tile_math.cuh"
 #include "common/varlen.cuh"
@@ -96,7 +97,9 @@ __device__ __forceinline__ uint64_t key_row(const AttnTensorParams& tp, const in
     return base + 2 * ((uint64_t)page * page_stride + token * token_stride);
 }
 
-template <typename T, int D, Keys K>
+// `Opts`: the `_opt` variant, with the score options (common/score_options.cuh); the sinks
+// join split 0's state only, so that the merge counts each once.
+template <typename T, int D, Keys K, bool Opts = false>
 __device__ __forceinline__ void decode_split(const DecodeParams& p) {
     constexpr int N = tile_slots(D);
     using KvTile = SmemTile<N, D>;
@@ -220,6 +223,11 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
     zero_fragments(acc);
     RowState st;
     st.init();
+    // Rows g and g + 8 are different tokens in general: each has its own window.
+    ScoreOptions score_opts;
+    if constexpr (Opts) {
+        score_opts.init(tp, token_of(warp * 16 + g), token_of(warp * 16 + g + 8), seq.q_len, seq.seq_k);
+    }
 
     if (n_tiles > 0) {
         // Q rows (padding rows zero-filled) staged where the K/V stages go, each warp's
@@ -247,6 +255,9 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
                 float s[kKeyBlocks][4];
                 tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
                 auto key_of = [&](int col) { return s_keys[stage][col]; };
+                if constexpr (Opts) {
+                    score_opts.apply(s, t4, key_of);
+                }
                 mask_tile(s, t4, key_of, last_key[0], last_key[1]);
                 online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);
                 tile_pv<T, D>(s, acc, v_smem(stage), lane);
@@ -258,6 +269,15 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
     // key) and the LSE (-inf then), as f32 partials.
     if (!has_rows) {
         return;
+    }
+    if constexpr (Opts) {
+        float sink[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = warp * 16 + g + 8 * r;
+            sink[r] = split == 0 && row < real_rows ? sink_raw_of(tp, head_of(row), p.softmax_scale) : -INFINITY;
+        }
+        fold_sinks<kDimBlocks>(acc, st, sink, p.scale_log2, t4);
     }
     float* out = reinterpret_cast<float*>(p.partial_out);
     float* lse = reinterpret_cast<float*>(p.partial_lse);
@@ -291,10 +311,15 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
 // One extern "C" kernel per (key source, dtype, head_dim): decode_<source>_<dtype>_hd<D>,
 // the names src/plan/decode.rs asks for. Contiguous and paged caches, padded and packed
 // queries are runtime forms of each (params.h).
+// The `_opt` variants (score options compiled in) are decode_<source>_opt_<dtype>_hd<D>.
 #define DECODE_KERNEL(name, keys, dtype_name, dtype, d)                                          \
     extern "C" __global__ void __launch_bounds__(decode::kThreads, 1)                           \
         decode_##name##_##dtype_name##_hd##d(const __grid_constant__ DecodeParams p) {          \
         decode::decode_split<dtype, d, decode::Keys::keys>(p);                                 \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(decode::kThreads, 1)                           \
+        decode_##name##_opt_##dtype_name##_hd##d(const __grid_constant__ DecodeParams p) {      \
+        decode::decode_split<dtype, d, decode::Keys::keys, true>(p);                           \
     }
 #define SA_INSTANTIATE(dtype_name, dtype, d)                            \
     DECODE_KERNEL(dense, Dense, dtype_name, dtype, d)                   \

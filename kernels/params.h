@@ -133,7 +133,22 @@ typedef struct AttnTensorParams {
     int32_t max_pages;         // entries per block_table row
     int32_t num_pages;         // pages in each cache
     int32_t page_shift;        // log2(page_size)
-    int32_t pad0;              // keeps the size a multiple of 8 explicitly; must be 0
+    // The score options engines ask for, read only by the `_opt` kernel variants (the plain
+    // kernels are built without them; the host picks `_opt` when any is on):
+    // - window_left: row r (of a sequence with seq_q rows and seq_k keys) sees no key below
+    //   r + seq_k - seq_q - window_left, the bottom-right diagonal minus the window; -1 = no
+    //   window. Intersected with whatever else masks the key.
+    // - sinks: a learned logit per query head (natural log, already in softmax units) that
+    //   joins each row's softmax denominator as exp(sink) without a value row (gpt-oss).
+    //   The LSE includes it. Decode adds it in split 0 only, so the merge counts it once.
+    // - softcap: a raw score s becomes softcap_out * tanh(s * softcap_in), with softcap_in =
+    //   scale / cap and softcap_out = cap / scale, so that scale * s' = cap * tanh(scale * s
+    //   / cap) (Gemma 2's logit softcap) and the exp2 softmax keeps its folded scale.
+    //   softcap_in = 0: no softcap.
+    int32_t window_left;       // -1 = no window
+    uint64_t sinks;            // const float [heads_q], or 0
+    float softcap_in;          // scale / cap, or 0
+    float softcap_out;         // cap / scale, or 0
 } AttnTensorParams;
 
 // attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of

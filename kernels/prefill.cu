@@ -36,6 +36,13 @@
         attn_fwd_##pattern##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) { \
         attn::loop<dtype, d, attn::source>(p);                                             \
     }
+// The `_opt` variant of a padded kernel: the same loop with the score options compiled in
+// (common/score_options.cuh), attn_fwd_<pattern>_opt_<dtype>_hd<D>.
+#define ATTN_OPT_KERNEL(pattern, loop, source, dtype_name, dtype, d)                              \
+    extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                            \
+        attn_fwd_##pattern##_opt_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {    \
+        attn::loop<dtype, d, attn::source, false, false, true>(p);                                \
+    }
 
 namespace attn {
 
@@ -72,12 +79,12 @@ using BlockSparseSourceFor = BlockSparseSource<prefill_row_blocks(D)>;
 
 // The vertical-slash loop at head_dim D: the one-block loop (Q in registers, K/V double
 // buffered) while Q fits in registers, the q_smem loop with one row block above.
-template <typename T, int D, typename Source, bool View = false, bool Paged = false>
+template <typename T, int D, typename Source, bool View = false, bool Paged = false, bool Opts = false>
 __device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
     if constexpr (D <= SA_PREFILL_PAIR_MAX_HEAD_DIM) {
-        attention_fwd_one_block<T, D, Source, View, Paged>(p);
+        attention_fwd_one_block<T, D, Source, View, Paged, Opts>(p);
     } else {
-        attention_fwd_q_smem<T, D, Source, View, Paged>(p);
+        attention_fwd_q_smem<T, D, Source, View, Paged, Opts>(p);
     }
 }
 
@@ -87,17 +94,21 @@ __device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
 // pattern's loop on its sequence's view of the params (attn::sequence_view), or leaves at
 // once when its rows start past the sequence's end. Paged: varlen queries, K / V from page
 // caches.
-#define ATTN_VIEW_KERNEL(form, paged, pattern, loop, source, dtype_name, dtype, d)                   \
+// `form` is the name's infix (varlen, paged, varlen_opt, paged_opt), `opts` whether the
+// score options are compiled in.
+#define ATTN_VIEW_KERNEL(form, paged, opts, pattern, loop, source, dtype_name, dtype, d)             \
     extern "C" __global__ void __launch_bounds__(attn::kCtaThreads, 1)                               \
         attn_fwd_##pattern##_##form##_##dtype_name##_hd##d(const __grid_constant__ AttnParams p) {  \
         __shared__ AttnParams view;                                                                  \
         __shared__ int scratch;                                                                      \
         if (attn::sequence_view<paged, attn::source::kRowBlocks * attn::kBlockM>(p, view, &scratch)) { \
-            attn::loop<dtype, d, attn::source, true, paged>(view);                                   \
+            attn::loop<dtype, d, attn::source, true, paged, opts>(view);                             \
         }                                                                                            \
     }
-#define ATTN_VARLEN_KERNEL(...) ATTN_VIEW_KERNEL(varlen, false, __VA_ARGS__)
-#define ATTN_PAGED_KERNEL(...) ATTN_VIEW_KERNEL(paged, true, __VA_ARGS__)
+#define ATTN_VARLEN_KERNEL(...) ATTN_VIEW_KERNEL(varlen, false, false, __VA_ARGS__)
+#define ATTN_PAGED_KERNEL(...) ATTN_VIEW_KERNEL(paged, true, false, __VA_ARGS__)
+#define ATTN_VARLEN_OPT_KERNEL(...) ATTN_VIEW_KERNEL(varlen_opt, false, true, __VA_ARGS__)
+#define ATTN_PAGED_OPT_KERNEL(...) ATTN_VIEW_KERNEL(paged_opt, true, true, __VA_ARGS__)
 
 // The contiguous patterns, in any form (`kernel`).
 #define SA_PAIR_KERNELS(kernel, dtype_name, dtype, d)                                    \
@@ -114,6 +125,12 @@ __device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
     SA_PAIR_KERNELS(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)     \
     SA_VS_KERNEL(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)        \
     SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)      \
-    SA_VS_KERNEL(ATTN_PAGED_KERNEL, dtype_name, dtype, d)
+    SA_VS_KERNEL(ATTN_PAGED_KERNEL, dtype_name, dtype, d)         \
+    SA_PAIR_KERNELS(ATTN_OPT_KERNEL, dtype_name, dtype, d)        \
+    SA_VS_KERNEL(ATTN_OPT_KERNEL, dtype_name, dtype, d)           \
+    SA_PAIR_KERNELS(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d) \
+    SA_VS_KERNEL(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d)    \
+    SA_PAIR_KERNELS(ATTN_PAGED_OPT_KERNEL, dtype_name, dtype, d)  \
+    SA_VS_KERNEL(ATTN_PAGED_OPT_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

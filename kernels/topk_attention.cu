@@ -22,6 +22,7 @@
 #include "common/mask.cuh"
 #include "common/mma.cuh"
 #include "common/online_softmax.cuh"
+#include "common/score_options.cuh"
 #include "common/smem_tile.cuh"
 #include "common/tile_math.cuh"
 #include "common/varlen.cuh"
@@ -52,8 +53,9 @@ struct Layout {
 };
 
 // `Paged`: K and V come from page caches through the view's block-table row
-// (common/varlen.cuh); a key whose page is outside the caches is skipped like -1.
-template <typename T, int D, bool Paged = false>
+// (common/varlen.cuh); a key whose page is outside the caches is skipped like -1. `Opts`:
+// the `_opt` variant, with the score options (common/score_options.cuh).
+template <typename T, int D, bool Paged = false, bool Opts = false>
 __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     using L = Layout<D>;
     using KvTile = typename L::KvTile;
@@ -127,6 +129,11 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     zero_fragments(acc);
     RowState st;
     st.init();
+    // Every head of the warp shares query row i, hence one window for both rows.
+    ScoreOptions score_opts;
+    if constexpr (Opts) {
+        score_opts.init(tp, i, i, p.seq_q, p.seq_k);
+    }
 
     if (n_tiles > 0 && last_key >= 0) {
         // Q: row r is query head head0 + r of query row i (rows q_head_stride apart);
@@ -148,6 +155,9 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             tile_scores<T, D>(s, q_frag, k_smem(stage), lane);
             // Every head of the warp shares query row i, hence one visibility rule.
             auto key_of = [&](int col) { return s_keys[stage][col]; };
+            if constexpr (Opts) {
+                score_opts.apply(s, t4, key_of);
+            }
             mask_tile(s, t4, key_of, last_key, last_key);
             online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);
             tile_pv<T, D>(s, acc, v_smem(stage), lane);
@@ -162,9 +172,15 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
                               (uint64_t)head0 * tp.out_head_stride);
     out.stride = 2 * tp.out_head_stride;
     out.count = rows;
+    const int head[2] = {head0 + g, head0 + g + 8};
+    if constexpr (Opts) {
+        // Padding rows (past the group's heads) take no sink: their head does not exist.
+        const float sink[2] = {g < rows ? sink_raw_of(tp, head[0], p.softmax_scale) : -INFINITY,
+                               g + 8 < rows ? sink_raw_of(tp, head[1], p.softmax_scale) : -INFINITY};
+        fold_sinks<kDimBlocks>(acc, st, sink, p.scale_log2, t4);
+    }
     float lse[2];
     write_output<T, D>(acc, st, k_smem(0), lane, p.scale_log2, out, lse);
-    const int head[2] = {head0 + g, head0 + g + 8};
     if (tp.lse != 0 && t4 == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -198,12 +214,13 @@ __device__ __forceinline__ bool sequence_view(const TopkParams& p, TopkParams& v
 // src/plan/topk_attention.rs asks for topk_attn_fwd_<dtype>_hd<D>, and for the varlen and
 // paged forms topk_attn_fwd_<form>_<dtype>_hd<D>: packed sequences, the indices packed
 // like q; a CTA past its sequence's last row leaves at once.
-#define TOPK_VIEW_KERNEL(form, paged, dtype_name, dtype, d)                                      \
+// The `_opt` variants (score options compiled in) are topk_attn_fwd[_<form>]_opt_<dtype>_hd<D>.
+#define TOPK_VIEW_KERNEL(form, paged, opts, dtype_name, dtype, d)                                \
     extern "C" __global__ void __launch_bounds__(topk::kThreads)                                \
         topk_attn_fwd_##form##_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {     \
         __shared__ TopkParams view;                                                             \
         if (topk::sequence_view<paged>(p, view)) {                                              \
-            topk::topk_attention_fwd<dtype, d, paged>(view);                                    \
+            topk::topk_attention_fwd<dtype, d, paged, opts>(view);                              \
         }                                                                                       \
     }
 #define SA_INSTANTIATE(dtype_name, dtype, d)                                                 \
@@ -211,7 +228,13 @@ __device__ __forceinline__ bool sequence_view(const TopkParams& p, TopkParams& v
         topk_attn_fwd_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {          \
         topk::topk_attention_fwd<dtype, d>(p);                                              \
     }                                                                                       \
-    TOPK_VIEW_KERNEL(varlen, false, dtype_name, dtype, d)                                   \
-    TOPK_VIEW_KERNEL(paged, true, dtype_name, dtype, d)
+    extern "C" __global__ void __launch_bounds__(topk::kThreads)                            \
+        topk_attn_fwd_opt_##dtype_name##_hd##d(const __grid_constant__ TopkParams p) {      \
+        topk::topk_attention_fwd<dtype, d, false, true>(p);                                 \
+    }                                                                                       \
+    TOPK_VIEW_KERNEL(varlen, false, false, dtype_name, dtype, d)                            \
+    TOPK_VIEW_KERNEL(paged, true, false, dtype_name, dtype, d)                              \
+    TOPK_VIEW_KERNEL(varlen_opt, false, true, dtype_name, dtype, d)                         \
+    TOPK_VIEW_KERNEL(paged_opt, true, true, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

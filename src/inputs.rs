@@ -17,6 +17,8 @@ pub struct RefInputs {
     pub k: Vec<f64>,
     /// Values, contiguous `[batch, seq_k, heads_kv, head_dim]`.
     pub v: Vec<f64>,
+    /// Attention sinks, one logit per query head (`[heads_q]`); `None` = none.
+    pub sinks: Option<Vec<f64>>,
 }
 
 impl RefInputs {
@@ -31,7 +33,12 @@ impl RefInputs {
         check_len("q", q.len(), &[shape.batch(), shape.seq_q(), shape.heads_q(), shape.head_dim()])?;
         check_len("k", k.len(), &[shape.batch(), shape.seq_k(), shape.heads_kv(), shape.head_dim()])?;
         check_len("v", v.len(), &[shape.batch(), shape.seq_k(), shape.heads_kv(), shape.head_dim()])?;
-        Ok(Self { shape, q, k, v })
+        Ok(Self { shape, q, k, v, sinks: None })
+    }
+
+    /// The same inputs with per-head attention sinks (`[heads_q]` logits).
+    pub fn with_sinks(self, sinks: &[f32]) -> Self {
+        Self { sinks: Some(sinks.iter().map(|&s| f64::from(s)).collect()), ..self }
     }
 
     pub(crate) fn q_row(&self, b: usize, i: usize, h: usize) -> &[f64] {

@@ -53,7 +53,7 @@ pub struct VsConvertParams {
 /// [`TopkParams`] (`AttnTensorParams` in kernels/params.h). Filled by the same validation
 /// for both kernels.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttnTensorParams {
     /// Device address of q, `[batch, seq_q, heads_q, head_dim]`.
     pub q: u64,
@@ -116,8 +116,15 @@ pub struct AttnTensorParams {
     pub num_pages: i32,
     /// Paged K / V: log2 of the page size.
     pub page_shift: i32,
-    /// Explicit tail padding; must be 0.
-    pub pad0: i32,
+    /// Sliding window: keys more than this many below a row's bottom-right diagonal are
+    /// masked; -1 = none. Read by the `_opt` kernels only.
+    pub window_left: i32,
+    /// Device address of f32 `sinks [heads_q]` (per-head softmax sink logits); 0 = none.
+    pub sinks: u64,
+    /// Softcap: `scale / cap`, 0 = no softcap.
+    pub softcap_in: f32,
+    /// Softcap: `cap / scale`.
+    pub softcap_out: f32,
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`

@@ -459,6 +459,15 @@ pub struct AttnOptions {
     pub softmax_scale: Option<f32>,
     /// Also produce the natural-log LSE, f32 `[batch, heads_q, seq_q]`.
     pub return_lse: bool,
+    /// Logit softcap (Gemma 2): each scaled score `x` becomes `cap * tanh(x / cap)` before
+    /// the softmax. `None` = off; `Some(cap)` needs a finite `cap > 0`.
+    pub softcap: Option<f32>,
+    /// Sliding window at token granularity: a row sees no key more than `window_left`
+    /// positions below its bottom-right diagonal (row `i` of `seq_q` rows over `seq_k` keys:
+    /// keys `>= i + seq_k - seq_q - window_left`), intersected with the pattern and the
+    /// causal mask. `Some(0)` keeps only the diagonal key; `None` = no window. At most
+    /// `i32::MAX`.
+    pub window_left: Option<usize>,
 }
 
 impl AttnOptions {
@@ -478,6 +487,35 @@ impl AttnOptions {
             None => Ok(1.0 / (head_dim as f32).sqrt()),
             Some(value) if value.is_finite() && value > 0.0 => Ok(value),
             Some(value) => Err(Error::InvalidSoftmaxScale { value, reason: "it must be finite and > 0".into() }),
+        }
+    }
+
+    /// Whether any option that only the `_opt` kernel variants implement is on (softcap or
+    /// window; sinks, a tensor, are the buffers' part).
+    pub fn has_score_options(&self) -> bool {
+        self.softcap.is_some() || self.window_left.is_some()
+    }
+
+    /// The validated softcap, `None` when off: a cap must be finite and > 0.
+    pub fn checked_softcap(&self) -> Result<Option<f32>> {
+        match self.softcap {
+            Some(cap) if !(cap.is_finite() && cap > 0.0) => Err(Error::InvalidParameter {
+                name: "softcap",
+                reason: format!("{cap} is not a finite value > 0 (use None for no softcap)"),
+            }),
+            cap => Ok(cap),
+        }
+    }
+
+    /// The validated window as the kernels take it: -1 for none, else `window_left`, which
+    /// must fit an i32.
+    pub fn checked_window_left(&self) -> Result<i32> {
+        match self.window_left {
+            None => Ok(-1),
+            Some(w) => i32::try_from(w).map_err(|_| Error::InvalidParameter {
+                name: "window_left",
+                reason: format!("{w} is larger than {} (use None for no window)", i32::MAX),
+            }),
         }
     }
 

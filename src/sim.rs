@@ -92,6 +92,8 @@ pub struct HostTensors<'a, T> {
     pub k: &'a [T],
     /// Values, `[batch, seq_k, heads_kv, head_dim]`.
     pub v: &'a [T],
+    /// Attention sinks, one f32 logit per query head; `None` = none.
+    pub sinks: Option<&'a [f32]>,
 }
 
 /// Host K/V page caches for [`SimBackend::attention_paged`].
@@ -190,6 +192,7 @@ impl SimBackend {
             v: self.upload(cache.v)?,
             out: self.alloc::<T>(total_q * shape.heads_q() * shape.head_dim())?,
             lse: Some(self.alloc::<f32>(shape.heads_q() * total_q)?),
+            sinks: None,
             layouts: AttnLayouts { q: q_layout, k: cache.layout, v: cache.layout, out: q_layout },
         };
         let paged = PagedKvBuffers {
@@ -227,6 +230,7 @@ impl SimBackend {
             v: self.upload(tensors.v)?,
             out: self.alloc::<T>(out_len)?,
             lse: Some(self.alloc::<f32>(lse_len)?),
+            sinks: tensors.sinks.map(|s| self.upload(s)).transpose()?,
             layouts,
         })
     }

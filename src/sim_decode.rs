@@ -44,8 +44,8 @@ pub struct SimDecode<T> {
 }
 
 /// How [`SimBackend::decode_with`] runs a decode step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SimDecodeRun {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimDecodeRun<'a> {
     /// Check the host copies first (the key counts, the source's index tensors with
     /// [`check_host_source`]); off, the step runs as an engine whose lengths and indices
     /// live only on the device: nothing but the sizes is checked, and the kernel skips what
@@ -54,11 +54,13 @@ pub struct SimDecodeRun {
     /// The simulator's racecheck on both launches (a shared-memory race between barriers
     /// is an error; slower).
     pub racecheck: bool,
+    /// Attention sinks, one f32 logit per query head (uploaded); `None` = none.
+    pub sinks: Option<&'a [f32]>,
 }
 
-impl Default for SimDecodeRun {
+impl Default for SimDecodeRun<'_> {
     fn default() -> Self {
-        Self { host_checks: true, racecheck: false }
+        Self { host_checks: true, racecheck: false, sinks: None }
     }
 }
 
@@ -91,7 +93,7 @@ impl SimBackend {
         packed: Option<&Varlen>,
         cache: DecodeCache<'_, T>,
         source: &DecodeSource<D>,
-        run: SimDecodeRun,
+        run: SimDecodeRun<'_>,
     ) -> Result<SimDecode<T>> {
         let seqlens_k = match cache {
             DecodeCache::Contiguous { seqlens_k, .. } => seqlens_k,
@@ -122,6 +124,7 @@ impl SimBackend {
             v: self.upload(v)?,
             out: self.alloc::<T>(rows * shape.heads_q() * shape.head_dim())?,
             lse: Some(self.alloc::<f32>(lse_len)?),
+            sinks: run.sinks.map(|s| self.upload(s)).transpose()?,
             layouts: AttnLayouts { q: q_layout, k: kv_layout, v: kv_layout, out: q_layout },
         };
         let pages = match cache {

@@ -98,7 +98,7 @@ fn reference_equals_masked_attention_on_random_shapes() {
         let shape = random_shape(&mut rng, 300);
         let a = AShape::new(rng.range(0, 2), rng.range(1, 3)).unwrap();
         let causal = case % 2 == 1;
-        let o = AttnOptions { causal, softmax_scale: None, return_lse: true };
+        let o = AttnOptions { causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
         let inputs = random_inputs(&mut rng, shape);
         let want = masked_attention(&inputs, &o, &a.element_mask(&shape, causal).unwrap()).unwrap();
         let got = a_shape_attention(&inputs, &o, &a).unwrap();

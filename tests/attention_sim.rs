@@ -56,7 +56,7 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(
     let out_len = layouts.out.batch * s.batch() + layouts.out.seq * s.seq_q() + layouts.out.head * s.heads_q() + s.head_dim();
     let out = sim.alloc::<T>(out_len).unwrap();
     let lse = sim.alloc::<f32>(s.lse_len()).unwrap();
-    let bufs = AttnBuffers { q, k, v, out, lse: Some(lse), layouts };
+    let bufs = AttnBuffers { q, k, v, out, lse: Some(lse), sinks: None, layouts };
     let plan = plan::attention(&s, T::DTYPE, &case.opts(), &bufs, source)
     .unwrap_or_else(|e| panic!("{}: plan: {e}", case.label()));
     let counters = sim.launch(&plan, opts).unwrap_or_else(|e| panic!("{}: {e}", case.label()));
@@ -312,9 +312,10 @@ fn run_fuzzed(sim: &SimBackend, shape: &AttnShape, causal: bool, source: &Source
         v: sim.upload(&vals(&mut rng, shape.kv_len())).unwrap(),
         out: sim.alloc::<half::bf16>(shape.q_len()).unwrap(),
         lse: Some(sim.alloc::<f32>(shape.lse_len()).unwrap()),
+        sinks: None,
         layouts: AttnLayouts::contiguous(shape),
     };
-    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let plan = plan::attention(shape, DType::BF16, &opts, &bufs, source).unwrap();
     sim.launch(&plan, &LaunchOptions::default()).unwrap_or_else(|e| panic!("fuzzed {shape:?}: {e}"));
     let out: Vec<half::bf16> = sim.download(bufs.out).unwrap();

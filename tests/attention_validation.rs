@@ -18,6 +18,7 @@ fn buffers(shape: &AttnShape, lse: bool) -> AttnBuffers {
         v: at(3, shape.kv_len()),
         out: at(4, shape.q_len()),
         lse: lse.then(|| at(5, shape.lse_len())),
+        sinks: None,
         layouts: AttnLayouts::contiguous(shape),
     }
 }
@@ -59,7 +60,7 @@ fn plan_err(shape: &AttnShape, opts: &AttnOptions, bufs: &AttnBuffers, source: &
 #[test]
 fn a_valid_launch_has_the_documented_geometry_and_params() {
     let s = shape();
-    let opts = AttnOptions { causal: true, softmax_scale: Some(0.5), return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: Some(0.5), return_lse: true, ..AttnOptions::default() };
     let bufs = buffers(&s, true);
     let p = plan::attention(&s, DType::BF16, &opts, &bufs, &block_sparse(&s, 2)).unwrap();
     assert_eq!(p.module(), "prefill");
@@ -411,7 +412,7 @@ fn topk_launch_geometry_and_params() {
     use sparse_attn::plan::topk_attention::{kernel_name as topk_kernel_name, shared_mem_bytes as topk_shared_mem_bytes};
     // GQA 40:2 = 20 heads per group: two warps per (row, kv head), the second half full.
     let s = AttnShape::new(2, 70, 90, 40, 2, 64).unwrap();
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let source = Source::TopK(TopkIndex { dims: TopkDims::new(2, 70, 2, 7).unwrap(), indices: index_at(0, 2 * 70 * 2 * 7) });
     let p = plan::attention(&s, DType::F16, &opts, &buffers(&s, true), &source).unwrap();
     assert_eq!((p.module(), p.kernel()), ("topk_attention", "topk_attn_fwd_f16_hd64"));

@@ -299,7 +299,7 @@ fn end_to_end_device_selection_drives_attention() {
         let p = problem::<bf16>(&case);
         assert_eq!((&p.q, &p.k), (&q, &k));
         let source = device.source(&shape).unwrap();
-        let out = sim.attention(&shape, &case.opts(), HostTensors { q: &p.q, k: &p.k, v: &p.v }, &source).unwrap();
+        let out = sim.attention(&shape, &case.opts(), HostTensors { q: &p.q, k: &p.k, v: &p.v, sinks: None }, &source).unwrap();
         let wide: Vec<f32> = out.out.iter().map(|x| x.to_f32()).collect();
         check(&case, &p.expected, &wide, &out.lse);
     }

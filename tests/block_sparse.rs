@@ -60,7 +60,7 @@ fn random_case(rng: &mut Rng, max_seq: usize) -> (AttnShape, usize, usize, Vec<b
 }
 
 fn opts(causal: bool, scale: Option<f32>) -> AttnOptions {
-    AttnOptions { causal, softmax_scale: scale, return_lse: true }
+    AttnOptions { causal, softmax_scale: scale, return_lse: true, ..AttnOptions::default() }
 }
 
 #[test]

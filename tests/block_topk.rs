@@ -296,7 +296,7 @@ fn estimated_pattern_runs_through_the_reference() {
     let shape = AttnShape::new(1, 257, 300, 4, 1, 64).unwrap();
     let inputs = random_inputs(&mut rng, shape);
     let p = estimate_block_topk(&inputs, &config(2, true, true, false, true), 0.125).unwrap();
-    let o = AttnOptions { causal: true, softmax_scale: Some(0.125), return_lse: true };
+    let o = AttnOptions { causal: true, softmax_scale: Some(0.125), return_lse: true, ..AttnOptions::default() };
     let want = masked_attention(&inputs, &o, &p.element_mask(&shape, true).unwrap()).unwrap();
     let (d_out, d_lse) = block_sparse_attention(&inputs, &o, &p).unwrap().max_abs_diff(&want);
     assert!(d_out <= 1e-12 && d_lse <= 1e-12, "out {d_out:e}, lse {d_lse:e}");

@@ -34,7 +34,7 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, case: usize, kind
     let mut rng = Rng::new(1000 + case as u64);
     let source = random_source(&mut rng, &p, kind, block_size);
     let causal = kind == 2 || !case.is_multiple_of(5);
-    let opts = DecodeOptions { causal, softmax_scale: None, return_lse: true, splits: Some(splits), sm_count: 132 };
+    let opts = DecodeOptions { causal, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: Some(splits), sm_count: 132 };
     let varlen = p.varlen();
     let shape = p.shape();
     let (pk, pv, table, max_pages, num_pages);
@@ -77,7 +77,7 @@ fn one_plan_replays_over_growing_lengths() {
     let steps = [[1, 1], [60, 7], [200, 64], [511, 512]];
     let first = Problem::<half::bf16>::new(vec![2, 2], steps[0].to_vec(), 512, (8, 2), 64, 77);
     let shape = first.shape();
-    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count: 132 };
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: None, sm_count: 132 };
     let source = DecodeSource::<sparse_attn::plan::DeviceBuffer>::Dense;
     let attn = AttnBuffers {
         q: sim.upload(&first.q).unwrap(),
@@ -85,6 +85,7 @@ fn one_plan_replays_over_growing_lengths() {
         v: sim.upload(&first.v).unwrap(),
         out: sim.alloc::<half::bf16>(first.q.len()).unwrap(),
         lse: Some(sim.alloc::<f32>(shape.lse_len()).unwrap()),
+        sinks: None,
         layouts: AttnLayouts::contiguous(&shape),
     };
     let seqlens = sim.upload(&first.seqlens_k).unwrap();
@@ -116,7 +117,7 @@ fn bad_decode_launches_are_refused() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let p = Problem::<half::f16>::new(vec![2, 2], vec![100, 50], 128, (8, 2), 64, 5);
     let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
-    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count: 132 };
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: None, sm_count: 132 };
     let dense = DecodeSource::<Vec<i32>>::Dense;
     let err = |e: Error| e.to_string();
     // q_len past 16.
@@ -147,7 +148,7 @@ fn device_indices_past_the_sequence_are_skipped_in_bounds() {
     // valid ones, and memcheck sees no stray access.
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
     let p = Problem::<half::bf16>::new(vec![1, 1], vec![100, 40], 128, (4, 1), 64, 9);
-    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: Some(2), sm_count: 132 };
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: Some(2), sm_count: 132 };
     let wild = DecodeSource::BlockSparse { block_size: 32, max_blocks: 4, block_count: vec![9, 3], block_index: vec![0, 3, 7, i32::MAX, -5, 1, 2, 0] };
     let valid = DecodeSource::BlockSparse { block_size: 32, max_blocks: 4, block_count: vec![2, 1], block_index: vec![0, 3, -1, -1, 1, -1, -1, -1] };
     let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
@@ -161,7 +162,7 @@ fn racecheck_is_clean() {
     for (kind, d) in [(0, 64), (1, 128), (2, 256), (0, 96)] {
         let p = Problem::<half::bf16>::new(vec![4, 4], vec![200, 70], 256, (8, 2), d, 3);
         let source = random_source(&mut Rng::new(4), &p, kind, 16);
-        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: Some(3), sm_count: 132 };
+        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: Some(3), sm_count: 132 };
         let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
         let run = SimDecodeRun { racecheck: true, ..Default::default() };
         let got = sim.decode_with(&p.shape(), &opts, &p.q, None, cache, &source, run).unwrap_or_else(|e| panic!("{} d{d}: {e}", source.name()));

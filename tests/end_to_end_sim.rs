@@ -53,7 +53,7 @@ fn minference_padded<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, seed: u6
     let mut rng = Rng::new(seed);
     for attempt in 0..ATTEMPTS {
         let (q, k, v) = (tensor::<T>(&mut rng, shape.q_len(), 1.5), tensor::<T>(&mut rng, shape.kv_len(), 1.5), tensor::<T>(&mut rng, shape.kv_len(), 1.0));
-        let got = sim.minference_attention(&shape, &opts, &config, HostTensors { q: &q, k: &k, v: &v }).unwrap();
+        let got = sim.minference_attention(&shape, &opts, &config, HostTensors { q: &q, k: &k, v: &v, sinks: None }).unwrap();
         let inputs = RefInputs::new(shape, &q, &k, &v).unwrap();
         let host_vs = estimate_vertical_slash(&inputs, &config, scale).unwrap();
         let host_index = convert(&host_vs, &shape).unwrap();
@@ -92,7 +92,7 @@ fn minference_varlen_estimates_each_sequence_on_its_own_lengths() {
         let q = tensor::<half::bf16>(&mut rng, varlen.total_q() * 4 * 64, 1.5);
         let k = tensor::<half::bf16>(&mut rng, varlen.total_k() * 2 * 64, 1.5);
         let v = tensor::<half::bf16>(&mut rng, varlen.total_k() * 2 * 64, 1.0);
-        let got = sim.minference_attention_varlen(&shape, &varlen, &opts, &config, HostTensors { q: &q, k: &k, v: &v }).unwrap();
+        let got = sim.minference_attention_varlen(&shape, &varlen, &opts, &config, HostTensors { q: &q, k: &k, v: &v, sinks: None }).unwrap();
         let inputs = VarlenInputs::new(shape, varlen.clone(), &q, &k, &v).unwrap();
         let host_vs = estimate_vertical_slash_varlen(&inputs, &config, 0.125).unwrap();
         let host_index = convert_varlen(&host_vs, &shape, &varlen).unwrap();
@@ -118,6 +118,7 @@ fn minference_refuses_bad_arguments_by_name() {
         v: buf(3 << 20, shape.kv_len()),
         out: buf(4 << 20, shape.q_len()),
         lse: None,
+        sinks: None,
         layouts: AttnLayouts::contiguous(&shape),
     };
     let words = workspace_len(&shape, &config).unwrap();
@@ -154,7 +155,7 @@ fn seer_padded(sim: &SimBackend, seed: u64, shape: AttnShape, config: SeerConfig
     for attempt in 0..ATTEMPTS {
         let (q, k, v) = (tensor::<half::bf16>(&mut rng, shape.q_len(), 1.5), tensor::<half::bf16>(&mut rng, shape.kv_len(), 1.5), tensor::<half::bf16>(&mut rng, shape.kv_len(), 1.0));
         let sim_gate = gate.as_ref().map(|(host, wq, wk)| SimGate { wq: host.wq.as_ref().map(|_| &wq[..]), wk });
-        let got = sim.seer_attention(&shape, None, &opts, &config, HostTensors { q: &q, k: &k, v: &v }, sim_gate).unwrap();
+        let got = sim.seer_attention(&shape, None, &opts, &config, HostTensors { q: &q, k: &k, v: &v, sinks: None }, sim_gate).unwrap();
         let inputs = RefInputs::new(shape, &q, &k, &v).unwrap();
         let (scoring, scale) = match (&config.scoring, &gate) {
             (Scoring::Gate(g), Some((host, _, _))) => (BlockScoring::Gate(host), 1.0 / (g.hidden as f64).sqrt()),
@@ -219,7 +220,7 @@ fn seer_attention_varlen_selects_each_sequence_on_its_own_lengths() {
         let q = tensor::<half::bf16>(&mut rng, varlen.total_q() * 4 * 64, 1.5);
         let k = tensor::<half::bf16>(&mut rng, varlen.total_k() * 64, 1.5);
         let v = tensor::<half::bf16>(&mut rng, varlen.total_k() * 64, 1.0);
-        let got = sim.seer_attention(&shape, Some(&varlen), &opts, &config, HostTensors { q: &q, k: &k, v: &v }, None).unwrap();
+        let got = sim.seer_attention(&shape, Some(&varlen), &opts, &config, HostTensors { q: &q, k: &k, v: &v, sinks: None }, None).unwrap();
         let inputs = VarlenInputs::new(shape, varlen.clone(), &q, &k, &v).unwrap();
         let scores = block_scores_host_varlen(&inputs, BlockScoring::Pooled, true, true, 0.125).unwrap();
         let dims = ScoreDims { batch: 3, heads: 1, seq_q: 150, seq_k: 210 };
@@ -240,7 +241,7 @@ fn seer_attention_refuses_bad_arguments_by_name() {
     let Some(sim) = backend() else { return };
     let shape = AttnShape::new(1, 100, 100, 2, 1, 64).unwrap();
     let x = vec![half::bf16::ONE; shape.q_len()];
-    let t = HostTensors { q: &x, k: &x[..shape.kv_len()], v: &x[..shape.kv_len()] };
+    let t = HostTensors { q: &x, k: &x[..shape.kv_len()], v: &x[..shape.kv_len()], sinks: None };
     let run = |config: SeerConfig, opts: AttnOptions, gate: Option<SimGate<'_, half::bf16>>| sim.seer_attention(&shape, None, &opts, &config, t, gate).map(|_| ());
     let ok = SeerConfig { scoring: Scoring::Pooled, per_kv_group: false, select: select(BlockBudget::TopK(1), ScoreKind::Logits, true) };
     run(ok, AttnOptions::causal(), None).unwrap();

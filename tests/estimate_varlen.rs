@@ -126,9 +126,9 @@ fn a_varlen_estimate_drives_the_varlen_kernel_to_the_reference() {
     let b = batch(3);
     let config = BlockTopkConfig { top_k: 2, causal: true, force_sink: true, force_diagonal: false, per_kv_group: true };
     let est = estimate_block_topk_varlen(&b.inputs(), &config, 0.125).unwrap();
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let want = varlen_block_sparse_attention(&b.inputs(), &opts, &est).unwrap();
-    let got = sim.attention_varlen(&b.shape, &b.varlen, &opts, HostTensors { q: &b.q, k: &b.k, v: &b.v }, &est.source(&b.shape).unwrap()).unwrap();
+    let got = sim.attention_varlen(&b.shape, &b.varlen, &opts, HostTensors { q: &b.q, k: &b.k, v: &b.v, sinks: None }, &est.source(&b.shape).unwrap()).unwrap();
     assert_eq!(got.out.len(), want.out.len());
     for (i, (g, w)) in got.out.iter().zip(&want.out).enumerate() {
         let bound = attention_cases::out_tolerance_at(sparse_attn::DType::BF16, *w);

@@ -50,7 +50,7 @@ fn run_case(sim: &fa2::Fa2Sim, case: &Case, want_even_mn: bool, opts: &LaunchOpt
     let p = problem::<bf16>(case);
     let scale = case.opts().scale(case.shape.head_dim()).unwrap();
     let t = Instant::now();
-    let r = sim.run(&case.shape, case.causal, scale, HostTensors { q: &p.q, k: &p.k, v: &p.v }, opts).unwrap_or_else(|e| panic!("{}: {e}", case.label()));
+    let r = sim.run(&case.shape, case.causal, scale, HostTensors { q: &p.q, k: &p.k, v: &p.v, sinks: None }, opts).unwrap_or_else(|e| panic!("{}: {e}", case.label()));
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(r.kernel.even_mn, want_even_mn, "{}: run_flash_fwd's Is_even_MN", case.label());
     let out: Vec<f32> = r.out.iter().map(|x| x.to_f32()).collect();

@@ -100,7 +100,7 @@ fn varlen_dense_matches_the_reference_on_the_gpu() {
     let mut rng = common::Rng::new(9);
     let mut tensor = |n: usize| (0..n).map(|_| half::bf16::from_f32(rng.normal() as f32)).collect::<Vec<_>>();
     let (q, k, v) = (tensor(tq * hq * d), tensor(tk * hkv * d), tensor(tk * hkv * d));
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let want = varlen_dense_attention(&VarlenInputs::new(shape, varlen.clone(), &q, &k, &v).unwrap(), &opts).unwrap();
     let (qd, kd, vd) = (stream.clone_htod(&q).unwrap(), stream.clone_htod(&k).unwrap(), stream.clone_htod(&v).unwrap());
     let mut out = stream.alloc_zeros::<half::bf16>(tq * hq * d).unwrap();
@@ -108,7 +108,7 @@ fn varlen_dense_matches_the_reference_on_the_gpu() {
     let (cq, ck) = (stream.clone_htod(varlen.cu_seqlens_q()).unwrap(), stream.clone_htod(varlen.cu_seqlens_k()).unwrap());
     let (lq, lk) = (Bshd::contiguous(tq, hq, d), Bshd::contiguous(tk, hkv, d));
     let layouts = AttnLayouts { q: lq, k: lk, v: lk, out: lq };
-    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out, lse: Some(&mut lse), layouts };
+    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out, lse: Some(&mut lse), sinks: None, layouts };
     let lens = VarlenTensors { cu_seqlens_q: &cq, cu_seqlens_k: &ck, total_q: tq, total_k: tk, host: Some(&varlen) };
     attention_varlen(&stream, &shape, lens, &opts, tensors, &sparse_attn::Source::<cudarc::driver::CudaSlice<i32>>::Dense).unwrap();
     let got: Vec<f32> = stream.clone_dtoh(&out).unwrap().iter().map(|x| x.to_f32()).collect();
@@ -154,7 +154,7 @@ fn paged_dense_equals_the_contiguous_varlen_run_on_the_gpu() {
             }
         }
     }
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: false };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: false, ..AttnOptions::default() };
     let qd = stream.clone_htod(&q).unwrap();
     let lq = Bshd::contiguous(tq, hq, d);
     let dense = Source::<CudaSlice<i32>>::Dense;
@@ -163,7 +163,7 @@ fn paged_dense_equals_the_contiguous_varlen_run_on_the_gpu() {
     let mut out_c = stream.alloc_zeros::<half::bf16>(tq * hq * d).unwrap();
     let (cq, ck) = (stream.clone_htod(varlen.cu_seqlens_q()).unwrap(), stream.clone_htod(varlen.cu_seqlens_k()).unwrap());
     let lk = Bshd::contiguous(tk, hkv, d);
-    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out_c, lse: None, layouts: AttnLayouts { q: lq, k: lk, v: lk, out: lq } };
+    let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out_c, lse: None, sinks: None, layouts: AttnLayouts { q: lq, k: lk, v: lk, out: lq } };
     let lens = VarlenTensors { cu_seqlens_q: &cq, cu_seqlens_k: &ck, total_q: tq, total_k: tk, host: Some(&varlen) };
     attention_varlen(&stream, &shape, lens, &opts, tensors, &dense).unwrap();
     // Paged.
@@ -172,7 +172,7 @@ fn paged_dense_equals_the_contiguous_varlen_run_on_the_gpu() {
     let seqlens_k = [100i32, 48];
     let (sk, bt) = (stream.clone_htod(&seqlens_k).unwrap(), stream.clone_htod(&table).unwrap());
     let cache = Bshd::contiguous(ps, hkv, d);
-    let tensors = AttnTensors { q: &qd, k: &kcd, v: &vcd, out: &mut out_p, lse: None, layouts: AttnLayouts { q: lq, k: cache, v: cache, out: lq } };
+    let tensors = AttnTensors { q: &qd, k: &kcd, v: &vcd, out: &mut out_p, lse: None, sinks: None, layouts: AttnLayouts { q: lq, k: cache, v: cache, out: lq } };
     let host = sparse_attn::plan::PagedHost { varlen_q: &varlen, seqlens_k: &seqlens_k, block_table: &table };
     let paged = PagedTensors { cu_seqlens_q: &cq, total_q: tq, seqlens_k: &sk, block_table: &bt, max_pages, page_size: ps, num_pages, host: Some(host) };
     attention_paged(&stream, &shape, paged, &opts, tensors, &dense).unwrap();

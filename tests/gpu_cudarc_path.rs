@@ -17,7 +17,7 @@ use sparse_attn::cuda::{attention_dense, AttnTensors};
 use sparse_attn::reference::{dense_attention, RefInputs, RefOutput};
 use sparse_attn::{AttnOptions, AttnShape, DType, Error};
 
-const OPTS: AttnOptions = AttnOptions { causal: true, softmax_scale: None, return_lse: false };
+const OPTS: AttnOptions = AttnOptions { causal: true, softmax_scale: None, return_lse: false, softcap: None, window_left: None };
 
 fn problem(shape: AttnShape, seed: u64) -> (Vec<f16>, Vec<f16>, Vec<f16>, RefOutput) {
     let mut rng = common::Rng::new(seed);
@@ -128,6 +128,7 @@ fn raw_outputs_aliasing_an_input_are_refused_before_any_launch() {
         v: addr(vp, shape.kv_len()),
         out: addr(out, shape.q_len()),
         lse: lse.map(|l| addr(l, shape.lse_len())),
+        sinks: None,
         layouts: AttnLayouts::contiguous(&shape),
     };
     let with_lse = AttnOptions { return_lse: true, ..OPTS };
@@ -223,13 +224,13 @@ fn kernels_above_48_kib_of_shared_memory_opt_in() {
     for d in opt_in_dims("decode", &sparse_attn::plan::decode::shared_mem_bytes) {
         let shape = AttnShape::new(1, 1, seq, heads_q, 1, d).unwrap();
         let (q, k, v, want) = problem(shape, 40);
-        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: false, splits: None, sm_count: 132 };
+        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: false, softcap: None, window_left: None, splits: None, sm_count: 132 };
         let host_source = DecodeSource::<Vec<i32>>::Dense;
         let seqlens = vec![seq as i32];
         let mut workspace: CudaSlice<f32> = stream.alloc_zeros(workspace_len(&shape, None, &opts, &host_source).unwrap().max(1)).unwrap();
         let (qd, kd, vd, sd) = (stream.clone_htod(&q).unwrap(), stream.clone_htod(&k).unwrap(), stream.clone_htod(&v).unwrap(), stream.clone_htod(&seqlens).unwrap());
         let mut out = stream.alloc_zeros::<f16>(shape.q_len()).unwrap();
-        let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out, lse: None, layouts: AttnLayouts::contiguous(&shape) };
+        let tensors = AttnTensors { q: &qd, k: &kd, v: &vd, out: &mut out, lse: None, sinks: None, layouts: AttnLayouts::contiguous(&shape) };
         let meta = DecodeTensors { seqlens_k: &sd, host_seqlens_k: Some(&seqlens), pages: None, packed: None };
         decode(&stream, &shape, &opts, tensors, meta, &mut workspace, &DecodeSource::<CudaSlice<i32>>::Dense).unwrap();
         check(&stream.clone_dtoh(&out).unwrap(), &want, &format!("decode, head_dim {d}"));

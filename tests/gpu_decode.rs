@@ -21,7 +21,7 @@ fn gpu_decode_matches_the_reference_for_every_source() {
     for (case, (kind, q_len)) in [(0, 1), (1, 4), (2, 1), (0, 4)].into_iter().enumerate() {
         let p = Problem::<half::bf16>::new(vec![q_len; 2], vec![700, 65], 1024, (8, 2), 128, case as u64);
         let source = random_source(&mut Rng::new(case as u64), &p, kind, 32);
-        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count: ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap() as usize };
+        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: None, sm_count: ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap() as usize };
         let shape = p.shape();
         let up_i32 = |x: &[i32]| stream.clone_htod(&x[..x.len().max(1)].to_vec()).unwrap();
         let device_source = match &source {
@@ -37,7 +37,7 @@ fn gpu_decode_matches_the_reference_for_every_source() {
         let mut workspace: CudaSlice<f32> = stream.alloc_zeros(workspace_len(&shape, None, &opts, &source).unwrap()).unwrap();
         let seqlens = up_i32(&p.seqlens_k);
         let lse_ref: &mut dyn DevicePtrMut<f32> = &mut lse;
-        let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: Some(lse_ref), layouts: AttnLayouts::contiguous(&shape) };
+        let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: Some(lse_ref), sinks: None, layouts: AttnLayouts::contiguous(&shape) };
         let meta = DecodeTensors { seqlens_k: &seqlens, host_seqlens_k: Some(&p.seqlens_k), pages: None, packed: None };
         decode(&stream, &shape, &opts, tensors, meta, &mut workspace, &device_source).unwrap();
         let (out, lse) = (stream.clone_dtoh(&out).unwrap(), stream.clone_dtoh(&lse).unwrap());

@@ -210,7 +210,7 @@ fn end_to_end_indexer_then_topk_attention() {
     let (k, v) = (rng.tensor::<bf16>(shape.kv_len()), rng.tensor::<bf16>(shape.kv_len()));
     let opts = AttnOptions { causal: true, ..AttnOptions::default() };
     let tokens = TopkTokens::new(2, 45, 2, 24, device.indices).unwrap();
-    let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &tokens.source(&shape).unwrap()).unwrap();
+    let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &tokens.source(&shape).unwrap()).unwrap();
     let inputs = sparse_attn::reference::RefInputs::new(shape, &q, &k, &v).unwrap();
     let want = sparse_attn::reference::topk_attention(&inputs, &opts, &TopkTokens::new(2, 45, 2, 24, host).unwrap()).unwrap();
     // bf16 output: half an ulp plus P's rounding, as the attention tests allow.

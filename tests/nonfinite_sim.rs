@@ -208,6 +208,7 @@ fn run<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, sc: &Scenario, poison:
         v,
         out: sim.alloc::<T>(s.q_len()).unwrap(),
         lse: Some(sim.alloc::<f32>(s.lse_len()).unwrap()),
+        sinks: None,
         layouts,
     };
     let source = sc.pattern.source(&s).unwrap().try_map(|_, data| sim.upload(&data)).unwrap();
@@ -347,6 +348,7 @@ fn launch_dense<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, shape: &AttnS
         v: sim.upload(v).unwrap(),
         out: sim.alloc::<T>(shape.q_len()).unwrap(),
         lse: opts.return_lse.then(|| sim.alloc::<f32>(shape.lse_len()).unwrap()),
+        sinks: None,
         layouts: AttnLayouts::contiguous(shape),
     };
     let plan = plan::attention(shape, T::DTYPE, opts, &bufs, &Source::Dense).unwrap();

@@ -27,7 +27,7 @@ fn batch(lens: Vec<(usize, usize)>, d: usize, shared: usize, seed: u64) -> Batch
 #[test]
 fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     for (d, page_size, hnd) in [(64, 16, false), (64, 128, true), (96, 32, false), (128, 16, true), (128, 128, false), (256, 32, true)] {
         // A cached prefix longer than the new queries, a sequence sharing it, a short one
         // and an empty one.
@@ -45,7 +45,7 @@ fn a_paged_run_equals_the_contiguous_run_bit_for_bit() {
 #[test]
 fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     for (d, page_size, hnd) in [(64, 16, false), (128, 64, true), (256, 16, false)] {
         let batch = batch(vec![(70, 300), (33, 200), (0, 40), (65, 65)], d, 64, 17);
         let paged = page(&batch, page_size, hnd, 64 / page_size, 23);
@@ -60,7 +60,7 @@ fn paged_vertical_slash_equals_the_contiguous_run_bit_for_bit() {
 #[test]
 fn paged_topk_equals_the_contiguous_run_bit_for_bit() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     for (d, page_size, hnd) in [(64, 16, true), (128, 32, false), (256, 128, true)] {
         let batch = batch(vec![(30, 200), (12, 90), (0, 5), (7, 7)], d, 32, 13);
         let paged = page(&batch, page_size, hnd, 32 / page_size, 21);
@@ -89,7 +89,7 @@ fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_ho
     let batch = batch(vec![(40, 200), (20, 100)], 64, 0, 3);
     let mut paged = page(&batch, 16, false, 0, 4);
     let shape = batch.shape();
-    let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     // Page 5 of sequence 0 (keys 80..95) points past the caches, page 2 of sequence 1 is -7.
     paged.block_table[5] = paged.num_pages as i32 + 1000;
     paged.block_table[paged.max_pages + 2] = -7;
@@ -106,6 +106,7 @@ fn bad_block_table_entries_stop_the_keys_on_the_device_and_are_refused_on_the_ho
         v: up(&paged.v),
         out: sim.alloc::<T>(60 * HQ * 64).unwrap(),
         lse: Some(sim.alloc::<f32>(HQ * 60).unwrap()),
+        sinks: None,
         layouts: AttnLayouts { q: q_layout, k: paged.layout, v: paged.layout, out: q_layout },
     };
     let meta = PagedKvBuffers {
@@ -132,7 +133,7 @@ fn bad_paging_arguments_are_refused() {
     let buf = |slot: u64, len: usize| DeviceBuffer { addr: slot << 30, len };
     let cache = Bshd::contiguous(16, HKV, 64);
     let q_layout = Bshd::contiguous(60, HQ, 64);
-    let bufs = AttnBuffers { q: buf(1, 60 * HQ * 64), k: buf(2, 40 * 16 * HKV * 64), v: buf(3, 40 * 16 * HKV * 64), out: buf(4, 60 * HQ * 64), lse: None, layouts: AttnLayouts { q: q_layout, k: cache, v: cache, out: q_layout } };
+    let bufs = AttnBuffers { q: buf(1, 60 * HQ * 64), k: buf(2, 40 * 16 * HKV * 64), v: buf(3, 40 * 16 * HKV * 64), out: buf(4, 60 * HQ * 64), lse: None, sinks: None, layouts: AttnLayouts { q: q_layout, k: cache, v: cache, out: q_layout } };
     let meta = |page_size: usize, num_pages: usize, max_pages: usize| PagedKvBuffers {
         cu_seqlens_q: buf(5, 3),
         total_q: 60,
@@ -203,6 +204,7 @@ fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
             v: sim.upload(&cache).unwrap(),
             out: sim.alloc::<T>(total_q * HQ * d).unwrap(),
             lse: Some(sim.alloc::<f32>(HQ * total_q).unwrap()),
+            sinks: None,
             layouts: AttnLayouts { q: q_layout, k: layout, v: layout, out: q_layout },
         };
         let meta = PagedKvBuffers {
@@ -215,7 +217,7 @@ fn fuzzed_lengths_and_block_tables_stay_in_bounds() {
             num_pages,
             host: None,
         };
-        let opts = AttnOptions { causal: round % 2 == 0, softmax_scale: None, return_lse: true };
+        let opts = AttnOptions { causal: round % 2 == 0, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
         let blocks = random_block_sparse(&mut Rng::new(round), &shape, HKV, 0.5);
         // Top-k rows of any keys the cache might hold (the kernel skips what the view hides).
         let k = 8;

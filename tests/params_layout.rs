@@ -168,14 +168,16 @@ fn rust_tensors() -> Layout {
         q_batch_stride, q_seq_stride, q_head_stride, k_batch_stride, k_seq_stride, k_head_stride,
         v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
         lse_batch_stride, lse_head_stride, cu_seqlens_q, cu_seqlens_k, total_q, total_k,
-        block_table, seqlens_k, k_page_stride, v_page_stride, max_pages, num_pages, page_shift, pad0
+        block_table, seqlens_k, k_page_stride, v_page_stride, max_pages, num_pages, page_shift, window_left,
+        sinks, softcap_in, softcap_out
     );
     l
 }
 
 /// AttnTensorParams by the C rules: 21 eight-byte fields (5 tensor addresses, 14 strides, 2
 /// cu_seqlens addresses), 2 four-byte totals, 4 eight-byte paging fields (2 addresses, 2
-/// page strides), 4 four-byte paging fields, no padding: 224 bytes, 8-byte aligned.
+/// page strides), 3 four-byte paging fields and the window, the sinks address and the two
+/// softcap floats, no padding: 240 bytes, 8-byte aligned.
 fn expected_tensors() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES), ("alignof".to_string(), 8)];
     for (k, (name, _)) in rust_tensors().into_iter().skip(2).enumerate() {
@@ -183,7 +185,9 @@ fn expected_tensors() -> Layout {
             0..21 => 8 * k,
             21..23 => 168 + 4 * (k - 21),
             23..27 => 176 + 8 * (k - 23),
-            _ => 208 + 4 * (k - 27),
+            27..31 => 208 + 4 * (k - 27),
+            31 => 224,
+            _ => 232 + 4 * (k - 32),
         };
         l.push((name, offset));
     }
@@ -191,10 +195,10 @@ fn expected_tensors() -> Layout {
 }
 
 /// Fields of AttnTensorParams.
-const TENSOR_FIELDS: usize = 31;
+const TENSOR_FIELDS: usize = 34;
 
 /// sizeof(AttnTensorParams), the first member of both kernel params structs.
-const TENSORS_BYTES: usize = 224;
+const TENSORS_BYTES: usize = 240;
 
 /// The fields of the `tensors` member of a struct that holds it at offset `base`, named as
 /// C's `offsetof` takes them (`tensors.q`).
@@ -230,7 +234,7 @@ fn rust_attn() -> Layout {
 }
 
 /// AttnParams by the C rules: the AttnTensorParams first, then 4 eight-byte index
-/// addresses, then 12 four-byte fields, no padding: 224 + 32 + 48 = 304 bytes, 8-byte
+/// addresses, then 12 four-byte fields, no padding: 240 + 32 + 48 = 320 bytes, 8-byte
 /// aligned.
 fn expected_attn() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 32 + 48), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
@@ -270,7 +274,7 @@ fn rust_topk() -> Layout {
 }
 
 /// TopkParams by the C rules: the AttnTensorParams first, then the indices address and
-/// their batch stride, then 10 four-byte fields, no padding: 224 + 16 + 40 = 280 bytes,
+/// their batch stride, then 10 four-byte fields, no padding: 240 + 16 + 40 = 296 bytes,
 /// 8-byte aligned.
 fn expected_topk() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 16 + 40), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
@@ -497,7 +501,7 @@ fn rust_decode() -> Layout {
 }
 
 /// DecodeParams by the C rules: the AttnTensorParams, five addresses, then 16 four-byte
-/// fields, no padding: 224 + 40 + 64 = 328 bytes, 8-byte aligned.
+/// fields, no padding: 240 + 40 + 64 = 344 bytes, 8-byte aligned.
 fn expected_decode() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES + 40 + 64), ("alignof".to_string(), 8), ("tensors".to_string(), 0)];
     l.extend(nested_tensors(0));

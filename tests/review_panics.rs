@@ -17,7 +17,7 @@ fn shape() -> AttnShape {
 
 /// `RefInputs` has public fields, so a caller can pair a shape with tensors of any length.
 fn inputs_with_q_len(shape: AttnShape, q_len: usize) -> RefInputs {
-    RefInputs { shape, q: vec![0.5; q_len], k: vec![0.25; shape.kv_len()], v: vec![1.0; shape.kv_len()] }
+    RefInputs { shape, q: vec![0.5; q_len], k: vec![0.25; shape.kv_len()], v: vec![1.0; shape.kv_len()], sinks: None }
 }
 
 #[test]
@@ -114,6 +114,7 @@ fn fake_buffers(shape: &AttnShape) -> AttnBuffers {
         v: DeviceBuffer { addr: at(3), len: kv },
         out: DeviceBuffer { addr: at(4), len: q },
         lse: None,
+        sinks: None,
         layouts: AttnLayouts::contiguous(shape),
     }
 }

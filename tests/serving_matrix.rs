@@ -49,7 +49,7 @@ fn run_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, pattern: &str, d:
     let (k, v) = (batch.k.concat(), batch.v.concat());
     let inputs = VarlenInputs::new(shape, vl.clone(), &batch.q, &k, &v).unwrap();
     let causal = pattern == "vertical_slash" || seed.is_multiple_of(2);
-    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let mut rng = Rng::new(seed);
     let (source, want): (Source<Vec<i32>>, VarlenOutput) = match pattern {
         "dense" => (Dense.source(&shape).unwrap().try_map(|_, x| Ok::<_, ()>(x.into_owned())).unwrap(), varlen_dense_attention(&inputs, &opts).unwrap()),

@@ -150,7 +150,7 @@ fn dense_case(shape: AttnShape, seed: u64) {
     let stream = ctx.default_stream();
     let mut rng = common::Rng::new(seed);
     let (q, k, v): (Vec<f16>, Vec<f16>, Vec<f16>) = (rng.tensor(shape.q_len()), rng.tensor(shape.kv_len()), rng.tensor(shape.kv_len()));
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let want = dense_attention(&RefInputs::new(shape, &q, &k, &v).unwrap(), &opts).unwrap();
     let (qd, kd, vd) = (stream.clone_htod(&q).unwrap(), stream.clone_htod(&k).unwrap(), stream.clone_htod(&v).unwrap());
     // Not zeroed: the driver fills fresh memory with NaN bits, so a row the kernel forgot
@@ -255,8 +255,8 @@ fn planted_out_of_bounds_launch() {
         s.device_ptr(&stream).0
     };
     let full = |a| DeviceBuffer { addr: a, len: shape.q_len() };
-    let bufs = AttnBuffers { q: full(addr(&qkv)), k: full(addr(&qkv)), v: full(addr(&qkv)), out: full(addr(&small)), lse: None, layouts: AttnLayouts::contiguous(&shape) };
-    let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: false };
+    let bufs = AttnBuffers { q: full(addr(&qkv)), k: full(addr(&qkv)), v: full(addr(&qkv)), out: full(addr(&small)), lse: None, sinks: None, layouts: AttnLayouts::contiguous(&shape) };
+    let opts = AttnOptions { causal: false, softmax_scale: None, return_lse: false, ..AttnOptions::default() };
     // SAFETY: deliberately false: `out` holds 16 elements, not the whole output. The
     // simulated driver checks every access, so the kernel faults instead of corrupting.
     unsafe { attention_raw(stream.cu_stream(), &shape, DType::F16, &opts, &bufs, &Source::Dense) }.expect("the launch is enqueued");

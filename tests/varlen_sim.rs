@@ -60,9 +60,9 @@ fn run<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, b: &Batch, causal: boo
     let (shape, vl) = (b.shape(), b.varlen());
     let dtype = T::DTYPE;
     let (q, k, v) = inputs::<T>(b, seed);
-    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let ref_inputs = VarlenInputs::new(shape, vl.clone(), &q, &k, &v).unwrap();
-    let tensors = HostTensors { q: &q, k: &k, v: &v };
+    let tensors = HostTensors { q: &q, k: &k, v: &v, sinks: None };
     let (name, got, want) = match blocks {
         None => {
             let got = sim.attention_varlen(&shape, &vl, &opts, tensors, &Dense.source(&shape).unwrap());
@@ -147,11 +147,11 @@ fn varlen_vertical_slash_matches_the_reference() {
         let vs = attention_cases::random_vertical_slash(&mut Rng::new(31), &shape, 2, 0.1);
         let index = convert_varlen(&vs, &shape, &vl).unwrap();
         let (q, k, v) = inputs::<half::bf16>(&b, 12);
-        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
         let want = sparse_attn::reference::varlen_vertical_slash_attention(&VarlenInputs::new(shape, vl.clone(), &q, &k, &v).unwrap(), &opts, &index).unwrap();
         let source = sparse_attn::Source::VerticalSlash(index.clone());
         let at = label("vertical_slash", DType::BF16, &b, true);
-        let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &k, v: &v }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
+        let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
         let out: Vec<f32> = got.out.iter().map(|x| x.to_f64() as f32).collect();
         compare(&at, DType::BF16, &want, &out, &got.lse);
     }
@@ -182,13 +182,13 @@ fn varlen_topk_matches_the_reference() {
         let packed = AttnShape::new(1, vl.total_q(), shape.seq_k(), b.heads_q, b.heads_kv, b.head_dim).unwrap();
         let topk = sparse_attn::pattern::TopkTokens::new(1, vl.total_q(), b.heads_kv, k, indices).unwrap();
         let source = topk.source(&packed).unwrap();
-        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+        let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
         let at = label("topk", if dtype_bf16 { DType::BF16 } else { DType::F16 }, &b, true);
         macro_rules! check_with {
             ($t:ty) => {{
                 let (q, kk, v) = inputs::<$t>(&b, 8);
                 let want = varlen_topk_attention(&VarlenInputs::new(shape, vl.clone(), &q, &kk, &v).unwrap(), &opts, &topk).unwrap();
-                let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &kk, v: &v }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
+                let got = sim.attention_varlen(&shape, &vl, &opts, HostTensors { q: &q, k: &kk, v: &v, sinks: None }, &source).unwrap_or_else(|e| panic!("{at}: {e}"));
                 let out: Vec<f32> = got.out.iter().map(|x| x.to_f64() as f32).collect();
                 compare(&at, <$t>::DTYPE, &want, &out, &got.lse);
             }};
@@ -214,6 +214,7 @@ fn bad_varlen_launches_are_refused_before_they_run() {
         v: buf(3, 40 * 128),
         out: buf(4, 30 * 128),
         lse: None,
+        sinks: None,
         layouts: AttnLayouts { q: packed(30), k: packed(40), v: packed(40), out: packed(30) },
     };
     let lens = |host| VarlenBuffers { cu_seqlens_q: buf(5, 3), cu_seqlens_k: buf(6, 3), total_q: 30, total_k: 40, host };
@@ -269,6 +270,7 @@ fn corrupt_device_lengths_run_as_empty_sequences() {
         v: sim.upload(&data).unwrap(),
         out,
         lse: None,
+        sinks: None,
         layouts: AttnLayouts { q: packed(total_q), k: packed(total_k), v: packed(total_k), out: packed(total_q) },
     };
     // Sequence 0: fine (rows 0..10); 1: decreasing; 2: past total and longer than 64.

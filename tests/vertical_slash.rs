@@ -261,7 +261,7 @@ fn gqa_descriptor_equals_one_repeated_per_query_head() {
 
 fn check_reference(rng: &mut Rng, s: AttnShape, vs: &VerticalSlash) {
     let inputs = common::random_inputs(rng, s);
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     let sparse = vertical_slash_attention(&inputs, &opts, vs).unwrap();
     let mask = vs.element_mask(&s, true).unwrap();
     let dense = masked_attention(&inputs, &opts, &mask).unwrap();

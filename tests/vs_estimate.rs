@@ -89,7 +89,7 @@ fn selection_is_a_top_set_of_reference_probabilities() {
         assert_eq!(sel.vertical_indexes.len(), shape.batch() * shape.heads_q() * sel.nnz_v);
         assert_eq!(sel.slash_indexes.len(), shape.batch() * shape.heads_q() * sel.nnz_s);
 
-        let opts = AttnOptions { causal: true, softmax_scale: Some(SCALE as f32), return_lse: true };
+        let opts = AttnOptions { causal: true, softmax_scale: Some(SCALE as f32), return_lse: true, ..AttnOptions::default() };
         let lse = dense_attention(&inputs, &opts).unwrap().lse;
         for b in 0..shape.batch() {
             for h in 0..shape.heads_q() {

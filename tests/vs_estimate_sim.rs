@@ -237,7 +237,7 @@ fn device_estimate_convert_attend_equals_host_estimate_and_cpu_reference() {
     let Some(sim) = backend() else { return };
     let shape = AttnShape::new(2, 190, 230, 4, 1, 64).unwrap();
     let config = VsEstimateConfig { last_q: 64, vertical_size: 24, slash_size: 12, forced_first_columns: 2, forced_last_diagonals: 3, per_kv_group: false };
-    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal: true, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
     // compare_padded and the attention use the default scale, 1 / sqrt(64).
     let scale = 0.125;
     // A seed whose estimate has a clear boundary everywhere, so both paths pick the same set.
@@ -255,7 +255,7 @@ fn device_estimate_convert_attend_equals_host_estimate_and_cpu_reference() {
         // Device: estimate -> conversion kernel -> vertical-slash attention kernel.
         let vs = VerticalSlash::new(2, 4, got.nnz_v, got.nnz_s, got.vertical_indexes, got.slash_indexes).unwrap();
         let index = sim.vs_convert(&vs, &shape).unwrap();
-        let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Source::VerticalSlash(index)).unwrap();
+        let out = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &Source::VerticalSlash(index)).unwrap();
         // Host: estimate -> CPU vertical-slash reference.
         let inputs = RefInputs::new(shape, &q, &k, &v).unwrap();
         let host_vs = sparse_attn::pattern::estimate_vertical_slash(&inputs, &config, scale).unwrap();

@@ -171,7 +171,7 @@ fn run_decode(device: &Device, shape: &AttnShape, inputs: &Inputs) -> Result<Run
     let seq = shape.seq_k();
     let step = AttnShape::new(shape.batch(), 1, seq, shape.heads_q(), shape.heads_kv(), shape.head_dim())?;
     let sm_count = stream.context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as usize;
-    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, splits: None, sm_count };
+    let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left: None, splits: None, sm_count };
     let seqlens = vec![seq as i32];
     let last = (shape.seq_q() - 1) * shape.heads_q() * shape.head_dim();
     let q = stream.clone_htod(&inputs.q[last..])?;
@@ -180,7 +180,7 @@ fn run_decode(device: &Device, shape: &AttnShape, inputs: &Inputs) -> Result<Run
     let mut lse = stream.alloc_zeros::<f32>(step.lse_len())?;
     let mut workspace = stream.alloc_zeros::<f32>(workspace_len(&step, None, &opts, &DecodeSource::<Vec<i32>>::Dense)?.max(1))?;
     let cost = measure(device, || {
-        let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: Some(&mut lse), layouts: AttnLayouts::contiguous(&step) };
+        let tensors = AttnTensors { q: &q, k: &k, v: &v, out: &mut out, lse: Some(&mut lse), sinks: None, layouts: AttnLayouts::contiguous(&step) };
         let meta = DecodeTensors { seqlens_k: &seqlens_k, host_seqlens_k: Some(&seqlens), pages: None, packed: None };
         decode(stream, &step, &opts, tensors, meta, &mut workspace, &DecodeSource::<CudaSlice<i32>>::Dense)
     })?;

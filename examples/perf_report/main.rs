@@ -63,7 +63,7 @@ fn run() -> Result<()> {
         println!("{HEADER}");
         for (i, causal) in [false, true].into_iter().enumerate() {
             let opts = AttnOptions { causal, ..Default::default() };
-            let ours = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &dense)?.counters;
+            let ours = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &dense)?.counters;
             let theirs = fa2::counters(&fa2_sim, &shape, causal)?;
             dense_mma[i] = ours.mma;
             let label = format!("hd{d} bf16 {}", if causal { "causal" } else { "non-causal" });
@@ -162,7 +162,7 @@ fn fit_model(sim: &SimBackend, fa2_sim: &fa2::Fa2Sim, d: usize, seq: usize, caus
     let shape = AttnShape::new(1, half, half, 4, 4, d)?;
     let (q, k, v) = inputs(&shape);
     let opts = AttnOptions { causal, ..Default::default() };
-    let ours_half = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v }, &Dense.source(&shape)?)?.counters;
+    let ours_half = sim.attention(&shape, &opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &Dense.source(&shape)?)?.counters;
     let fa2_half = fa2::counters(fa2_sim, &shape, causal)?;
     let t = fa2::traits(d)?;
     let ours_n = prefill::key_tile(&Source::<&[i32]>::Dense, d);

@@ -32,7 +32,7 @@ fn vertical_slash(shape: &AttnShape, verticals: usize, slashes: usize) -> Result
 
 /// Prints the sparse figures; `dense_mma` is the dense kernel's mma count, non-causal then causal.
 pub fn report(sim: &SimBackend, shape: &AttnShape, q: &[bf16], k: &[bf16], v: &[bf16], dense_mma: [u64; 2]) -> Result<()> {
-    let tensors = HostTensors { q, k, v };
+    let tensors = HostTensors { q, k, v, sinks: None };
     let d = shape.head_dim();
 
     let (blocks, kept) = block_mask(shape);

@@ -6,6 +6,7 @@
 #include "common/c_std.h"
 
 #include "common/online_softmax.cuh"
+#include "common/score_options.cuh"
 #include "common/tile_math.cuh"
 #include "prefill/gathered_keys.cuh"
 #include "prefill/tiles.cuh"
@@ -17,14 +18,18 @@ namespace attn {
 // scores nor their P V are computed. Masked per element when `gathered` (by the published
 // keys), or by column when `masked` (the tile crosses seq_k or the causal diagonal of the
 // row block's first row; no overflow: last_key >= seq_k - seq_q and key0 < seq_k).
+// `opts` (the `_opt` kernels only, else null): softcap and window first.
 template <typename T, int D, int W, typename KeyOf>
 __device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState& st, const uint32_t (&q_frag)[D / 16][4],
                                                uint32_t k_tile, uint32_t v_tile, const uint32_t (&k_off)[4],
                                                const uint32_t (&v_off)[4], bool gathered, bool masked,
                                                const KeyOf& key_of, const int (&last_key)[2], int key0, int t4,
-                                               float scale_log2) {
+                                               float scale_log2, const ScoreOptions* opts) {
     float s[W / 8][4];
     tile_scores_at<T, D>(s, q_frag, k_tile, k_off);
+    if (opts != nullptr) {
+        opts->apply(s, t4, [&](int col) { return gathered ? key_of(col) : key0 + col; });
+    }
     if (gathered) {
         mask_tile(s, t4, key_of, last_key[0], last_key[1]);
     } else if (masked) {
@@ -43,8 +48,9 @@ __device__ __forceinline__ void one_block_tile(float (&acc)[D / 8][4], RowState&
 // loop, and the output is staged in stage 0 after it.
 // `View` (unused here): the varlen and paged entries' flag for the q_smem loop, taken so
 // that both loops instantiate alike (prefill.cu). `Paged`: K and V come from page caches
-// through the view's block-table row (common/varlen.cuh).
-template <typename T, int D, typename Source, bool View = false, bool Paged = false>
+// through the view's block-table row (common/varlen.cuh). `Opts`: the `_opt` variant, with
+// the score options (common/score_options.cuh).
+template <typename T, int D, typename Source, bool View = false, bool Paged = false, bool Opts = false>
 __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     static_assert(Source::kRowBlocks == 1, "the one-block loop walks one row block");
     constexpr int kThreads = kCtaThreads;
@@ -102,6 +108,11 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     // The last key the warp's last row sees (padding rows past seq_q included: they only
     // widen the bound).
     const int warp_last_key = last_visible_key(row0 + warp * 16 + 15, p.seq_q, p.seq_k, causal);
+    ScoreOptions score_opts;
+    if constexpr (Opts) {
+        score_opts.init(tp, row0 + warp * 16 + g, row0 + warp * 16 + g + 8, p.seq_q, p.seq_k);
+    }
+    const ScoreOptions* opts = Opts ? &score_opts : nullptr;
 
     float acc[kDimBlocks][4];
     zero_fragments(acc);
@@ -168,16 +179,16 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
             const uint32_t k_tile = k_smem(stage), v_tile = v_smem(stage);
             if (steps == 4) {
                 one_block_tile<T, D, 64>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
-                                         last_key, cur.key0, t4, p.scale_log2);
+                                         last_key, cur.key0, t4, p.scale_log2, opts);
             } else if (steps == 3) {
                 one_block_tile<T, D, 48>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
-                                         last_key, cur.key0, t4, p.scale_log2);
+                                         last_key, cur.key0, t4, p.scale_log2, opts);
             } else if (steps == 2) {
                 one_block_tile<T, D, 32>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
-                                         last_key, cur.key0, t4, p.scale_log2);
+                                         last_key, cur.key0, t4, p.scale_log2, opts);
             } else if (steps == 1) {
                 one_block_tile<T, D, 16>(acc, st, q_frag, k_tile, v_tile, k_off, v_off, gathered, masked, key_of,
-                                         last_key, cur.key0, t4, p.scale_log2);
+                                         last_key, cur.key0, t4, p.scale_log2, opts);
             }
             __syncthreads();  // every warp is done with this stage before it is refilled
 
@@ -192,6 +203,10 @@ __device__ __forceinline__ void attention_fwd_one_block(const AttnParams& p) {
     // passed the loop's last barrier, so no warp still reads it, and every cp.async has
     // completed.
     static_assert(kCtaWarps * OutTile<D>::kBytes == KvTile::kBytes, "the warps' output rows fill stage 0's K tile");
+    if constexpr (Opts) {
+        const float sink = sink_raw_of(tp, c.h, p.softmax_scale);
+        fold_sinks<D / 8>(acc, st, {sink, sink}, p.scale_log2, t4);
+    }
     write_mtile<T, D>(p, c, row0 + warp * 16, acc, st, k_smem(0) + (uint32_t)warp * OutTile<D>::kBytes, lane);
 }
 

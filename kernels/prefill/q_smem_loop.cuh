@@ -31,6 +31,7 @@
 #include "common/c_std.h"
 
 #include "common/online_softmax.cuh"
+#include "common/score_options.cuh"
 #include "common/tile_math.cuh"
 #include "common/tile_math_mt.cuh"
 #include "prefill/gathered_keys.cuh"
@@ -52,8 +53,9 @@ struct PairRows {
 // online-softmax step (s[i] becomes m-tile i's probabilities, acc[i] is rescaled), and P
 // packed to T into `pf`. `base` and `q_delta` address the K and Q tiles (tile_math_mt.cuh).
 // With a gathering source (Gathers), a gathered tile (`keys`: its published keys; null for
-// a contiguous one) is masked per element.
-template <typename T, int D, int N, bool Gathers, int MT>
+// a contiguous one) is masked per element. `Opts` (the `_opt` kernels): softcap and window
+// first (common/score_options.cuh).
+template <typename T, int D, int N, bool Gathers, int MT, bool Opts>
 __device__ __forceinline__ void mt_scores(float (&acc)[MT][D / 8][4], RowState (&st)[MT], uint32_t (&pf)[MT][N / 16][4],
                                           const uint32_t (&base)[4], uint32_t q_delta, int key0, const int* keys,
                                           const AttnParams& p, const PairRows& rows, int t4) {
@@ -65,6 +67,11 @@ __device__ __forceinline__ void mt_scores(float (&acc)[MT][D / 8][4], RowState (
     const bool masked = gathered || key0 > rows.no_mask_key0;
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
+        if constexpr (Opts) {
+            ScoreOptions o;
+            o.init(p.tensors, rows.row_g + 16 * i, rows.row_g + 16 * i + 8, p.seq_q, p.seq_k);
+            o.apply(s[i], t4, [&](int col) { return gathered ? keys[col] : key0 + col; });
+        }
         if (masked) {
             const int row = rows.row_g + 16 * i;
             const bool causal = p.causal != 0;
@@ -83,7 +90,8 @@ __device__ __forceinline__ void mt_scores(float (&acc)[MT][D / 8][4], RowState (
 
 // `View`: `p` is a varlen or paged launch's per-sequence view in shared memory
 // (common/varlen.cuh); `Paged`: K and V come from page caches through its block-table row.
-template <typename T, int D, typename Source, bool View = false, bool Paged = false>
+// `Opts`: the `_opt` variant, with the score options (common/score_options.cuh).
+template <typename T, int D, typename Source, bool View = false, bool Paged = false, bool Opts = false>
 __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
     constexpr int MT = Source::kRowBlocks;  // m-tiles per warp = row blocks per CTA
     constexpr bool kGathers = Source::kGathers;
@@ -227,7 +235,7 @@ __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
             const bool mine = src.keeps(cur, block);
             uint32_t pf[MT][N / 16][4];
             if (mine) {
-                mt_scores<T, D, N, kGathers>(acc, st, pf, base, q_delta, cur.key0, tile_keys(cur, stage), p, rows, t4);
+                mt_scores<T, D, N, kGathers, MT, Opts>(acc, st, pf, base, q_delta, cur.key0, tile_keys(cur, stage), p, rows, t4);
             }
             if (has_next) {
                 stage_keys(nxt, stage ^ 1);
@@ -262,6 +270,10 @@ __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
         const uint32_t out_stage = q_smem + (uint32_t)((MT * warp + i) * OutTile<D>::kBytes);
+        if constexpr (Opts) {
+            const float sink = sink_raw_of(tp, c.h, p.softmax_scale);
+            fold_sinks<D / 8>(acc[i], st[i], {sink, sink}, p.scale_log2, t4);
+        }
         write_mtile<T, D>(p, c, row0 + warp * 16 * MT + 16 * i, acc[i], st[i], out_stage, lane);
     }
 }

@@ -22,6 +22,8 @@ pub struct AttnTensors<'a, T> {
     pub out: &'a mut dyn DevicePtrMut<T>,
     /// f32 LSE `[batch, heads_q, seq_q]`; give it exactly when `AttnOptions::return_lse` is set.
     pub lse: Option<&'a mut dyn DevicePtrMut<f32>>,
+    /// f32 attention sinks `[heads_q]` (one logit per query head, gpt-oss); `None` = none.
+    pub sinks: Option<&'a dyn DevicePtr<f32>>,
     /// Strides of the four tensors.
     pub layouts: AttnLayouts,
 }
@@ -36,7 +38,12 @@ impl<'a, T> AttnTensors<'a, T> {
         out: &'a mut dyn DevicePtrMut<T>,
         lse: Option<&'a mut dyn DevicePtrMut<f32>>,
     ) -> Self {
-        Self { q, k, v, out, lse, layouts: AttnLayouts::contiguous(shape) }
+        Self { q, k, v, out, lse, sinks: None, layouts: AttnLayouts::contiguous(shape) }
+    }
+
+    /// The same tensors with per-head attention sinks (`[heads_q]` f32 logits).
+    pub fn with_sinks(self, sinks: &'a dyn DevicePtr<f32>) -> Self {
+        Self { sinks: Some(sinks), ..self }
     }
 }
 
@@ -99,6 +106,7 @@ pub(super) fn attn_buffers<'a, 't: 'a, T>(
         v: read(stream, "v", tensors.v, guards)?,
         out: write(stream, "out", tensors.out, guards)?,
         lse: tensors.lse.map(|l| write(stream, "lse", l, guards)).transpose()?,
+        sinks: tensors.sinks.map(|s| read(stream, "sinks", s, guards)).transpose()?,
         layouts: tensors.layouts,
     })
 }

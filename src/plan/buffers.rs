@@ -49,6 +49,9 @@ pub struct AttnBuffers {
     pub out: DeviceBuffer,
     /// f32 LSE `[batch, heads_q, seq_q]`; must be present exactly when the options ask for it.
     pub lse: Option<DeviceBuffer>,
+    /// f32 attention sinks `[heads_q]`: one learned logit per query head that joins every
+    /// row's softmax denominator (gpt-oss); `None` = no sinks.
+    pub sinks: Option<DeviceBuffer>,
     /// Strides of q, k, v and the output.
     pub layouts: AttnLayouts,
 }

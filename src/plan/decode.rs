@@ -19,7 +19,7 @@
 use super::buffers::{AttnBuffers, DeviceBuffer};
 use super::decode_splits::num_splits;
 use super::merge::{self, LseLayout, MergeBuffers, MergeLayouts, MergeShape, PartialLseLayout, PartialOutLayout, RowLayout};
-use super::tensors::{check_tensors, DenseArgs};
+use super::tensors::{check_tensors, with_opt, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{product, to_i32, to_u32};
 use crate::error::{Error, Result};
@@ -132,11 +132,23 @@ pub struct DecodeOptions {
     pub splits: Option<usize>,
     /// Streaming multiprocessors the split heuristic fills (the device's; 132 for an H100 SXM).
     pub sm_count: usize,
+    /// Logit softcap, as [`AttnOptions::softcap`].
+    pub softcap: Option<f32>,
+    /// Sliding window, as [`AttnOptions::window_left`]: token `t` sees no key below
+    /// `seqlens_k - q_len + t - window_left`.
+    pub window_left: Option<usize>,
 }
 
 impl DecodeOptions {
-    fn attn(&self) -> AttnOptions {
-        AttnOptions { causal: self.causal, softmax_scale: self.softmax_scale, return_lse: self.return_lse }
+    /// The attention options these decode options share.
+    pub fn attn(&self) -> AttnOptions {
+        AttnOptions {
+            causal: self.causal,
+            softmax_scale: self.softmax_scale,
+            return_lse: self.return_lse,
+            softcap: self.softcap,
+            window_left: self.window_left,
+        }
     }
 }
 
@@ -339,7 +351,7 @@ pub fn plan(shape: &AttnShape, dtype: DType, opts: &DecodeOptions, bufs: &Decode
     }
     let grid_y = product("heads_kv * token groups * row chunks", &[shape.heads_kv(), g.token_groups, g.row_chunks])?;
     let grid = [to_u32("splits", g.splits)?, to_u32("heads_kv * token groups * row chunks", grid_y)?, to_u32("batch", batch)?];
-    let kernel = kernel_name(source, dtype, shape.head_dim())?;
+    let kernel = instantiation(&format!("decode_{}{}", source.name(), with_opt("", &p.tensors)), dtype, shape.head_dim())?;
     let split_kv = LaunchPlan::new(MODULE, kernel, grid, [THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), &p)?;
     let merge = merge_plan(shape, dtype, &g, &p, bufs, &dense)?;
     Ok(DecodePlan { split_kv, merge, splits: g.splits })

@@ -7,7 +7,7 @@
 //! query head, batch). See [`row_blocks_per_cta`].
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
-use super::tensors::{check_dense, DenseArgs};
+use super::tensors::{check_dense, with_opt, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{to_i32, to_u32};
 use crate::error::{Error, Result};
@@ -111,7 +111,7 @@ pub(super) fn plan_form(shape: &AttnShape, dtype: DType, dense: DenseArgs, opts:
 fn launch_plan(shape: &AttnShape, dtype: DType, source: &Source<DeviceBuffer>, params: &AttnParams, form: &str) -> Result<LaunchPlan> {
     let ctas = (params.row_blocks as usize).div_ceil(row_blocks_per_cta(source, shape.head_dim()));
     let grid = [to_u32("row blocks", ctas)?, to_u32("heads_q", shape.heads_q())?, to_u32("batch", shape.batch())?];
-    let kernel = form_kernel_name(source, dtype, shape.head_dim(), form)?;
+    let kernel = form_kernel_name(source, dtype, shape.head_dim(), &with_opt(form, &params.tensors))?;
     LaunchPlan::new(MODULE, kernel, grid, [threads(source), 1, 1], shared_mem_bytes(source, shape.head_dim()), params)
 }
 

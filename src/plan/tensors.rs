@@ -89,7 +89,51 @@ pub(crate) fn check_tensors(shape: &AttnShape, kv_rows: [usize; 2], dtype: DType
         lse_head_stride: shape.seq_q() as i64,
         ..AttnTensorParams::default()
     };
+    let tensors = with_score_options(tensors, shape, scale, opts, bufs.sinks)?;
     Ok(DenseArgs { scale, scale_log2: scale * std::f32::consts::LOG2_E, tensors })
+}
+
+/// Writes the window, softcap and sinks of `opts` / `sinks` into `tensors` (README,
+/// "Softcap, sliding window and sinks"): the sinks buffer must hold `heads_q` f32 values at
+/// a non-null 4-byte-aligned address.
+fn with_score_options(mut tensors: AttnTensorParams, shape: &AttnShape, scale: f32, opts: &AttnOptions, sinks: Option<DeviceBuffer>) -> Result<AttnTensorParams> {
+    tensors.window_left = opts.checked_window_left()?;
+    if let Some(cap) = opts.checked_softcap()? {
+        tensors.softcap_in = scale / cap;
+        tensors.softcap_out = cap / scale;
+        if !(tensors.softcap_in.is_normal() && tensors.softcap_out.is_normal()) {
+            return Err(Error::InvalidParameter {
+                name: "softcap",
+                reason: format!("{cap} at softmax scale {scale} puts scale / cap or cap / scale outside the normal f32 range"),
+            });
+        }
+    }
+    if let Some(buf) = sinks {
+        if buf.len < shape.heads_q() {
+            return Err(Error::BufferTooSmall { tensor: "sinks", needed: shape.heads_q(), len: buf.len });
+        }
+        if buf.addr == 0 || buf.addr % 4 != 0 {
+            return Err(Error::InvalidParameter { name: "sinks", reason: format!("device address {:#x} is null or not 4-byte aligned", buf.addr) });
+        }
+        tensors.sinks = buf.addr;
+    }
+    Ok(tensors)
+}
+
+/// Whether a launch needs the `_opt` kernel variant: a window, a softcap or sinks.
+pub(crate) fn uses_score_options(tensors: &AttnTensorParams) -> bool {
+    tensors.window_left >= 0 || tensors.softcap_in != 0.0 || tensors.sinks != 0
+}
+
+/// The kernel-name infix of a launch: `form` (`_varlen`, `_paged` or empty), then `_opt`
+/// when the launch uses a score option, whose code only the `_opt` variants carry (so the
+/// plain kernels' inner loops are exactly those without options).
+pub(crate) fn with_opt(form: &str, tensors: &AttnTensorParams) -> String {
+    if uses_score_options(tensors) {
+        format!("{form}_opt")
+    } else {
+        form.to_string()
+    }
 }
 
 /// Elements from the first to one past the last addressed element (after `Bshd::validate`,

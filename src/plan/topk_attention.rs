@@ -3,7 +3,7 @@
 //! group), so grid = (seq_q, heads_kv * chunks, batch).
 
 use super::buffers::{AttnBuffers, DeviceBuffer};
-use super::tensors::{check_dense, DenseArgs};
+use super::tensors::{check_dense, with_opt, DenseArgs};
 use super::{instantiation, LaunchPlan};
 use crate::checked::{product, to_i32, to_u32};
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ fn launch_plan(shape: &AttnShape, dtype: DType, params: &TopkParams, form: &str)
         to_u32("heads_kv * head_chunks", product("heads_kv * head_chunks", &[shape.heads_kv(), params.head_chunks as usize])?)?,
         to_u32("batch", shape.batch())?,
     ];
-    let kernel = form_kernel_name(dtype, shape.head_dim(), form)?;
+    let kernel = form_kernel_name(dtype, shape.head_dim(), &with_opt(form, &params.tensors))?;
     LaunchPlan::new(MODULE, kernel, grid, [TOPK_THREADS, 1, 1], shared_mem_bytes(shape.head_dim()), params)
 }
 

@@ -2,7 +2,7 @@
 //! index tensors. Comparing it with `masked_attention` on the descriptor's element mask
 //! checks the descriptor's two readings of the same tensors against each other.
 
-use super::core::{attend_rows, RefOutput};
+use super::core::{attend_rows_opts, RefOutput};
 use crate::inputs::RefInputs;
 use crate::error::Result;
 use crate::mask::SparsePattern;
@@ -22,8 +22,7 @@ pub fn block_sparse_attention(
     check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     check_len("v", inputs.v.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     pattern.validate(&s)?;
-    let scale = opts.scale(s.head_dim())? as f64;
-    attend_rows(inputs, scale, |b, h, i, list| {
+    attend_rows_opts(inputs, opts, |b, h, i, list| {
         let limit = s.visible_keys(i, opts.causal);
         for &n in pattern.counted(b, pattern.mask_head(&s, h), i / BLOCK_M) {
             let start = n as usize * BLOCK_N;

@@ -1,6 +1,6 @@
 //! Dense attention, plain or under an arbitrary element mask.
 
-use super::core::{attend_rows, RefOutput};
+use super::core::{attend_rows_opts, RefOutput};
 use crate::inputs::RefInputs;
 use crate::error::{Error, Result};
 use crate::mask::ElementMask;
@@ -9,8 +9,7 @@ use crate::shape::AttnOptions;
 /// Full (or bottom-right causal) attention.
 pub fn dense_attention(inputs: &RefInputs, opts: &AttnOptions) -> Result<RefOutput> {
     let s = inputs.shape;
-    let scale = opts.scale(s.head_dim())? as f64;
-    attend_rows(inputs, scale, |_, _, i, list| list.extend(0..s.visible_keys(i, opts.causal)))
+    attend_rows_opts(inputs, opts, |_, _, i, list| list.extend(0..s.visible_keys(i, opts.causal)))
 }
 
 /// Attention where each row sees exactly the keys the mask allows. `opts.causal` is
@@ -23,6 +22,5 @@ pub fn masked_attention(inputs: &RefInputs, opts: &AttnOptions, mask: &ElementMa
             reason: format!("element mask is {:?}, the problem needs {:?}", mask.dims(), want),
         });
     }
-    let scale = opts.scale(s.head_dim())? as f64;
-    attend_rows(inputs, scale, |b, h, i, list| list.extend(mask.row_keys(b, h, i)))
+    attend_rows_opts(inputs, opts, |b, h, i, list| list.extend(mask.row_keys(b, h, i)))
 }

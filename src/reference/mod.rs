@@ -15,7 +15,7 @@ mod varlen;
 mod vertical_slash;
 
 pub use self::block_sparse::{a_shape_attention, block_sparse_attention};
-pub use self::core::{attend_rows, RefOutput};
+pub use self::core::{attend_rows, attend_rows_with, RefOutput, ScoreRule};
 pub use crate::inputs::RefInputs;
 pub use self::dense::{dense_attention, masked_attention};
 pub use self::merge::{merge_states_reference, RefMerged};

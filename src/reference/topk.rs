@@ -1,6 +1,6 @@
 //! Reference attention for top-k token selection, enumerating keys from the index tensor.
 
-use super::core::{attend_rows, RefOutput};
+use super::core::{attend_rows_opts, RefOutput};
 use crate::inputs::RefInputs;
 use crate::error::Result;
 use crate::mask::SparsePattern;
@@ -17,8 +17,7 @@ pub fn topk_attention(inputs: &RefInputs, opts: &AttnOptions, pattern: &TopkToke
     check_len("q", inputs.q.len(), &[s.batch(), s.seq_q(), s.heads_q(), s.head_dim()])?;
     check_len("k", inputs.k.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
     check_len("v", inputs.v.len(), &[s.batch(), s.seq_k(), s.heads_kv(), s.head_dim()])?;
-    let scale = opts.scale(s.head_dim())? as f64;
-    attend_rows(inputs, scale, |b, h, i, list| {
+    attend_rows_opts(inputs, opts, |b, h, i, list| {
         list.extend(pattern.visible_keys(b, i, s.kv_head(h), s.visible_keys(i, opts.causal)))
     })
 }

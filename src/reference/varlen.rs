@@ -5,7 +5,7 @@
 //! row loop runs there with each row's keys cut at its sequence's lengths, and the results
 //! are packed back: out like q `[total_q, heads_q, head_dim]`, the LSE `[heads_q, total_q]`.
 
-use super::core::{attend_rows, RefOutput};
+use super::core::{attend_rows_with, RefOutput, ScoreRule};
 use crate::error::Result;
 use crate::inputs::RefInputs;
 use crate::error::Error;
@@ -28,6 +28,8 @@ pub struct VarlenInputs {
     pub k: Vec<f64>,
     /// Packed values.
     pub v: Vec<f64>,
+    /// Attention sinks, one logit per query head; `None` = none.
+    pub sinks: Option<Vec<f64>>,
 }
 
 impl VarlenInputs {
@@ -38,7 +40,12 @@ impl VarlenInputs {
         check_len("k", k.len(), &[varlen.total_k(), hk, d])?;
         check_len("v", v.len(), &[varlen.total_k(), hk, d])?;
         let widen = |x: &[T]| x.iter().map(|e| e.to_f64()).collect::<Vec<_>>();
-        Ok(Self { shape, varlen, q: widen(q), k: widen(k), v: widen(v) })
+        Ok(Self { shape, varlen, q: widen(q), k: widen(k), v: widen(v), sinks: None })
+    }
+
+    /// The same inputs with per-head attention sinks (`[heads_q]` logits).
+    pub fn with_sinks(self, sinks: &[f32]) -> Self {
+        Self { sinks: Some(sinks.iter().map(|&s| f64::from(s)).collect()), ..self }
     }
 }
 
@@ -77,8 +84,8 @@ where
         padded.k[dst..dst + src.len()].copy_from_slice(&inputs.k[src.clone()]);
         padded.v[dst..dst + src.len()].copy_from_slice(&inputs.v[src]);
     }
-    let scale = opts.scale(d)? as f64;
-    let ref_out: RefOutput = attend_rows(&padded, scale, |b, h, i, list| {
+    let rule = ScoreRule::new(opts, d, hq, inputs.sinks.as_deref())?;
+    let ref_out: RefOutput = attend_rows_with(&padded, &rule, |b| vl.seqlens(b), |b, h, i, list| {
         let (lq, lk) = vl.seqlens(b);
         if i < lq {
             keys(b, h, i, lq, lk, list);

@@ -3,7 +3,7 @@
 //! columns), so comparing it with dense masked attention under
 //! `VerticalSlash::element_mask` checks the enumeration against the definition.
 
-use super::core::{attend_rows, RefOutput};
+use super::core::{attend_rows_opts, RefOutput};
 use crate::inputs::RefInputs;
 use crate::error::Result;
 use crate::mask::SparsePattern;
@@ -18,7 +18,6 @@ pub fn vertical_slash_attention(inputs: &RefInputs, opts: &AttnOptions, vs: &Ver
     let s = inputs.shape;
     vs.validate(&s)?;
     require_causal(opts.causal)?;
-    let scale = opts.scale(s.head_dim())? as f64;
     let index = convert(vs, &s)?;
     // Resolve every row block up front so the row loop (which cannot return errors) only
     // reads slices that are known to exist.
@@ -31,7 +30,7 @@ pub fn vertical_slash_attention(inputs: &RefInputs, opts: &AttnOptions, vs: &Ver
         }
     }
     let row_blocks = index.dims.row_blocks();
-    attend_rows(inputs, scale, |b, hq, i, list| {
+    attend_rows_opts(inputs, opts, |b, hq, i, list| {
         let h = vs.descriptor_head(&s, hq);
         let (tiles, columns) = blocks[(b * vs.heads() + h) * row_blocks + i / BLOCK_M];
         let visible = s.visible_keys(i, true);

@@ -40,7 +40,7 @@ impl Case {
     }
 
     pub fn opts(&self) -> AttnOptions {
-        AttnOptions { causal: self.causal, softmax_scale: None, return_lse: true }
+        AttnOptions { causal: self.causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() }
     }
 
     pub fn label(&self) -> String {

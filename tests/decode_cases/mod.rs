@@ -103,10 +103,21 @@ pub fn visible(i: usize, lq: usize, lk: usize, causal: bool) -> usize {
 /// The reference of `source` on `p`: varlen attention where each new token attends its
 /// source's keys below its limit.
 pub fn reference<T: AttnDtype>(p: &Problem<T>, causal: bool, source: &DecodeSource<Vec<i32>>) -> VarlenOutput {
-    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true };
+    let opts = AttnOptions { causal, softmax_scale: None, return_lse: true, ..AttnOptions::default() };
+    reference_with(p, &opts, None, source)
+}
+
+/// [`reference`] under `opts` (softcap, window), with per-head `sinks`.
+pub fn reference_with<T: AttnDtype>(p: &Problem<T>, opts: &AttnOptions, sinks: Option<&[f32]>, source: &DecodeSource<Vec<i32>>) -> VarlenOutput {
+    let causal = opts.causal;
     let group = p.heads_q / p.heads_kv;
     let cu_q = p.varlen().cu_seqlens_q().to_vec();
-    varlen_attention(&p.reference_inputs(), &opts, |b, h, i, lq, lk, list| {
+    let inputs = p.reference_inputs();
+    let inputs = match sinks {
+        Some(s) => inputs.with_sinks(s),
+        None => inputs,
+    };
+    varlen_attention(&inputs, opts, |b, h, i, lq, lk, list| {
         let limit = visible(i, lq, lk, causal);
         let hk = h / group;
         match source {

@@ -122,7 +122,7 @@ pub fn cache<T>(p: &Paged<T>) -> PagedCache<'_, T> {
 /// The contiguous varlen run of the same data.
 pub fn contiguous<T: AttnDtype + ptx_sim::Element, D: AsRef<[i32]>>(sim: &SimBackend, b: &Batch<T>, opts: &AttnOptions, source: &sparse_attn::Source<D>) -> sparse_attn::sim::SimAttention<T> {
     let (k, v): (Vec<T>, Vec<T>) = (b.k.concat(), b.v.concat());
-    sim.attention_varlen(&b.shape(), &b.varlen(), opts, HostTensors { q: &b.q, k: &k, v: &v }, source).unwrap()
+    sim.attention_varlen(&b.shape(), &b.varlen(), opts, HostTensors { q: &b.q, k: &k, v: &v, sinks: None }, source).unwrap()
 }
 
 /// The storage bits of 16-bit elements.
