@@ -32,3 +32,7 @@ SPARSE_ATTN_DEVICE=sim cargo run --profile test --features sim --example demo
 # simulated CUDA driver: index built on the device, then the sparse attention; fails when an
 # output leaves bf16's tolerance against the host path (a few seconds).
 SPARSE_ATTN_DEVICE=sim cargo run --profile test --example sparse_methods
+# One GQA attention layer as an engine drives it, on the simulated CUDA driver: MInference
+# prefill into a paged KV cache, then 4 top-k decode steps over the cache, each output
+# against the CPU reference (a few seconds).
+SPARSE_ATTN_DEVICE=sim cargo run --profile test --example engine_layer
