@@ -295,3 +295,23 @@ fn bad_option_values_are_refused_by_name() {
     assert!(matches!(dense_attention(&inputs, &AttnOptions { softcap: Some(-2.0), ..AttnOptions::default() }), Err(Error::InvalidParameter { name: "softcap", .. })));
     assert!(matches!(dense_attention(&inputs.with_sinks(&[1.0]), &AttnOptions::default()), Err(Error::WrongLength { tensor: "sinks", .. })));
 }
+
+/// A window lets the dense kernel start each CTA at the window's first tile. At head_dim 64
+/// a CTA holds 128 rows and walks 128-key tiles: over 1024 causal rows the 8 CTAs walk
+/// 1 + 2 + ... + 8 = 36 tiles, and with a 100-key window 1 + 7 * 2 = 15 (the tile holding
+/// the first row's window start, and the diagonal one), each of the same mma count.
+#[test]
+fn a_window_skips_the_dense_tiles_before_it() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let shape = AttnShape::new(1, 1024, 1024, 1, 1, 64).unwrap();
+    let mut rng = Rng::new(11);
+    let (q, k, v): (Vec<half::bf16>, Vec<half::bf16>, Vec<half::bf16>) = (rng.tensor(shape.q_len()), rng.tensor(shape.kv_len()), rng.tensor(shape.kv_len()));
+    let dense = Source::<Vec<i32>>::Dense;
+    let run = |opts: &AttnOptions| sim.attention(&shape, opts, HostTensors { q: &q, k: &k, v: &v, sinks: None }, &dense).unwrap();
+    let windowed = AttnOptions { window_left: Some(100), ..AttnOptions::causal() };
+    let (full, local) = (run(&AttnOptions::causal()), run(&windowed));
+    let want = dense_attention(&RefInputs::new(shape, &q, &k, &v).unwrap(), &windowed).unwrap();
+    compare_varlen("dense window 100", sparse_attn::DType::BF16, &as_varlen(want), &widen(&local.out), &local.lse);
+    let (a, b) = (local.counters.mma, full.counters.mma);
+    assert_eq!(a * 36, b * 15, "windowed dense ran {a} mma, causal dense {b}: not 15 tiles of 36");
+}

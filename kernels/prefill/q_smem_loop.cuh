@@ -188,6 +188,9 @@ __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
         }
     }
     src.init(p, c);
+    if constexpr (Opts && Source::kStartsAtWindow) {
+        src.start_at(ScoreOptions::window_start(tp.window_left, row0, p.seq_q, p.seq_k));
+    }
     TileRef cur;
     bool has = src.next(p, cur);
 

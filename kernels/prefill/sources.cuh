@@ -20,6 +20,9 @@ namespace attn {
 // The base of the dense and block-sparse sources, whose tiles are all contiguous.
 struct ContiguousTiles {
     static constexpr bool kGathers = false;  // never yields a gathered tile
+    // Whether the stream can start at a sliding window's first tile (start_at); the others
+    // hand their listed tiles to the loop, which masks what lies outside the window.
+    static constexpr bool kStartsAtWindow = false;
     // Whether the CTA's row block `block` attends tile t: its bit of t.keep.
     __device__ __forceinline__ bool keeps(const TileRef& t, int block) const { return (t.keep >> block) & 1; }
 };
@@ -33,6 +36,7 @@ struct ContiguousTiles {
 struct VerticalSlashSource {
     static constexpr int kRowBlocks = 1;
     static constexpr bool kGathers = true;
+    static constexpr bool kStartsAtWindow = false;
     static constexpr int kTileKeys = kBlockN;  // the q_smem loop's (head_dim 256) tile size
     static constexpr bool kHoistAddressing = true;
     IndexRow offsets;
@@ -218,6 +222,7 @@ struct DenseSource : ContiguousTiles {
     // The q_smem loop's ldmatrix addresses, set up once; at 128-key tiles (head_dim 64)
     // the scores leave no registers for them (ptxas 12.4 spilled on sm_90).
     static constexpr bool kHoistAddressing = N == kBlockN;
+    static constexpr bool kStartsAtWindow = true;
     int next_key;
     int limit0, limit1;  // each row block's visibility limit (0 for a missing second block)
     int end;             // max(limit0, limit1)
@@ -227,6 +232,14 @@ struct DenseSource : ContiguousTiles {
         limit0 = c.key_limit;
         limit1 = RowBlocks == 2 && c.m + 1 < p.row_blocks ? row_block_pos(p, c.b, c.h, c.m + 1).key_limit : 0;
         end = max(limit0, limit1);
+    }
+    // Starts the stream at the N-key tile that holds `first_key`, the lowest key any row of
+    // the CTA may see under a sliding window (its first row's): every earlier tile lies
+    // outside every row's window. A `first_key` <= 0 changes nothing.
+    __device__ __forceinline__ void start_at(int first_key) {
+        if (first_key > 0) {
+            next_key = min(end, first_key / N * N);
+        }
     }
     __device__ __forceinline__ bool next(const AttnParams&, TileRef& t) {
         if (next_key >= end) {
