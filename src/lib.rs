@@ -50,6 +50,6 @@ pub mod source;
 
 pub use error::{Error, Result};
 pub use mask::{ElementMask, SparsePattern};
-pub use plan::supports;
+pub use plan::{support, supports, SupportQuery, Unsupported};
 pub use shape::{kernel_scale_range, AttnDtype, AttnOptions, AttnShape, Bshd, DType, Varlen};
 pub use source::Source;

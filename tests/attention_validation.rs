@@ -449,3 +449,30 @@ fn topk_index_dims_and_buffer_are_checked() {
     let e = plan::attention(&s, DType::BF16, &opts, &bad, &topk([1, 70, 2, 8], 70 * 2 * 8)).unwrap_err();
     assert!(matches!(e, Error::InvalidParameter { name: "out", .. }), "{e}");
 }
+
+#[test]
+fn support_answers_for_the_score_options_and_says_why() {
+    use sparse_attn::{support, SupportQuery};
+    let built = sparse_attn::ptx::resource_report().is_some();
+    let base = SupportQuery::new(DType::BF16, 128, 90);
+    // Every option is built at every dtype, head_dim and target.
+    for softcap in [None, Some(50.0)] {
+        for window_left in [None, Some(0), Some(4096)] {
+            for sinks in [false, true] {
+                let q = SupportQuery { softcap, window_left, sinks, ..base };
+                assert_eq!(support(&q).is_ok(), built, "{q:?}: {:?}", support(&q));
+            }
+        }
+    }
+    let reason = |q: SupportQuery| support(&q).unwrap_err().reason;
+    assert!(reason(SupportQuery { head_dim: 80, ..base }).contains("head_dim 80"));
+    assert!(reason(SupportQuery { compute_capability: 75, ..base }).contains("7.5"));
+    assert!(reason(SupportQuery { softcap: Some(0.0), ..base }).contains("softcap"));
+    assert!(reason(SupportQuery { softcap: Some(f32::NAN), ..base }).contains("softcap"));
+    assert!(reason(SupportQuery { window_left: Some(1 << 31), ..base }).contains("window_left"));
+    if !built {
+        assert!(reason(base).contains("PTX") || reason(base).contains("kernels"), "{}", reason(base));
+    }
+    let opts = AttnOptions { softcap: Some(30.0), window_left: Some(512), ..AttnOptions::causal() };
+    assert_eq!(base.with_options(&opts, true), SupportQuery { softcap: Some(30.0), window_left: Some(512), sinks: true, ..base });
+}

@@ -31,6 +31,7 @@ pub mod merge;
 pub mod minference;
 pub mod prefill;
 pub mod seer;
+mod support;
 mod tensors;
 pub mod topk_attention;
 pub mod topk_select;
@@ -43,10 +44,11 @@ pub mod workspace;
 
 pub use buffers::{AttnBuffers, AttnLayouts, DeviceBuffer};
 pub use paged::{attention_paged, PagedHost, PagedKvBuffers};
+pub use support::{support, SupportQuery, Unsupported};
 pub use varlen::{attention_varlen, VarlenBuffers};
 
 use crate::error::{Error, Result};
-use crate::params::{DTYPES, HEAD_DIMS};
+use crate::params::HEAD_DIMS;
 use crate::shape::{AttnOptions, AttnShape, DType};
 use crate::source::Source;
 
@@ -152,12 +154,10 @@ pub fn attention(
 
 /// Whether the attention kernels exist for this dtype and head_dim on a GPU of compute
 /// capability `compute_capability` (major * 10 + minor), in this build: false too when the
-/// crate was built without a CUDA compiler. Engines call it to decide whether to fall back.
+/// crate was built without a CUDA compiler. Engines call it to decide whether to fall back;
+/// [`support`] answers for the score options too and says why on "no".
 pub fn supports(dtype: DType, head_dim: usize, compute_capability: u32) -> bool {
-    DTYPES.contains(&dtype)
-        && HEAD_DIMS.contains(&head_dim)
-        && compute_capability >= MIN_COMPUTE_CAPABILITY
-        && crate::ptx::module_for(prefill::MODULE, compute_capability).is_ok()
+    support(&SupportQuery::new(dtype, head_dim, compute_capability)).is_ok()
 }
 
 /// `<family>_<dtype>_hd<head_dim>`, the name every kernel family gives its instantiations
