@@ -158,12 +158,18 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
     const uint64_t k_base = tp.k + 2 * ((paged ? 0 : (uint64_t)b * tp.k_batch_stride) + (uint64_t)hk * tp.k_head_stride);
     const uint64_t v_base = tp.v + 2 * ((paged ? 0 : (uint64_t)b * tp.v_batch_stride) + (uint64_t)hk * tp.v_head_stride);
 
-    // The split's key slots.
+    // The split's key slots. Dense slots are keys from `key_base`: 0, or under a window the
+    // first token's window start (later tokens' windows start later), so that no split
+    // walks keys every row's window excludes.
     int n_slots;
+    int key_base = 0;
     const int32_t* blocks = nullptr;
     const int32_t* slot_keys = nullptr;
     if constexpr (K == Keys::Dense) {
-        n_slots = seq.seq_k;
+        if constexpr (Opts) {
+            key_base = max(0, ScoreOptions::window_start(tp.window_left, 0, seq.q_len, seq.seq_k));
+        }
+        n_slots = seq.seq_k - key_base;
     } else if constexpr (K == Keys::BlockSparse) {
         const int64_t row = (int64_t)b * p.heads_kv + hk;
         const int count = __ldg(reinterpret_cast<const int32_t*>(p.block_count) + row);
@@ -185,7 +191,7 @@ __device__ __forceinline__ void decode_split(const DecodeParams& p) {
         }
         int64_t key;
         if constexpr (K == Keys::Dense) {
-            key = slot;
+            key = (int64_t)key_base + slot;
         } else if constexpr (K == Keys::BlockSparse) {
             const int id = __ldg(blocks + (slot >> p.block_shift));
             key = id < 0 ? -1 : ((int64_t)id << p.block_shift) + (slot & ((1 << p.block_shift) - 1));

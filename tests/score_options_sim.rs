@@ -315,3 +315,23 @@ fn a_window_skips_the_dense_tiles_before_it() {
     let (a, b) = (local.counters.mma, full.counters.mma);
     assert_eq!(a * 36, b * 15, "windowed dense ran {a} mma, causal dense {b}: not 15 tiles of 36");
 }
+
+/// Dense decode under a window walks only the keys from the first new token's window start:
+/// over 1024 cached keys a 100-key window runs a fraction of the unwindowed mma (simulator
+/// counts), and equals the reference.
+#[test]
+fn dense_decode_walks_only_the_window() {
+    let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
+    let p = decode_cases::Problem::<half::bf16>::new(vec![1], vec![1024], 1024, (8, 2), 64, 5);
+    let source = sparse_attn::plan::decode::DecodeSource::<Vec<i32>>::Dense;
+    let cache = DecodeCache::Contiguous { k: &p.k, v: &p.v, seqlens_k: &p.seqlens_k };
+    let run = |window_left| {
+        let opts = DecodeOptions { causal: true, softmax_scale: None, return_lse: true, softcap: None, window_left, splits: Some(4), sm_count: 132 };
+        let got = sim.decode(&p.shape(), &opts, &p.q, None, cache, &source).unwrap();
+        let want = decode_cases::reference_with(&p, &opts.attn(), None, &source);
+        decode_cases::compare(&format!("dense decode window {window_left:?}"), &p, false, &got.out, &got.lse, &want);
+        got.counters.mma
+    };
+    let (full, local) = (run(None), run(Some(100)));
+    assert!(4 * local < full, "windowed decode ran {local} mma, unwindowed {full}");
+}
