@@ -32,23 +32,67 @@ pub fn module(toolchain: &Toolchain, src: &Path, cc: u32, out: &Path, kernels_di
     let source = std::fs::read_to_string(src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display()));
     // Only the headers this module reads go into its stamp, so editing a header that
     // (say) the attention kernels include leaves vs_convert.cu alone.
-    let header_hash = files::hash(&files::local_includes(src, kernels_dir));
+    let header_hash = files::hash(&files::local_includes(src, kernels_dir), kernels_dir);
     let mut h = DefaultHasher::new();
     (&source, header_hash, &toolchain.id, cc).hash(&mut h);
     let stamp = format!("{:016x}", h.finish());
     let up_to_date = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) && ptx_path.exists() && log_path.exists();
 
     if !up_to_date {
-        write_ptx(toolchain, src, &source, cc, kernels_dir, &ptx_path);
-        // ptxas measures exactly the PTX that is embedded.
-        let mut cmd = Command::new(&toolchain.ptxas);
-        cmd.arg("-v").arg(format!("--gpu-name={arch}")).arg(&ptx_path).arg("-o").arg(out.join(format!("{module}.{arch}.cubin")));
-        let log = run_capture(&mut cmd).unwrap_or_else(|msg| panic!("ptxas failed on {} for {arch}:\n{msg}", ptx_path.display()));
-        std::fs::write(&log_path, log).expect("writing the ptxas log into OUT_DIR");
+        let cache = KernelCache::from_env(&module, &arch, &stamp);
+        if !cache.as_ref().is_some_and(|c| c.restore(&ptx_path, &log_path)) {
+            write_ptx(toolchain, src, &source, cc, kernels_dir, &ptx_path);
+            // ptxas measures exactly the PTX that is embedded.
+            let mut cmd = Command::new(&toolchain.ptxas);
+            cmd.arg("-v").arg(format!("--gpu-name={arch}")).arg(&ptx_path).arg("-o").arg(out.join(format!("{module}.{arch}.cubin")));
+            let log = run_capture(&mut cmd).unwrap_or_else(|msg| panic!("ptxas failed on {} for {arch}:\n{msg}", ptx_path.display()));
+            std::fs::write(&log_path, log).expect("writing the ptxas log into OUT_DIR");
+            if let Some(c) = &cache {
+                c.store(&ptx_path, &log_path);
+            }
+        }
         std::fs::write(&stamp_path, &stamp).expect("writing the stamp into OUT_DIR");
     }
     let log = std::fs::read_to_string(&log_path).expect("the ptxas log was just written or is up to date");
     Compiled { module, arch, cc, compiler: toolchain.label.clone(), ptx_path, kernels: ptxas_log::parse(&log) }
+}
+
+/// A folder shared by builds (`SPARSE_ATTN_KERNEL_CACHE`) that keeps each module's PTX and
+/// ptxas log under its stamp, which hashes the source, the headers it includes (by path and
+/// content), the compiler and the target. Every feature set and profile runs the build
+/// script in its own OUT_DIR, so without it CI compiled the same modules several times
+/// (tests with and without `sim`, benches, clippy, MSRV, the freshness check). A failed
+/// store only costs the next build a compile.
+struct KernelCache {
+    ptx: PathBuf,
+    log: PathBuf,
+}
+
+impl KernelCache {
+    fn from_env(module: &str, arch: &str, stamp: &str) -> Option<Self> {
+        let dir = PathBuf::from(std::env::var_os("SPARSE_ATTN_KERNEL_CACHE").filter(|d| !d.is_empty())?);
+        let name = |ext: &str| dir.join(format!("{module}.{arch}.{stamp}.{ext}"));
+        Some(Self { ptx: name("ptx"), log: name("ptxas.log") })
+    }
+
+    /// Copies a cached module into OUT_DIR; false when there is none.
+    fn restore(&self, ptx: &Path, log: &Path) -> bool {
+        self.ptx.is_file() && self.log.is_file() && std::fs::copy(&self.log, log).is_ok() && std::fs::copy(&self.ptx, ptx).is_ok()
+    }
+
+    /// Adds a compiled module, each file written under a private name and renamed into
+    /// place, so a build running alongside never reads half a file.
+    fn store(&self, ptx: &Path, log: &Path) {
+        if let Some(dir) = self.ptx.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        for (from, to) in [(ptx, &self.ptx), (log, &self.log)] {
+            let tmp = to.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::copy(from, &tmp).is_err() || std::fs::rename(&tmp, to).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
 }
 
 /// Compiles `src` (whose text is `source`) for `compute_{cc}` and writes the PTX to `dest`.

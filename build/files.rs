@@ -39,11 +39,13 @@ pub fn local_includes(src: &Path, include_dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// A hash of the files' names and contents.
-pub fn hash(files: &[PathBuf]) -> u64 {
+/// A hash of the files' names (relative to `base` when under it, so that a copy of the
+/// tree, such as `cargo package`'s, hashes alike) and contents.
+pub fn hash(files: &[PathBuf], base: &Path) -> u64 {
+    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
     let mut h = DefaultHasher::new();
     for f in files {
-        (f, std::fs::read(f).unwrap_or_default()).hash(&mut h);
+        (f.strip_prefix(&base).unwrap_or(f), std::fs::read(f).unwrap_or_default()).hash(&mut h);
     }
     h.finish()
 }

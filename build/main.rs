@@ -14,7 +14,8 @@
 //! default `80,90`). The script re-runs only when a kernel source or header, the compiler
 //! (its file or the variables that choose it) or the target list changes; within a run, a
 //! module is recompiled only when its own source, a header it includes, the target or the
-//! compiler changed.
+//! compiler changed. With `SPARSE_ATTN_KERNEL_CACHE` set to a folder, a module compiled by
+//! any build (another profile, feature set or target dir) is taken from there instead.
 
 mod compile;
 mod embed;
@@ -41,6 +42,8 @@ fn main() {
 
     let sources = files::list(&kernels_dir, |p| p.extension().is_some_and(|e| e == "cu"));
     let archs = parse_archs(&std::env::var("SPARSE_ATTN_CUDA_ARCHS").unwrap_or_else(|_| DEFAULT_ARCHS.into()));
+    // compile.rs's KernelCache: where compiled modules are shared between builds.
+    println!("cargo:rerun-if-env-changed=SPARSE_ATTN_KERNEL_CACHE");
 
     let found = toolchain::find(&root);
     for var in &found.watched_env {

@@ -141,14 +141,14 @@ typedef struct AttnTensorParams {
     // - sinks: a learned logit per query head (natural log, already in softmax units) that
     //   joins each row's softmax denominator as exp(sink) without a value row (gpt-oss).
     //   The LSE includes it. Decode adds it in split 0 only, so the merge counts it once.
-    // - softcap: a raw score s becomes softcap_out * tanh(s * softcap_in), with softcap_in =
-    //   scale / cap and softcap_out = cap / scale, so that scale * s' = cap * tanh(scale * s
-    //   / cap) (Gemma 2's logit softcap) and the exp2 softmax keeps its folded scale.
-    //   softcap_in = 0: no softcap.
+    // - softcap: a raw score s becomes t = tanh(s * softcap_in), softcap_in = scale / cap,
+    //   whose logit is cap * t (Gemma 2's cap * tanh(scale * s / cap)). The host then sets
+    //   the family's softmax_scale to cap and scale_log2 to cap * log2(e), so the exp2
+    //   softmax, the LSE and the sinks read t like any raw score. softcap_in = 0: no softcap.
     int32_t window_left;       // -1 = no window
     uint64_t sinks;            // const float [heads_q], or 0
     float softcap_in;          // scale / cap, or 0
-    float softcap_out;         // cap / scale, or 0
+    int32_t pad1;              // keeps the size a multiple of 8 explicitly; must be 0
 } AttnTensorParams;
 
 // attn_fwd_<pattern>_<dtype>_hd<D> (kernels/prefill.cu): prefill attention, one CTA of

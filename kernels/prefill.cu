@@ -76,6 +76,11 @@ template <int D>
 using DenseSourceFor = DenseSource<dense_key_tile(D), prefill_row_blocks(D)>;
 template <int D>
 using BlockSparseSourceFor = BlockSparseSource<prefill_row_blocks(D)>;
+// The `_opt` dense kernels take 64-key tiles at every head_dim: at head_dim 64 the 128-key
+// tiles' scores and the options' registers did not fit together on sm_90 (spills). The
+// host's shared memory for the 128-key tiles covers them (plan::prefill::key_tile).
+template <int D>
+using DenseOptSourceFor = DenseSource<kBlockN, prefill_row_blocks(D)>;
 
 // The vertical-slash loop at head_dim D: the one-block loop (Q in registers, K/V double
 // buffered) while Q fits in registers, the q_smem loop with one row block above.
@@ -115,6 +120,11 @@ __device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
     kernel(dense, attention_fwd_q_smem, DenseSourceFor<d>, dtype_name, dtype, d)          \
     kernel(block_sparse, attention_fwd_q_smem, BlockSparseSourceFor<d>, dtype_name, dtype, d)
 
+// The `_opt` forms of the contiguous patterns.
+#define SA_PAIR_OPT_KERNELS(kernel, dtype_name, dtype, d)                                 \
+    kernel(dense, attention_fwd_q_smem, DenseOptSourceFor<d>, dtype_name, dtype, d)       \
+    kernel(block_sparse, attention_fwd_q_smem, BlockSparseSourceFor<d>, dtype_name, dtype, d)
+
 // Vertical-slash comes in every form too (its index converted per sequence).
 #define SA_VS_KERNEL(kernel, dtype_name, dtype, d) \
     kernel(vertical_slash, attention_fwd_gathering, VerticalSlashSource, dtype_name, dtype, d)
@@ -126,11 +136,11 @@ __device__ __forceinline__ void attention_fwd_gathering(const AttnParams& p) {
     SA_VS_KERNEL(ATTN_VARLEN_KERNEL, dtype_name, dtype, d)        \
     SA_PAIR_KERNELS(ATTN_PAGED_KERNEL, dtype_name, dtype, d)      \
     SA_VS_KERNEL(ATTN_PAGED_KERNEL, dtype_name, dtype, d)         \
-    SA_PAIR_KERNELS(ATTN_OPT_KERNEL, dtype_name, dtype, d)        \
-    SA_VS_KERNEL(ATTN_OPT_KERNEL, dtype_name, dtype, d)           \
-    SA_PAIR_KERNELS(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d) \
-    SA_VS_KERNEL(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d)    \
-    SA_PAIR_KERNELS(ATTN_PAGED_OPT_KERNEL, dtype_name, dtype, d)  \
+    SA_PAIR_OPT_KERNELS(ATTN_OPT_KERNEL, dtype_name, dtype, d)        \
+    SA_VS_KERNEL(ATTN_OPT_KERNEL, dtype_name, dtype, d)               \
+    SA_PAIR_OPT_KERNELS(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d) \
+    SA_VS_KERNEL(ATTN_VARLEN_OPT_KERNEL, dtype_name, dtype, d)        \
+    SA_PAIR_OPT_KERNELS(ATTN_PAGED_OPT_KERNEL, dtype_name, dtype, d)  \
     SA_VS_KERNEL(ATTN_PAGED_OPT_KERNEL, dtype_name, dtype, d)
 SA_INSTANTIATE_EACH_DTYPE_AND_HEAD_DIM
 #undef SA_INSTANTIATE

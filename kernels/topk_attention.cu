@@ -102,6 +102,11 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
         if (slot < p.topk) {
             key = __ldg(slots + slot);
             key = (key >= 0 && key <= last_key) ? key : -1;
+            if constexpr (Opts) {
+                // The window drops a slot like -1: every head of the warp shares row i's window,
+                // so no per-score mask (and no register for it across the loop) is needed.
+                key = key >= ScoreOptions::window_start(tp.window_left, i, p.seq_q, p.seq_k) ? key : -1;
+            }
             if constexpr (Paged) {
                 key = paged_row(tp, k_base, tp.k_seq_stride, tp.k_page_stride, key) != 0 ? key : -1;
             }
@@ -129,10 +134,10 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
     zero_fragments(acc);
     RowState st;
     st.init();
-    // Every head of the warp shares query row i, hence one window for both rows.
+    // The softcap; the window is applied to the slots (stage_keys).
     ScoreOptions score_opts;
     if constexpr (Opts) {
-        score_opts.init(tp, i, i, p.seq_q, p.seq_k);
+        score_opts.softcap_in = tp.softcap_in;
     }
 
     if (n_tiles > 0 && last_key >= 0) {
@@ -156,7 +161,7 @@ __device__ __forceinline__ void topk_attention_fwd(const TopkParams& p) {
             // Every head of the warp shares query row i, hence one visibility rule.
             auto key_of = [&](int col) { return s_keys[stage][col]; };
             if constexpr (Opts) {
-                score_opts.apply(s, t4, key_of);
+                score_opts.softcap(s);
             }
             mask_tile(s, t4, key_of, last_key, last_key);
             online_softmax_step<kKeyBlocks, kDimBlocks, false>(s, acc, st, p.scale_log2);

@@ -26,6 +26,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Compiled kernel modules are shared between this script's builds (profiles, feature sets,
+# target dirs) through one cache folder (build/compile.rs, KernelCache).
+export SPARSE_ATTN_KERNEL_CACHE="${SPARSE_ATTN_KERNEL_CACHE-$PWD/target/kernel-cache}"
 nvcc_set="$(bash scripts/install-cuda-toolchain.sh nvcc | tail -n 1)"
 
 cuda="$nvcc_set/nvidia/cu13"

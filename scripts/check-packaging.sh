@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nvrtc_dir="$(bash scripts/install-cuda-toolchain.sh | tail -n 1)"
 export SPARSE_ATTN_NVRTC_DIR="$nvrtc_dir"
+# Compiled kernel modules are shared between this script's builds (profiles, feature sets,
+# target dirs) through one cache folder (build/compile.rs, KernelCache).
+export SPARSE_ATTN_KERNEL_CACHE="${SPARSE_ATTN_KERNEL_CACHE-$PWD/target/kernel-cache}"
 
 echo "== clippy (default features: every target that needs the simulator must say so)"
 cargo clippy --locked --workspace --all-targets -- -D warnings

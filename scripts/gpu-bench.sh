@@ -87,6 +87,9 @@ phase() { echo; echo "== [$((SECONDS - start)) s] $*"; }
 phase "toolchain"
 nvrtc_dir="$(bash scripts/install-cuda-toolchain.sh | tail -n 1)"
 export SPARSE_ATTN_NVRTC_DIR="$nvrtc_dir"
+# Compiled kernel modules are shared between builds through one cache folder
+# (build/compile.rs, KernelCache).
+export SPARSE_ATTN_KERNEL_CACHE="${SPARSE_ATTN_KERNEL_CACHE-$PWD/target/kernel-cache}"
 # With the toolchain installed, a crate without kernels is a failure, not a skip.
 export SPARSE_ATTN_REQUIRE_KERNELS=1
 echo "NVRTC: $nvrtc_dir; $(cargo --version)"

@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # NVRTC 12.4 compiles the kernels (PTX ISA 8.4); nvcc 13.0 re-checks ptx-sim's fixtures.
 nvrtc_dir="$(bash scripts/install-cuda-toolchain.sh | tail -n 1)"
 export SPARSE_ATTN_NVRTC_DIR="$nvrtc_dir"
+# Compiled kernel modules are shared between this script's builds (profiles, feature sets,
+# target dirs) through one cache folder (build/compile.rs, KernelCache).
+export SPARSE_ATTN_KERNEL_CACHE="${SPARSE_ATTN_KERNEL_CACHE-$PWD/target/kernel-cache}"
 bash scripts/install-cuda-toolchain.sh nvcc >/dev/null
 # With the toolchain installed, a crate without kernels is a failure, not a skip.
 export SPARSE_ATTN_REQUIRE_KERNELS=1

@@ -121,10 +121,10 @@ pub struct AttnTensorParams {
     pub window_left: i32,
     /// Device address of f32 `sinks [heads_q]` (per-head softmax sink logits); 0 = none.
     pub sinks: u64,
-    /// Softcap: `scale / cap`, 0 = no softcap.
+    /// Softcap: `scale / cap`, 0 = no softcap (the family's softmax scale is then `cap`).
     pub softcap_in: f32,
-    /// Softcap: `cap / scale`.
-    pub softcap_out: f32,
+    /// Explicit tail padding; must be 0.
+    pub pad1: i32,
 }
 
 /// Parameters of the prefill attention kernels `attn_fwd_<pattern>_<dtype>_hd<D>`

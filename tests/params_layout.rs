@@ -169,15 +169,15 @@ fn rust_tensors() -> Layout {
         v_batch_stride, v_seq_stride, v_head_stride, out_batch_stride, out_seq_stride, out_head_stride,
         lse_batch_stride, lse_head_stride, cu_seqlens_q, cu_seqlens_k, total_q, total_k,
         block_table, seqlens_k, k_page_stride, v_page_stride, max_pages, num_pages, page_shift, window_left,
-        sinks, softcap_in, softcap_out
+        sinks, softcap_in, pad1
     );
     l
 }
 
 /// AttnTensorParams by the C rules: 21 eight-byte fields (5 tensor addresses, 14 strides, 2
 /// cu_seqlens addresses), 2 four-byte totals, 4 eight-byte paging fields (2 addresses, 2
-/// page strides), 3 four-byte paging fields and the window, the sinks address and the two
-/// softcap floats, no padding: 240 bytes, 8-byte aligned.
+/// page strides), 3 four-byte paging fields and the window, the sinks address, the softcap
+/// float and a pad, no padding: 240 bytes, 8-byte aligned.
 fn expected_tensors() -> Layout {
     let mut l = vec![("sizeof".to_string(), TENSORS_BYTES), ("alignof".to_string(), 8)];
     for (k, (name, _)) in rust_tensors().into_iter().skip(2).enumerate() {

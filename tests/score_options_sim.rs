@@ -296,10 +296,12 @@ fn bad_option_values_are_refused_by_name() {
     assert!(matches!(dense_attention(&inputs.with_sinks(&[1.0]), &AttnOptions::default()), Err(Error::WrongLength { tensor: "sinks", .. })));
 }
 
-/// A window lets the dense kernel start each CTA at the window's first tile. At head_dim 64
-/// a CTA holds 128 rows and walks 128-key tiles: over 1024 causal rows the 8 CTAs walk
-/// 1 + 2 + ... + 8 = 36 tiles, and with a 100-key window 1 + 7 * 2 = 15 (the tile holding
-/// the first row's window start, and the diagonal one), each of the same mma count.
+/// A window lets the dense kernel start each CTA at the window's first tile. Counted in units
+/// of one 64-row block times 64 keys: at head_dim 64 a CTA holds two row blocks. The plain
+/// causal kernel (128-key tiles) over 1024 rows runs 2 blocks x 2 units x (1 + ... + 8 tiles)
+/// = 144 units. The `_opt` kernel (64-key tiles) under a 100-key window starts CTA c >= 1 at
+/// tile 2c - 2, its first row's window start, and its blocks keep tiles up to their diagonal
+/// (2c and 2c + 1): 3 + 4 units, and CTA 0 runs 1 + 2, so 3 + 7 * 7 = 52 units.
 #[test]
 fn a_window_skips_the_dense_tiles_before_it() {
     let Some(sim) = attention_cases::sim_backend_or_skip() else { return };
@@ -313,7 +315,7 @@ fn a_window_skips_the_dense_tiles_before_it() {
     let want = dense_attention(&RefInputs::new(shape, &q, &k, &v).unwrap(), &windowed).unwrap();
     compare_varlen("dense window 100", sparse_attn::DType::BF16, &as_varlen(want), &widen(&local.out), &local.lse);
     let (a, b) = (local.counters.mma, full.counters.mma);
-    assert_eq!(a * 36, b * 15, "windowed dense ran {a} mma, causal dense {b}: not 15 tiles of 36");
+    assert_eq!(a * 144, b * 52, "windowed dense ran {a} mma, causal dense {b}: not 52 units of 144");
 }
 
 /// Dense decode under a window walks only the keys from the first new token's window start:

@@ -20,14 +20,12 @@ constexpr int kIntMax = 2147483647;
 // One thread's two fragment rows (g, g + 8) under the options.
 struct ScoreOptions {
     float softcap_in;   // 0: no softcap
-    float softcap_out;
     int first_key[2];   // the lowest key each row may see (kNoWindowKey without a window)
 
     // `row_g`: the thread's fragment row g as a query row of a sequence of seq_q rows over
     // seq_k keys; row g + 8 is `row8` (8 below in prefill, but another token in decode).
     __device__ __forceinline__ void init(const AttnTensorParams& tp, int row_g, int row8, int seq_q, int seq_k) {
         softcap_in = tp.softcap_in;
-        softcap_out = tp.softcap_out;
         first_key[0] = window_start(tp.window_left, row_g, seq_q, seq_k);
         first_key[1] = window_start(tp.window_left, row8, seq_q, seq_k);
     }
@@ -47,15 +45,7 @@ struct ScoreOptions {
     // which the loop's own mask removes).
     template <int NB, typename KeyOf>
     __device__ __forceinline__ void apply(float (&s)[NB][4], int t4, const KeyOf& key_of) const {
-        if (softcap_in != 0.f) {
-#pragma unroll
-            for (int j = 0; j < NB; ++j) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    s[j][e] = softcap_out * tanh_approx(s[j][e] * softcap_in);
-                }
-            }
-        }
+        softcap(s);
         if (first_key[0] != kNoWindowKey || first_key[1] != kNoWindowKey) {
 #pragma unroll
             for (int j = 0; j < NB; ++j) {
@@ -64,6 +54,42 @@ struct ScoreOptions {
                     const int key = key_of(8 * j + 2 * t4 + e);
                     s[j][e] = key >= first_key[0] ? s[j][e] : -INFINITY;
                     s[j][2 + e] = key >= first_key[1] ? s[j][2 + e] : -INFINITY;
+                }
+            }
+        }
+    }
+
+    // apply() for a contiguous tile of keys key0 + col: the window as one threshold per row
+    // against a compile-time column (as mask_tile_columns does for the causal limit), which
+    // holds no per-element key. Column 8j + 2t4 + e is visible iff 8j + e >= first - key0 -
+    // 2t4; the difference is clamped so that it cannot wrap.
+    template <int NB>
+    __device__ __forceinline__ void apply_contiguous(float (&s)[NB][4], int t4, int key0) const {
+        softcap(s);
+        if (first_key[0] != kNoWindowKey || first_key[1] != kNoWindowKey) {
+            const int lo0 = (int)max(min((int64_t)first_key[0] - key0, (int64_t)8 * NB), (int64_t)-1) - 2 * t4;
+            const int lo1 = (int)max(min((int64_t)first_key[1] - key0, (int64_t)8 * NB), (int64_t)-1) - 2 * t4;
+#pragma unroll
+            for (int j = 0; j < NB; ++j) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    s[j][e] = 8 * j + e >= lo0 ? s[j][e] : -INFINITY;
+                    s[j][2 + e] = 8 * j + e >= lo1 ? s[j][2 + e] : -INFINITY;
+                }
+            }
+        }
+    }
+
+    // The softcap as the kernels take it (params.h): t = tanh(s * scale / cap), whose logit
+    // cap * t the softmax gets from the launch's scale, set to cap.
+    template <int NB>
+    __device__ __forceinline__ void softcap(float (&s)[NB][4]) const {
+        if (softcap_in != 0.f) {
+#pragma unroll
+            for (int j = 0; j < NB; ++j) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    s[j][e] = tanh_approx(s[j][e] * softcap_in);
                 }
             }
         }

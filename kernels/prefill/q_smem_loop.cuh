@@ -70,7 +70,11 @@ __device__ __forceinline__ void mt_scores(float (&acc)[MT][D / 8][4], RowState (
         if constexpr (Opts) {
             ScoreOptions o;
             o.init(p.tensors, rows.row_g + 16 * i, rows.row_g + 16 * i + 8, p.seq_q, p.seq_k);
-            o.apply(s[i], t4, [&](int col) { return gathered ? keys[col] : key0 + col; });
+            if (gathered) {
+                o.apply(s[i], t4, [&](int col) { return keys[col]; });
+            } else {
+                o.apply_contiguous(s[i], t4, key0);
+            }
         }
         if (masked) {
             const int row = rows.row_g + 16 * i;
@@ -161,7 +165,9 @@ __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
     // registers for them (Source::kHoistAddressing), else left to the optimizer.
     // At head_dim 96 they are left to the optimizer too: held, they made the nvcc 13 build
     // spill on sm_90.
-    constexpr bool kHoist = Source::kHoistAddressing && D % 64 == 0;
+    // Nor in the `_opt` kernels, whose options take those registers (NVRTC 12.4 spilled at
+    // head_dim 128 on sm_90 otherwise).
+    constexpr bool kHoist = Source::kHoistAddressing && D % 64 == 0 && !Opts;
 
     // K, then V, then Q (tile_math_mt.cuh addresses V and Q from K's lane addresses).
     const uint32_t k_smem = smem_u32(smem_raw);
@@ -198,7 +204,9 @@ __device__ __forceinline__ void attention_fwd_q_smem(const AttnParams& p) {
         // The unchecked Q copy (for all but a head's last CTA) only in the padded dense
         // kernel at head_dim 64: elsewhere it made ptxas spill (up to 232 bytes), and the
         // per-row checks of the other path cost little once per CTA.
-        constexpr bool kQUnchecked = N > kBlockN && !View;
+        // Not in the `_opt` kernels: with the options' registers it made the head_dim 64 one
+        // spill on sm_90 (nvcc 13).
+        constexpr bool kQUnchecked = N > kBlockN && !View && !Opts;
         load_q_tile<kCtaM, D, kThreads, kQUnchecked>(p, q_base, row0, q_smem, tid);
         stage_keys(cur, 0);
         load_kv(cur, 0, k_base, tp.k_seq_stride, tp.k_page_stride, k_smem);

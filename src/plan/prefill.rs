@@ -48,7 +48,8 @@ const ELEM_BYTES: usize = 2;
 /// Keys per K/V tile of `source`'s kernel at `head_dim` (the kernels' `dense_key_tile`,
 /// `kernels/prefill/tiles.cuh`): the dense kernel takes FlashAttention-2's sm_80 choice,
 /// 2 x [`PREFILL_TILE_N`] at head_dim 64 and [`PREFILL_TILE_N`] above; the sparse kernels
-/// keep the index key block, [`PREFILL_TILE_N`].
+/// keep the index key block, [`PREFILL_TILE_N`]. (The `_opt` dense kernels take
+/// [`PREFILL_TILE_N`] at every head_dim, within the shared memory sized here.)
 pub fn key_tile<B>(source: &Source<B>, head_dim: usize) -> usize {
     match source {
         Source::Dense if head_dim <= 64 => 2 * PREFILL_TILE_N,

@@ -18,7 +18,9 @@ const ROW_ALIGN_ELEMS: usize = (ROW_ALIGN_BYTES / ELEM_BYTES) as usize;
 
 /// What [`check_dense`] derives from the q/k/v/out/LSE arguments.
 pub(crate) struct DenseArgs {
-    /// The validated softmax scale.
+    /// What the kernels' softmax multiplies their scores by: the validated softmax scale, or
+    /// under a softcap the cap (their scores are then `tanh(scale * q.k / cap)`, whose logits
+    /// are `cap` times them; the sinks are divided by it too).
     pub scale: f32,
     /// `scale * log2(e)`, what the kernels' exp2-based softmax multiplies scores by.
     pub scale_log2: f32,
@@ -90,6 +92,7 @@ pub(crate) fn check_tensors(shape: &AttnShape, kv_rows: [usize; 2], dtype: DType
         ..AttnTensorParams::default()
     };
     let tensors = with_score_options(tensors, shape, scale, opts, bufs.sinks)?;
+    let scale = opts.checked_softcap()?.unwrap_or(scale);
     Ok(DenseArgs { scale, scale_log2: scale * std::f32::consts::LOG2_E, tensors })
 }
 
@@ -99,12 +102,13 @@ pub(crate) fn check_tensors(shape: &AttnShape, kv_rows: [usize; 2], dtype: DType
 fn with_score_options(mut tensors: AttnTensorParams, shape: &AttnShape, scale: f32, opts: &AttnOptions, sinks: Option<DeviceBuffer>) -> Result<AttnTensorParams> {
     tensors.window_left = opts.checked_window_left()?;
     if let Some(cap) = opts.checked_softcap()? {
+        // The softmax then runs at scale `cap` (check_tensors): cap * log2(e) must be a normal
+        // f32 like any scale_log2 (kernel_scale_range), and so must scale / cap.
         tensors.softcap_in = scale / cap;
-        tensors.softcap_out = cap / scale;
-        if !(tensors.softcap_in.is_normal() && tensors.softcap_out.is_normal()) {
+        if !(tensors.softcap_in.is_normal() && (cap * std::f32::consts::LOG2_E).is_normal()) {
             return Err(Error::InvalidParameter {
                 name: "softcap",
-                reason: format!("{cap} at softmax scale {scale} puts scale / cap or cap / scale outside the normal f32 range"),
+                reason: format!("{cap} at softmax scale {scale} puts scale / cap or cap * log2(e) outside the normal f32 range"),
             });
         }
     }
