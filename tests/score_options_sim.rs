@@ -69,7 +69,7 @@ fn padded_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, pattern: &str,
     let mut rng = Rng::new(seed);
     let (q, k, v): (Vec<T>, Vec<T>, Vec<T>) = (rng.tensor(shape.q_len()), rng.tensor(shape.kv_len()), rng.tensor(shape.kv_len()));
     let sink = o.sinks.then(|| sinks(&mut rng, shape.heads_q()));
-    let causal = pattern == "vertical_slash" || seed % 2 == 0;
+    let causal = pattern == "vertical_slash" || seed.is_multiple_of(2);
     let opts = o.attn(causal);
     let inputs = RefInputs::new(shape, &q, &k, &v).unwrap();
     let inputs = match &sink {
@@ -156,7 +156,7 @@ fn varlen_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, pattern: &str,
     let got = run(sink.as_deref());
     compare_varlen(&at, T::DTYPE, &want, &widen(&got.out), &got.lse);
 
-    let paged = page(&batch, 16, seed % 4 == 0, 1, seed + 1);
+    let paged = page(&batch, 16, seed.is_multiple_of(4), 1, seed + 1);
     let from_pages = sim.attention_paged(&shape, &vl, cache(&paged), &opts, &batch.q, &source).unwrap_or_else(|e| panic!("{at} paged: {e}"));
     let unsunk = if sink.is_some() { run(None) } else { got };
     assert_eq!(bits(&from_pages.out), bits(&unsunk.out), "{at} paged: output");
@@ -209,7 +209,7 @@ fn decode_case<T: AttnDtype + ptx_sim::Element>(sim: &SimBackend, kind: usize, d
     let mut rng = Rng::new(500 + case as u64);
     let source = decode_cases::random_source(&mut rng, &p, kind, 32);
     let sink = o.sinks.then(|| sinks(&mut rng, p.heads_q));
-    let causal = kind == 2 || case % 3 != 0;
+    let causal = kind == 2 || !case.is_multiple_of(3);
     let opts = DecodeOptions {
         causal,
         softmax_scale: None,
