@@ -11,9 +11,9 @@ pub fn write(out: &Path, compiled: &[Compiled], report: Option<&Path>, reason: &
     for c in compiled {
         let _ = writeln!(
             code,
-            "    KernelModule {{ name: {:?}, target: Target {{ arch: {:?}, compute_capability: {} }}, compiler: {:?}, ptx: include_str!({:?}) }},",
+            "    KernelModule {{ name: {:?}, target: Target {{ arch: \"sm_{}\", compute_capability: {} }}, compiler: {:?}, ptx: include_str!({:?}) }},",
             c.module,
-            c.arch,
+            c.cc,
             c.cc,
             c.compiler,
             c.ptx_path.display().to_string()

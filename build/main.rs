@@ -1,5 +1,6 @@
-//! Build script: compiles every `kernels/*.cu` to PTX for each target architecture, runs
-//! ptxas on exactly that PTX to record its resource usage, and embeds the PTX in the crate.
+//! Build script: compiles every `kernels/*.cu` to PTX for the oldest target architecture
+//! (the driver JIT-compiles it for newer GPUs), runs ptxas on exactly that PTX for every
+//! target to record its resource usage there, and embeds the PTX in the crate.
 //!
 //! The compiler is, in this order: `$NVCC`; NVRTC from `$SPARSE_ATTN_NVRTC_DIR` (the folder
 //! `scripts/install-cuda-toolchain.sh` fills); `$CUDA_HOME/bin/nvcc`; `nvcc` on `PATH`; NVRTC
@@ -11,7 +12,7 @@
 //! `Error::KernelsUnavailable`), unless `SPARSE_ATTN_REQUIRE_KERNELS=1` makes that an error.
 //!
 //! Targets come from `SPARSE_ATTN_CUDA_ARCHS` (comma-separated compute capabilities,
-//! default `80,90`). The script re-runs only when a kernel source or header, the compiler
+//! default `80,90`): the PTX is compiled for the oldest, ptxas measures it on each. The script re-runs only when a kernel source or header, the compiler
 //! (its file or the variables that choose it) or the target list changes; within a run, a
 //! module is recompiled only when its own source, a header it includes, the target or the
 //! compiler changed. With `SPARSE_ATTN_KERNEL_CACHE` set to a folder, a module compiled by
@@ -67,22 +68,21 @@ fn main() {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    let jobs: Vec<(PathBuf, u32)> = sources.iter().flat_map(|s| archs.iter().map(move |&a| (s.clone(), a))).collect();
     let results: Vec<Compiled> = std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
+        let handles: Vec<_> = sources
             .iter()
-            .map(|(src, arch)| {
-                let (toolchain, out, kernels_dir) = (&toolchain, &out, &kernels_dir);
-                scope.spawn(move || compile::module(toolchain, src, *arch, out, kernels_dir))
+            .map(|src| {
+                let (toolchain, archs, out, kernels_dir) = (&toolchain, &archs, &out, &kernels_dir);
+                scope.spawn(move || compile::module(toolchain, src, archs, out, kernels_dir))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
 
-    for c in &results {
-        for k in c.kernels.iter().filter(|k| k.spill_stores > 0 || k.spill_loads > 0) {
+    for (arch, k) in results.iter().flat_map(|c| &c.targets).flat_map(|(arch, kernels)| kernels.iter().map(move |k| (arch, k))) {
+        if k.spill_stores > 0 || k.spill_loads > 0 {
             // A spill is a performance bug, not a build failure: tests/ptxas_report.rs fails on it.
-            println!("cargo:warning=sparse-attn: {} ({}) spills {} bytes stored / {} loaded", k.name, c.arch, k.spill_stores, k.spill_loads);
+            println!("cargo:warning=sparse-attn: {} ({arch}) spills {} bytes stored / {} loaded", k.name, k.spill_stores, k.spill_loads);
         }
     }
     let report_path = out.join("ptxas_report.tsv");
@@ -90,13 +90,18 @@ fn main() {
     embed::write(&out, &results, Some(&report_path), "");
 }
 
+/// The target compute capabilities, sorted and without repeats: the first is the one the
+/// PTX is compiled for.
 fn parse_archs(list: &str) -> Vec<u32> {
-    let archs: Vec<u32> = list
+    let mut archs: Vec<u32> = list
         .split(',')
         .map(|a| a.trim().trim_start_matches("sm_"))
         .filter(|a| !a.is_empty())
         .map(|a| a.parse().unwrap_or_else(|_| panic!("SPARSE_ATTN_CUDA_ARCHS: `{a}` is not a compute capability like 80 or 90")))
         .collect();
+    assert!(!archs.is_empty(), "SPARSE_ATTN_CUDA_ARCHS: no compute capability given (e.g. 80,90)");
     assert!(archs.iter().all(|&a| a >= 80), "SPARSE_ATTN_CUDA_ARCHS: the kernels need sm_80 or later (mma.sync bf16, cp.async)");
+    archs.sort_unstable();
+    archs.dedup();
     archs
 }

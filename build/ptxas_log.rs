@@ -46,12 +46,14 @@ pub fn parse(log: &str) -> Vec<KernelResources> {
 pub fn report(results: &[Compiled]) -> String {
     let mut report = String::from("module\tkernel\tarch\tregisters\tspill_store_bytes\tspill_load_bytes\tstack_bytes\tsmem_bytes\n");
     for c in results {
-        for k in &c.kernels {
-            let _ = writeln!(
-                report,
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                c.module, k.name, c.arch, k.registers, k.spill_stores, k.spill_loads, k.stack, k.smem
-            );
+        for (arch, kernels) in &c.targets {
+            for k in kernels {
+                let _ = writeln!(
+                    report,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    c.module, k.name, arch, k.registers, k.spill_stores, k.spill_loads, k.stack, k.smem
+                );
+            }
         }
     }
     report

@@ -1,5 +1,6 @@
-//! The PTX registry: what build/main.rs compiled from `kernels/*.cu`, per target, and its ptxas
-//! resource report.
+//! The PTX registry: what build/main.rs compiled from `kernels/*.cu` (one PTX per module, for
+//! the oldest target, which the driver JIT-compiles for the GPU it loads on) and its ptxas
+//! resource report on every target.
 
 use crate::error::{Error, Result};
 
@@ -14,7 +15,7 @@ pub struct Target {
     pub compute_capability: u32,
 }
 
-/// The PTX of one `kernels/<name>.cu` for one target.
+/// The PTX of one `kernels/<name>.cu`.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelModule {
     /// File stem, e.g. `vs_convert`.
@@ -67,7 +68,7 @@ pub fn modules() -> &'static [KernelModule] {
 }
 
 /// The module `name` to load on a device of compute capability `cc` (major * 10 + minor):
-/// the newest target not above the device.
+/// the newest embedded target not above the device (today the one PTX, compiled for sm_80).
 pub fn module_for(name: &str, cc: u32) -> Result<&'static KernelModule> {
     if EMBEDDED_MODULES.is_empty() {
         return Err(Error::KernelsUnavailable { reason: NO_KERNELS_REASON.to_string() });
@@ -81,7 +82,7 @@ pub fn module_for(name: &str, cc: u32) -> Result<&'static KernelModule> {
         })
 }
 
-/// The ptxas resource report (a TSV, one row per kernel and target) written at build time,
+/// The ptxas resource report (a TSV, one row per kernel and target GPU) written at build time,
 /// or `None` when the crate was built without a CUDA compiler.
 pub fn resource_report() -> Option<&'static str> {
     RESOURCE_REPORT

@@ -445,21 +445,6 @@ fn shared_memory_accesses_are_bank_conflict_free() {
 }
 
 #[test]
-fn the_sm_90_ptx_matches_too() {
-    // The embedded sm_90 PTX is what an H100 JIT-compiles; it comes from a separate compiler
-    // run, so a thinned slice of the matrix runs on it as well.
-    if attention_cases::sim_backend_or_skip().is_none() {
-        return;
-    }
-    let sim = SimBackend::new(90);
-    let cases: Vec<Case> = matrix(11).into_iter().chain(wide_group_topk_cases().into_iter().take(1)).collect();
-    assert!(cases.len() > 30);
-    for case in &cases {
-        check_case(&sim, case, AttnLayouts::contiguous(&case.shape), &LaunchOptions::default());
-    }
-}
-
-#[test]
 fn fuzzed_vertical_columns_attend_each_key_once() {
     // Garbage column lists (unsorted, repeated, out of range, counts past the capacity)
     // with no tiles: the kernel keeps an entry only if it is in range and above every

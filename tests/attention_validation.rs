@@ -373,7 +373,7 @@ fn kernel_table_covers_every_instantiation_and_only_those() {
     assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[0].0, d)), [2, 2, 1]);
     assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[1].0, d)), [2, 2, 1]);
     assert_eq!([64, 128, 256].map(|d| row_blocks_per_cta(&patterns[2].0, d)), [1, 1, 1]);
-    // Every name the host asks for is an entry of the embedded PTX, for every target.
+    // Every name the host asks for is an entry of the embedded PTX.
     let modules: Vec<_> = sparse_attn::ptx::modules().iter().filter(|m| m.name == "prefill").collect();
     if modules.is_empty() {
         eprintln!("skipped the PTX half: the crate was built without a CUDA compiler");

@@ -100,10 +100,11 @@ fn print_resources(d: usize) -> Result<Option<[(u32, u32); 2]>> {
     let fa2_traits = fa2::traits(d)?;
     let ptxas = resources::ptxas();
     println!("ptxas ({}):", ptxas.as_ref().map_or("build report, ptxas 12.4; FA2 needs the nvcc 13.0 set".into(), |p| p.display().to_string()));
-    let our_ptx = |arch: &str| sparse_attn::ptx::modules().iter().find(|m| m.name == prefill::MODULE && m.target.arch == arch).map(|m| m.ptx);
+    // One PTX serves both targets (the driver JIT-compiles it); ptxas measures it on each.
+    let our_ptx = sparse_attn::ptx::modules().iter().find(|m| m.name == prefill::MODULE).map(|m| m.ptx);
     let mut blocks_of = [[None, None], [None, None]];
     for (arch, sm) in [&SM80, &SM90].into_iter().enumerate() {
-        let ours = match (&ptxas, our_ptx(sm.name)) {
+        let ours = match (&ptxas, our_ptx) {
             (Some(p), Some(ptx)) => Some(resources::measure(p, ptx, sm.name, &ours_name)?),
             _ => resources::from_build_report(&ours_name, sm.name),
         };
