@@ -25,6 +25,8 @@
 
 mod checked;
 mod inputs;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod cuda;
 pub mod error;
 pub mod mask;
