@@ -14,10 +14,10 @@ export SPARSE_ATTN_KERNEL_CACHE="${SPARSE_ATTN_KERNEL_CACHE-$PWD/target/kernel-c
 
 echo "== clippy (default features: every target that needs the simulator must say so)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-echo "== clippy (with the simulator)"
-cargo clippy --locked --workspace --all-targets --features sparse-attn/sim -- -D warnings
+echo "== clippy (with the simulator and sparse_attn::candle's CPU side)"
+cargo clippy --locked --workspace --all-targets --features sparse-attn/sim,sparse-attn/candle -- -D warnings
 echo "== rustdoc"
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --features sparse-attn/sim
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --features sparse-attn/sim,sparse-attn/candle
 echo "== publish dry run"
 # Its own target folder: the verify build of the packaged copy would otherwise share unit
 # fingerprints with the working tree's build and hide later edits of the build script.

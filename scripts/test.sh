@@ -39,3 +39,7 @@ SPARSE_ATTN_DEVICE=sim cargo run --profile test --example sparse_methods
 # prefill into a paged KV cache, then 4 top-k decode steps over the cache, each output
 # against the CPU reference (a few seconds).
 SPARSE_ATTN_DEVICE=sim cargo run --profile test --example engine_layer
+# sparse_attn::candle's CPU forward (feature `candle`) against the reference, for every
+# pattern, varlen and decode (under a second once built). Its own feature set, so it builds
+# candle-core and the crate once more: CANDLE_BUILD_NOTE.
+cargo test --profile test --features candle --test candle_cpu "$@" -- --show-output

@@ -21,7 +21,9 @@
 //! - CPU tensors run the crate's f64 reference ([`crate::reference`]) on the gathered inputs
 //!   and round the result once to q's dtype: exact, slow, and what every kernel is tested
 //!   against. Index values, sequence boundaries and block tables are checked on the host
-//!   and an error names the first bad entry. Any head_dim works.
+//!   and an error names the first bad entry. The CPU forward takes what the reference takes:
+//!   any head_dim, decode q_len, decode block size or page size, where the CUDA forward
+//!   takes the kernels' (`crate::supports`, [`crate::plan::decode`]) and errors otherwise.
 //! - CUDA tensors (feature `candle-cuda`) launch this crate's kernels ([`crate::cuda`]) on
 //!   candle's stream, with the output (and LSE) allocated on the device. Index values stay
 //!   on the device and are not checked there; the kernels skip bad entries, as in

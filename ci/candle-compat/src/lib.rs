@@ -72,3 +72,10 @@ pub fn same_context(device: &CudaDevice) -> bool {
         Err(_) => false,
     }
 }
+
+/// An engine's call of `sparse_attn::candle` on candle tensors; with sparse-attn's
+/// `candle-cuda` feature on, CUDA tensors take the crate's kernels on candle's stream
+/// (src/candle/cuda.rs, type-checked by this build against candle's `CudaStorage`).
+pub fn attention_on_tensors(q: &candle_core::Tensor, k: &candle_core::Tensor, v: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+    sparse_attn::candle::attention(q, k, v, &AttnOptions::causal(), None)
+}
