@@ -39,7 +39,9 @@ SPARSE_ATTN_DEVICE=sim cargo run --profile test --example sparse_methods
 # prefill into a paged KV cache, then 4 top-k decode steps over the cache, each output
 # against the CPU reference (a few seconds).
 SPARSE_ATTN_DEVICE=sim cargo run --profile test --example engine_layer
-# sparse_attn::candle's CPU forward (feature `candle`) against the reference, for every
-# pattern, varlen and decode (under a second once built). Its own feature set, so it builds
-# candle-core and the crate once more: CANDLE_BUILD_NOTE.
-cargo test --profile test --features candle --test candle_cpu "$@" -- --show-output
+# sparse_attn::candle's CPU forward (feature `candle`) against the reference: every pattern,
+# varlen, decode over paged and contiguous caches, strided views, bad arguments (under a
+# second once built). Its feature set is its own, so this builds candle-core with its ~140
+# dependencies (the bulk of it: about 20 minutes cold on 2 cores shared with other builds)
+# and the crate once more; the CPU forward loads no kernel, so one architecture is enough.
+SPARSE_ATTN_CUDA_ARCHS=80 cargo test --profile test --features candle --test candle_cpu "$@" -- --show-output

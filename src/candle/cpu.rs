@@ -186,7 +186,7 @@ pub(super) fn decode(op: &Decode, q: Arg<'_>, k: Arg<'_>, v: Arg<'_>) -> candle_
     let sinks = sinks_f32(op.sinks.as_ref())?.map(|s| s.iter().map(|&x| f64::from(x)).collect());
     let inputs = VarlenInputs { shape: ref_shape, varlen, q: gather_f64("q", q.0, q.1)?, k: kp, v: vp, sinks };
 
-    let source = op.source.try_map(|name, t| index_i32(name, t))?;
+    let source = op.source.try_map(index_i32)?;
     check_host_source(&s, &seqlens, None, &source).map_err(wrap)?;
     let (causal, group) = (op.opts.causal, s.group_size());
     let r = varlen_attention(&inputs, &op.opts.attn(), |b, h, i, lq, lk, list| {
