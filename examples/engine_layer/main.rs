@@ -45,9 +45,14 @@
 //! On the simulator the prompt is short and each phase prints the simulator's work counts;
 //! they are simulator counts, not GPU times.
 //!
-//! CANDLE: a version of this layer over candle tensors (`CudaStorage` slices and candle's
-//! stream passed to the same calls) will live behind the `candle` feature; this file is the
-//! cudarc one and holds no candle code.
+//! With the feature `candle` (`--features candle`), each phase also runs through
+//! `sparse_attn::candle` on candle tensors ([`candle_path`]): q, k and v as views of one
+//! fused projection, the page pool and block table as tensors, the device's index tensors.
+//! They are CPU tensors (candle's CUDA device cannot run here), so those calls run the
+//! crate's CPU forward, and each is compared with this path's device output.
+
+#[cfg(feature = "candle")]
+mod candle_path;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -251,7 +256,10 @@ fn prefill(dev: &Device, prompt: &AttnShape, cache: &mut PagedCache) -> Res<bool
     let vs = estimate_vertical_slash(&inputs, &config, 1.0 / (prompt.head_dim() as f64).sqrt())?;
     let want = vertical_slash_attention(&inputs, &opts, &vs)?;
     let note = format!(" [{} tokens, vertical-slash {} v + {} s per kv head]", prompt.seq_q(), config.vertical_size, config.slash_size);
-    Ok(dev.report("prefill", max_error(&got, &want.out), &note))
+    let ok = dev.report("prefill", max_error(&got, &want.out), &note);
+    #[cfg(feature = "candle")]
+    let ok = ok & report_candle("candle prefill", candle_path::prefill(prompt, (&q, &k, &v), &vs, &got)?);
+    Ok(ok)
 }
 
 /// The buffers every decode step reuses: the new token's q and output, its length and
@@ -371,6 +379,16 @@ fn selection_is_top_k(shape: &AttnShape, cache: &PagedCache, q: &[bf16], indices
     }))
 }
 
+/// Prints how far a `sparse_attn::candle` result is from the device's; false above the
+/// tolerance (the candle CPU forward is the reference rounded to bf16, so the difference is
+/// the device's error plus one rounding).
+#[cfg(feature = "candle")]
+fn report_candle(name: &str, diff: f64) -> bool {
+    let ok = diff <= TOLERANCE;
+    println!("{name:<16} max |candle (CPU forward) - device| {diff:.2e} ({})", if ok { "ok" } else { "FAILED" });
+    ok
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,
@@ -413,6 +431,13 @@ fn run() -> Res<bool> {
         let (q, got, indices) = state.step(&dev, &mut cache, position)?;
         let kept = indices.iter().filter(|&&i| i >= 0).count() / prompt.heads_kv();
         let top_k = selection_is_top_k(&state.shape, &cache, &q, &indices)?;
+        #[cfg(feature = "candle")]
+        {
+            let pools = (dev.stream.clone_dtoh(&cache.k)?, dev.stream.clone_dtoh(&cache.v)?);
+            let candle_cache = candle_path::CandleCache::new(pools.0, pools.1, &cache.host_table, (PAGE_SIZE, prompt.heads_kv(), head_dim))?;
+            let diff = candle_cache.decode_step(&q, position + 1, &indices, (prompt.heads_q(), prompt.heads_kv(), TOP_K), &got)?;
+            ok &= report_candle(&format!("candle step {}", step + 1), diff);
+        }
         let want = decode_reference(&state.shape, &cache, &q, indices)?;
         let verdict = if top_k { "the host's top-k" } else { "FAILED: not the host's top-k" };
         let note = format!(" [token {position}: {kept} of {} keys per kv head, {verdict}]", position + 1);
