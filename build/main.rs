@@ -12,10 +12,11 @@
 //! `Error::KernelsUnavailable`), unless `SPARSE_ATTN_REQUIRE_KERNELS=1` makes that an error.
 //!
 //! Targets come from `SPARSE_ATTN_CUDA_ARCHS` (comma-separated compute capabilities,
-//! default `80,90`): the PTX is compiled for the oldest, ptxas measures it on each. The script re-runs only when a kernel source or header, the compiler
-//! (its file or the variables that choose it) or the target list changes; within a run, a
-//! module is recompiled only when its own source, a header it includes, the target or the
-//! compiler changed. With `SPARSE_ATTN_KERNEL_CACHE` set to a folder, a module compiled by
+//! default `80,90`): the PTX is compiled for the oldest, and ptxas measures it on each. The
+//! script re-runs only when a kernel source or header, the compiler (its file or the
+//! variables that choose it) or the target list changes; within a run, a module is
+//! recompiled only when its own source, a header it includes, the targets or the compiler
+//! changed. With `SPARSE_ATTN_KERNEL_CACHE` set to a folder, a module compiled by
 //! any build (another profile, feature set or target dir) is taken from there instead.
 
 mod compile;
